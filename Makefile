@@ -1,0 +1,35 @@
+# One command to set up and run the main job, one to set up and pass the tests (see README).
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test lint typecheck bench clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	# torch 2.14.1 + torchvision 0.29.1 install from this machine's local wheels (see README)
+	$(BIN)/pip install -q "torch==2.14.1" "torchvision==0.29.1"
+	$(BIN)/pip install -q -e ".[dev]"
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/afford assess torchvision:resnet50 --train-samples 10000 --infer-samples 1000
+
+test: $(STAMP)
+	$(BIN)/ruff check src tests bench
+	$(BIN)/mypy
+	$(BIN)/pytest
+
+lint: $(STAMP)
+	$(BIN)/ruff check src tests bench
+
+typecheck: $(STAMP)
+	$(BIN)/mypy
+
+bench: $(STAMP)
+	$(BIN)/python bench/trace_bench.py
+
+clean:
+	rm -rf $(VENV) build dist src/*.egg-info

@@ -1,0 +1,240 @@
+"""`afford.assess`: a model and a job in, compute and memory out (C_train = N x (C_fwd + C_bwd), C_infer = M x C_fwd)."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+from torch import nn
+
+from afford.counting.profile import PhaseProfile, Trace
+from afford.counting.trace import trace as run_trace
+from afford.errors import WorkloadError
+from afford.estimate.memory import MemoryBreakdown, memory
+from afford.sources import ModelKind, ModelSpec, resolve
+from afford.sources.base import Dims
+from afford.workload import Optimizer, Precision, Workload, parse_enum
+
+CONVENTION = ("FLOPs count 2 per multiply-accumulate for matmul, convolution and attention ops (PyTorch's "
+              "torch.utils.flop_counter registry); element-wise ops, norms and softmax count 0 FLOPs and are "
+              "listed in coverage.uncounted_ops. Attention counts the full score matrix; "
+              "*_useful figures drop the score entries a causal or sliding-window mask discards.")
+
+
+@dataclass
+class Assessment:
+    """The result of `assess`: the resolved model, the job, what the trace measured and memory per device."""
+
+    spec: ModelSpec
+    workload: Workload
+    dims: Dims
+    trace: Trace
+    memory: MemoryBreakdown
+    module_params: dict[str, int]
+    depth: int = 2
+    notes: list[str] = field(default_factory=list)
+
+    # --- per-sample figures -------------------------------------------------------------------------------
+    def _per_sample(self, phase: PhaseProfile | None, attr: str = "flops") -> float:
+        if phase is None:
+            return 0
+        value = getattr(phase, attr)
+        return value / self.trace.batch_size
+
+    @property
+    def forward_flops(self) -> float:
+        """Inference forward FLOPs per sample (eval mode)."""
+        return self._per_sample(self.trace.infer)
+
+    @property
+    def train_forward_flops(self) -> float:
+        """Training-mode forward FLOPs per sample (auxiliary heads and the loss included)."""
+        return self._per_sample(self.trace.forward)
+
+    @property
+    def backward_flops(self) -> float:
+        return self._per_sample(self.trace.backward)
+
+    @property
+    def train_samples_total(self) -> float:
+        w = self.workload
+        if w.train_tokens is not None:
+            seq = self.dims.seq_len or 1
+            return math.ceil(w.train_tokens / seq)
+        if w.train_samples is not None:
+            return w.train_samples * w.epochs
+        return 0
+
+    @property
+    def train_flops(self) -> float:
+        return self.train_samples_total * (self.train_forward_flops + self.backward_flops)
+
+    @property
+    def infer_flops(self) -> float:
+        return (self.workload.infer_samples or 0) * self.forward_flops
+
+    def _masked(self, phase: PhaseProfile | None) -> float:
+        return 0 if phase is None else phase.masked_attention_flops() / self.trace.batch_size
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON contract (README, "JSON output"): nested sections, numbers unformatted."""
+        t, w, mem = self.trace, self.workload, self.memory
+        tokens = self.dims.seq_len if self.spec.kind.uses_tokens or self.spec.kind is ModelKind.SPEECH_SEQ2SEQ else None
+        fwd_masked = self._masked(t.infer)
+        bwd_masked = self._masked(t.backward)
+        train_masked = self._masked(t.forward) + bwd_masked
+        out: dict[str, Any] = {
+            "model": {
+                "name": self.spec.name, "source": self.spec.source, "kind": self.spec.kind.value,
+                "params": t.params, "trainable_params": t.trainable_params,
+                "published_params": self.spec.metadata.get("published_params"),
+                "max_seq_len": self.spec.max_seq_len, "native_image_size": self.spec.native_image_size,
+            },
+            "workload": {
+                "train_samples": w.train_samples, "epochs": w.epochs, "train_tokens": w.train_tokens,
+                "infer_samples": w.infer_samples, "batch_size": w.batch_size, "seq_len": self.dims.seq_len,
+                "image_size": self.dims.image_size if not self.spec.kind.uses_tokens else None,
+                "precision": w.precision.value, "optimizer": w.optimizer.value, "freeze": list(w.freeze),
+            },
+            "per_sample": {
+                "forward_flops": self.forward_flops, "forward_macs": self.forward_flops / 2,
+                "backward_flops": self.backward_flops, "backward_macs": self.backward_flops / 2,
+                "train_forward_flops": self.train_forward_flops,
+                "attention_flops": self._per_sample_attention(t.infer),
+                "forward_flops_useful": self.forward_flops - fwd_masked,
+                "backward_flops_useful": self.backward_flops - bwd_masked,
+                "tokens": tokens,
+            },
+            "compute": {
+                "train_samples": self.train_samples_total, "train_flops": self.train_flops,
+                "train_flops_useful": self.train_samples_total * (
+                    self.train_forward_flops + self.backward_flops - train_masked),
+                "infer_samples": w.infer_samples or 0, "infer_flops": self.infer_flops,
+                "infer_flops_useful": (w.infer_samples or 0) * (self.forward_flops - fwd_masked),
+            },
+            "memory": {
+                "weights_bytes": mem.weights_bytes, "buffers_bytes": mem.buffers_bytes,
+                "gradients_bytes": mem.gradients_bytes, "master_weights_bytes": mem.master_weights_bytes,
+                "optimizer_bytes": mem.optimizer_bytes, "activations_bytes": mem.activations_bytes,
+                "kv_cache_bytes": mem.kv_cache_bytes, "train_peak_bytes": mem.train_peak_bytes,
+                "infer_peak_bytes": mem.infer_peak_bytes, "generate_peak_bytes": mem.generate_peak_bytes,
+                "batch_size": t.batch_size,
+            },
+            "coverage": self._coverage(),
+            "modules": self.module_rows(),
+            "notes": list(self.notes),
+        }
+        if tokens:
+            out["per_token"] = {
+                "forward_flops": self.forward_flops / tokens,
+                "train_flops": (self.train_forward_flops + self.backward_flops) / tokens,
+                "train_flops_useful": (self.train_forward_flops + self.backward_flops - train_masked) / tokens,
+            }
+        if t.decode is not None:
+            out["decode"] = {
+                "context_tokens": t.kv_cache_tokens,
+                "flops_per_token": t.decode.flops / t.batch_size,
+                "prefill_flops": t.prefill.flops / t.batch_size if t.prefill else 0,
+                "kv_cache_bytes_per_token": t.kv_cache_bytes / max(t.kv_cache_tokens * t.batch_size, 1),
+            }
+        return out
+
+    def _per_sample_attention(self, phase: PhaseProfile) -> float:
+        return phase.attention_flops() / self.trace.batch_size
+
+    def _coverage(self) -> dict[str, Any]:
+        uncounted: dict[str, int] = {}
+        counted: dict[str, int] = {}
+        for phase in self._phases():
+            for op, calls in phase.uncounted.items():
+                uncounted[op] = uncounted.get(op, 0) + calls
+            for op, stat in phase.by_op.items():
+                if stat.flops:
+                    counted[op] = counted.get(op, 0) + stat.calls
+        return {"uncounted_ops": dict(sorted(uncounted.items())), "counted_ops": dict(sorted(counted.items())),
+                "formulas_added": self.trace.extra_registered, "convention": CONVENTION}
+
+    def _phases(self) -> list[PhaseProfile]:
+        t = self.trace
+        return [p for p in (t.forward, t.backward, t.infer, t.prefill, t.decode) if p is not None]
+
+    def module_rows(self, depth: int | None = None) -> list[dict[str, Any]]:
+        """The per-module tree down to `depth` (0 = the whole model), in model order."""
+        limit = self.depth if depth is None else depth
+        t = self.trace
+        fwd = t.forward.by_module if t.backward is not None else t.infer.by_module
+        bwd = t.backward.by_module if t.backward is not None else {}
+        rows = []
+        for name, params in self.module_params.items():
+            d = name.count(".")
+            if d > limit:
+                continue
+            f, b = fwd.get(name, 0), bwd.get(name, 0)
+            if f == 0 and b == 0 and params == 0:
+                continue
+            rows.append({"module": name, "depth": d, "params": params,
+                         "forward_flops": f / t.batch_size, "backward_flops": b / t.batch_size})
+        return rows
+
+
+def _module_params(module: nn.Module) -> dict[str, int]:
+    root = type(module).__name__
+    out: dict[str, int] = {}
+    for name, sub in module.named_modules():
+        seen = {id(p): p.numel() for p in sub.parameters()}
+        out[f"{root}.{name}" if name else root] = int(sum(seen.values()))
+    return out
+
+
+def assess(model: Any, *, train_samples: int | None = None, epochs: float = 1, train_tokens: int | None = None,
+           infer_samples: int | None = None, batch_size: int = 1, seq_len: int | None = None,
+           image_size: int | None = None, precision: str | Precision = "fp32",
+           optimizer: str | Optimizer = "adamw", freeze: tuple[str, ...] | list[str] = (), depth: int = 2,
+           allow_longer: bool = False, trust_remote_code: bool = False, allow_hub: bool = False) -> Assessment:
+    """Count compute and memory of `model` for a job, by tracing it on the meta device (no weights).
+
+    `model` is a spec string (`torchvision:resnet50`, `timm:vit_base_patch16_224`, `hf:meta-llama/Llama-2-7b-hf`,
+    a config.json path, `module:pkg.mod:fn`, a bare name) or an nn.Module (its weights are not copied).
+    """
+    if depth < 0:
+        raise WorkloadError(f"--depth must be 0 or more, got {depth}")
+    workload = Workload(train_samples=train_samples, epochs=epochs, train_tokens=train_tokens,
+                        infer_samples=infer_samples, batch_size=batch_size, seq_len=seq_len, image_size=image_size,
+                        precision=parse_enum(Precision, precision, "precision"),
+                        optimizer=parse_enum(Optimizer, optimizer, "optimizer"), freeze=tuple(freeze),
+                        allow_longer=allow_longer)
+    spec = resolve(model, trust_remote_code=trust_remote_code, allow_hub=allow_hub)
+    notes: list[str] = []
+    dims = _dims(spec, workload, notes)
+    module = spec.build(workload.precision.compute_dtype)
+    traced = run_trace(spec, module, batch_size=batch_size, dims=dims, dtype=workload.precision.compute_dtype,
+                       freeze=workload.freeze, train=True, decode=spec.decode is not None)
+    if traced.trainable_params == 0 and workload.wants_training:
+        notes.append("every parameter is frozen: training does no backward pass")
+    if traced.forward.uncounted:
+        notes.append("element-wise ops, norms and softmax are not counted as FLOPs (see coverage.uncounted_ops)")
+    mem = memory(traced, workload.optimizer, workload.precision, training=True)
+    return Assessment(spec=spec, workload=workload, dims=dims, trace=traced, memory=mem,
+                      module_params=_module_params(module), depth=depth, notes=notes)
+
+
+def _dims(spec: ModelSpec, w: Workload, notes: list[str]) -> Dims:
+    kind = spec.kind
+    text = kind.uses_tokens or kind is ModelKind.SPEECH_SEQ2SEQ
+    if w.train_tokens is not None and not text:
+        raise WorkloadError(f"--train-tokens applies to language models; {spec.name} takes images, use "
+                            "--train-samples")
+    if w.seq_len is not None and not text:
+        notes.append(f"--seq-len ignored: {spec.name} does not take token sequences")
+    if w.image_size is not None and kind not in (ModelKind.IMAGE, ModelKind.VISION_TEXT):
+        notes.append(f"--image-size ignored: {spec.name} does not take images")
+    dims = spec.dims(w.seq_len if text else None, w.image_size)
+    if text and dims.seq_len and spec.max_seq_len and dims.seq_len > spec.max_seq_len:
+        if not w.allow_longer:
+            raise WorkloadError(f"--seq-len {dims.seq_len} exceeds {spec.name}'s maximum of {spec.max_seq_len} "
+                                "tokens; pass --allow-longer to count it anyway")
+        notes.append(f"seq-len {dims.seq_len} is beyond the model's maximum of {spec.max_seq_len} tokens")
+    if text and w.seq_len is None and dims.seq_len:
+        notes.append(f"seq-len defaults to {dims.seq_len} tokens (the model's maximum, capped); set --seq-len")
+    return dims

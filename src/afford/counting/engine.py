@@ -1,0 +1,294 @@
+"""Trace a model on PyTorch's meta device and measure FLOPs, bytes and memory by phase, op and module.
+
+The engine is `torch.utils.flop_counter.FlopCounterMode` with three additions: each leaf op's FLOPs, bytes and
+module are recorded (for coverage and the roofline), the storages that ops create are followed until freed
+(live-memory peaks), and tensors autograd saves for backward are measured through saved-tensor hooks.
+Attention calls are routed to PyTorch's memory-efficient SDPA kernel, as a GPU runs them, instead of the math
+fallback that the meta device would otherwise pick (which would materialise the score matrix).
+"""
+
+from __future__ import annotations
+
+import gc
+import weakref
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.overrides import TorchFunctionMode
+from torch.utils import flop_counter as fc
+
+from afford.counting.formulas import custom_mapping
+from afford.counting.profile import AttentionCall, OpStat, PhaseProfile
+from afford.errors import TraceError
+
+aten = torch.ops.aten
+
+# Ops that only ask about metadata; they never run a kernel.
+# Ops that only ask about metadata or allocate without writing; they do no arithmetic and move no data.
+_NO_WORK_OPS = frozenset({"size", "sym_size", "stride", "sym_stride", "numel", "sym_numel", "dim",
+                          "is_contiguous", "storage_offset", "sym_storage_offset", "is_same_size",
+                          "empty", "empty_like", "empty_strided", "new_empty", "new_empty_strided"})
+
+
+def _storage_key(t: torch.Tensor) -> int:
+    return int(t.untyped_storage()._cdata)
+
+
+def _tensors(obj: Any) -> Iterator[torch.Tensor]:
+    """Every tensor in a nested structure of tuples, lists and dicts."""
+    if isinstance(obj, torch.Tensor):
+        yield obj
+    elif isinstance(obj, (list, tuple)):
+        for x in obj:
+            yield from _tensors(x)
+    elif isinstance(obj, dict):
+        for x in obj.values():
+            yield from _tensors(x)
+
+
+def tensor_bytes(t: torch.Tensor) -> int:
+    """Bytes a tensor's elements occupy (not its storage, which a view may share)."""
+    return int(t.numel()) * t.element_size()
+
+
+class LiveBytes:
+    """Bytes held by storages created while tracing, freed when PyTorch frees them; keeps the peak."""
+
+    def __init__(self, known: set[int]) -> None:
+        self.known = set(known)  # storages that existed before (parameters, buffers): never counted
+        self.live: dict[int, int] = {}
+        self.current = 0
+        self.peak = 0
+
+    def add(self, t: torch.Tensor) -> None:
+        try:
+            storage = t.untyped_storage()
+        except (RuntimeError, NotImplementedError):
+            return
+        key = int(storage._cdata)
+        if key in self.known or key in self.live:
+            return
+        nbytes = int(storage.nbytes())
+        self.live[key] = nbytes
+        self.current += nbytes
+        self.peak = max(self.peak, self.current)
+        weakref.finalize(storage, self._free, key)
+
+    def _free(self, key: int) -> None:
+        nbytes = self.live.pop(key, 0)
+        self.current -= nbytes
+
+    def reset_peak(self) -> None:
+        self.peak = self.current
+
+
+class _RecordingDispatch(fc._FlopCounterMode):
+    """PyTorch's flop-counting dispatch mode, plus grouped_mm in any dtype on meta."""
+
+    def __torch_dispatch__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
+        kwargs = kwargs or {}
+        if func is aten._grouped_mm.default and args[0].device.type == "meta" and args[0].dtype not in (
+                torch.bfloat16, torch.float16):
+            # PyTorch's meta kernel accepts only 16-bit inputs; the shapes (and FLOPs) do not depend on dtype.
+            a, b = args[0], args[1]
+            rest = [x.to(torch.bfloat16) if isinstance(x, torch.Tensor) and x.is_floating_point() else x
+                    for x in args[2:]]
+            out = func(a.to(torch.bfloat16), b.to(torch.bfloat16), *rest, **kwargs).to(a.dtype)
+            return self.counter._count_flops(func._overloadpacket, out, args, kwargs)
+        return super().__torch_dispatch__(func, types, args, kwargs)
+
+
+class Counter(fc.FlopCounterMode):
+    """FlopCounterMode that also records, per leaf op, its bytes, module and phase, and follows live memory."""
+
+    def __init__(self, live: LiveBytes) -> None:
+        super().__init__(display=False, custom_mapping=custom_mapping())
+        self.live = live
+        self.phase = PhaseProfile(name="forward")
+        self._finished = True  # no phase open until start_phase
+        self._module_base: dict[str, int] = {}
+
+    def __enter__(self) -> Counter:
+        self.flop_counts.clear()
+        self.mod_tracker.__enter__()
+        self.mode = _RecordingDispatch(self)
+        self.mode.__enter__()
+        return self
+
+    def start_phase(self, name: str) -> PhaseProfile:
+        """Close the running phase and open a new one; module FLOPs are split at this point."""
+        self.finish_phase()
+        self.phase = PhaseProfile(name=name)
+        self._finished = False
+        self.live.reset_peak()
+        return self.phase
+
+    def finish_phase(self) -> PhaseProfile:
+        """Close the running phase (idempotent): split module FLOPs and keep its live-memory peak."""
+        if self._finished:
+            return self.phase
+        self._finished = True
+        totals = {mod: sum(ops.values()) for mod, ops in self.flop_counts.items()}
+        self.phase.by_module = {m: v - self._module_base.get(m, 0) for m, v in totals.items()
+                                if v - self._module_base.get(m, 0) > 0}
+        self._module_base = totals
+        self.phase.peak_live_bytes = max(self.phase.peak_live_bytes, self.live.peak)
+        return self.phase
+
+    def current_module(self) -> str:
+        parents = self.mod_tracker.parents
+        return max(parents, key=lambda p: (p.count("."), len(p))) if parents else "Global"
+
+    def _count_flops(self, func_packet: Any, out: Any, args: Any, kwargs: Any) -> Any:
+        name = func_packet.__name__
+        if name in _NO_WORK_OPS:
+            for t in _tensors(out):
+                self.live.add(t)
+            return out
+        flops = 0
+        if func_packet in self.flop_registry:
+            before = self.flop_counts["Global"].get(func_packet, 0)
+            super()._count_flops(func_packet, out, args, kwargs)
+            flops = self.flop_counts["Global"][func_packet] - before
+        outs = list(_tensors(out))
+        ins = list(_tensors(args)) + list(_tensors(kwargs))
+        in_keys = {_storage_key(t) for t in ins if t.layout == torch.strided}
+        aliasing = any(t.layout == torch.strided and _storage_key(t) in in_keys for t in outs)
+        is_view = aliasing and not name.endswith("_") and flops == 0
+        nbytes = 0 if is_view else sum(tensor_bytes(t) for t in ins + outs)
+        phase = self.phase
+        stat = phase.by_op.get(name)
+        if stat is None:
+            stat = phase.by_op[name] = OpStat()
+        stat.calls += 1
+        stat.flops += flops
+        stat.bytes += nbytes
+        phase.flops += flops
+        phase.bytes_moved += nbytes
+        if not is_view:
+            key = (name, flops, nbytes)
+            phase.events[key] = phase.events.get(key, 0) + 1
+            if flops == 0 and func_packet not in self.flop_registry:
+                phase.uncounted[name] = phase.uncounted.get(name, 0) + 1
+        for t in outs:
+            self.live.add(t)
+        return out
+
+
+def useful_fraction(q_len: int, kv_len: int, causal: bool, window: int | None) -> float:
+    """Share of the q_len x kv_len score matrix a causal (optionally sliding-window) mask keeps.
+
+    Query i sits at absolute position kv_len - q_len + i and sees keys up to it, at most `window` of them.
+    """
+    if not causal or q_len == 0 or kv_len == 0:
+        return 1.0
+    offset = kv_len - q_len
+    w = window if window and window > 0 else kv_len
+
+    def seen(pos: int) -> int:
+        return min(pos + 1, w)
+
+    # sum over positions offset .. offset+q_len-1 of min(pos+1, w), in closed form
+    lo, hi = offset, offset + q_len - 1  # positions
+    # positions with pos+1 <= w: pos <= w-1
+    split = min(hi, w - 1)
+    total = 0
+    if split >= lo:
+        total += (split + 1) * (split + 2) // 2 - lo * (lo + 1) // 2
+    if hi > split:
+        total += (hi - max(split, lo - 1)) * w
+    return total / (q_len * kv_len)
+
+
+class AttentionRouter(TorchFunctionMode):
+    """Runs `F.scaled_dot_product_attention` as PyTorch's memory-efficient kernel and records each call.
+
+    On meta, SDPA would pick the math fallback, which saves the full score matrix for backward; GPUs run a
+    fused kernel that saves only the output and a log-sum-exp. The FLOPs are the same (PyTorch's formula).
+    """
+
+    def __init__(self, counter: Counter, causal_for: Callable[[str], bool],
+                 window_for: Callable[[str], int | None]) -> None:
+        super().__init__()
+        self.counter = counter
+        self.causal_for = causal_for
+        self.window_for = window_for
+
+    def __torch_function__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
+        kwargs = dict(kwargs or {})
+        if func is not F.scaled_dot_product_attention:
+            return func(*args, **kwargs)
+        names = ["query", "key", "value", "attn_mask", "dropout_p", "is_causal", "scale", "enable_gqa"]
+        bound = dict(zip(names, args, strict=False))
+        bound.update(kwargs)
+        q, k, v = bound["query"], bound["key"], bound["value"]
+        mask = bound.get("attn_mask")
+        is_causal = bool(bound.get("is_causal", False))
+        if q.dim() != 4 or k.dim() != 4:
+            return func(*args, **kwargs)
+        module = self.counter.current_module()
+        b, hq, sq, d = q.shape
+        hk, sk = k.shape[1], k.shape[2]
+        causal = is_causal or (mask is not None and self.causal_for(module) and sq > 1)
+        window = self.window_for(module) if causal else None
+        fwd = int(fc.sdpa_flop_count(tuple(q.shape), tuple(k.shape), tuple(v.shape)))
+        bwd = int(fc.sdpa_backward_flop_count(tuple(q.shape), tuple(q.shape), tuple(k.shape), tuple(v.shape)))
+        needs_grad = torch.is_grad_enabled() and any(t.requires_grad for t in (q, k, v))
+        call = AttentionCall(module=module, batch=b, q_heads=hq, kv_heads=hk, q_len=sq, kv_len=sk, head_dim=d,
+                             causal=causal, window=window, forward_flops=fwd,
+                             backward_flops=bwd if needs_grad else 0,
+                             useful_fraction=useful_fraction(sq, sk, causal, window))
+        self.counter.phase.attention.append(call)
+        if q.device.type != "meta":
+            return func(*args, **kwargs)
+        bias = mask
+        if bias is not None and bias.dtype == torch.bool:
+            bias = torch.zeros(bias.shape, dtype=q.dtype, device=q.device).masked_fill(~bias, float("-inf"))
+        if bias is not None and bias.dim() == 4:
+            bias = bias.expand(b, hq, sq, sk)
+        try:
+            out = aten._scaled_dot_product_efficient_attention(
+                q, k, v, bias, needs_grad, float(bound.get("dropout_p", 0.0) or 0.0),
+                is_causal, scale=bound.get("scale"))[0]
+        except (RuntimeError, TypeError, ValueError):
+            return func(*args, **kwargs)  # a layout the fused kernel refuses: the math path, same FLOPs
+        return out
+
+
+@contextmanager
+def saved_activations(known: set[int]) -> Iterator[dict[int, int]]:
+    """Measure the storages autograd saves for backward (parameters excluded), keyed by storage."""
+    saved: dict[int, int] = {}
+
+    def pack(t: torch.Tensor) -> torch.Tensor:
+        try:
+            storage = t.untyped_storage()
+        except (RuntimeError, NotImplementedError):
+            return t
+        key = int(storage._cdata)
+        if key not in known:
+            saved[key] = int(storage.nbytes())
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        yield saved
+
+
+def storage_keys(module: nn.Module, tensors: dict[str, torch.Tensor]) -> set[int]:
+    """Storages of a module's parameters and buffers (and their stand-ins): never counted as activations."""
+    keys = {_storage_key(p) for p in module.parameters()} | {_storage_key(b) for b in module.buffers()}
+    return keys | {_storage_key(t) for t in tensors.values()}
+
+
+def collect() -> None:
+    """Free the storages of a finished phase now, so live-memory accounting sees them go."""
+    gc.collect()
+
+
+def extra_formulas() -> list[str]:
+    """Names of the ops whose formulas afford adds to (or corrects in) PyTorch's registry."""
+    return sorted(p.__name__ for p in custom_mapping())

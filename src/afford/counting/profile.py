@@ -1,0 +1,90 @@
+"""What a trace measured: FLOPs, bytes and memory by phase, op and module (plain data, no torch objects)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass
+class OpStat:
+    """Totals for one op name within one phase."""
+
+    calls: int = 0
+    flops: int = 0
+    bytes: int = 0
+
+
+@dataclass
+class AttentionCall:
+    """One scaled-dot-product attention call as traced, with the share of its score matrix a mask keeps."""
+
+    module: str
+    batch: int
+    q_heads: int
+    kv_heads: int
+    q_len: int
+    kv_len: int
+    head_dim: int
+    causal: bool
+    window: int | None
+    forward_flops: int
+    backward_flops: int
+    useful_fraction: float
+
+
+@dataclass
+class PhaseProfile:
+    """One traced phase (forward, backward, prefill or decode) of one batch."""
+
+    name: str
+    flops: int = 0
+    by_op: dict[str, OpStat] = field(default_factory=dict)
+    by_module: dict[str, int] = field(default_factory=dict)
+    uncounted: dict[str, int] = field(default_factory=dict)
+    # (op, flops, bytes) -> calls: the per-call shape of the work, for a roofline
+    events: dict[tuple[str, int, int], int] = field(default_factory=dict)
+    attention: list[AttentionCall] = field(default_factory=list)
+    peak_live_bytes: int = 0
+    bytes_moved: int = 0
+
+    @property
+    def macs(self) -> int:
+        """Multiply-accumulates: every counted op is a matmul, convolution or attention, 2 FLOPs per MAC."""
+        return self.flops // 2
+
+    def attention_flops(self) -> int:
+        """FLOPs of all traced attention calls (score and value matmuls), full matrix as PyTorch counts them."""
+        if self.name == "backward":
+            return sum(a.backward_flops for a in self.attention)
+        return sum(a.forward_flops for a in self.attention)
+
+    def masked_attention_flops(self) -> int:
+        """FLOPs spent on score entries a causal or sliding-window mask discards."""
+        total = 0.0
+        for a in self.attention:
+            f = a.backward_flops if self.name == "backward" else a.forward_flops
+            total += f * (1.0 - a.useful_fraction)
+        return int(round(total))
+
+
+@dataclass
+class Trace:
+    """Everything measured from one model at one batch shape."""
+
+    batch_size: int
+    params: int
+    trainable_params: int
+    weights_bytes: int
+    buffers_bytes: int
+    gradients_bytes: int
+    saved_activations_bytes: int
+    forward: PhaseProfile
+    backward: PhaseProfile | None
+    infer: PhaseProfile
+    prefill: PhaseProfile | None = None
+    decode: PhaseProfile | None = None
+    kv_cache_bytes: int = 0
+    kv_cache_tokens: int = 0
+    train_peak_live_bytes: int = 0
+    param_shapes: list[tuple[tuple[int, ...], bool]] = field(default_factory=list)
+    extra_registered: list[str] = field(default_factory=list)

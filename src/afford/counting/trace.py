@@ -1,0 +1,197 @@
+"""Run a model's training step, inference pass and (for causal LMs) a cached decode step on meta, and measure.
+
+The module's parameters are replaced, for the trace only, by meta stand-ins (`functional_call`), so a model
+that holds real weights is counted without copying them, and frozen parameters are stand-ins that do not
+require grad: autograd itself then skips their weight gradients.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import torch
+from torch import nn
+from torch.func import functional_call
+
+from afford.counting.engine import (
+    AttentionRouter,
+    Counter,
+    LiveBytes,
+    collect,
+    extra_formulas,
+    saved_activations,
+    storage_keys,
+    tensor_bytes,
+)
+from afford.counting.profile import PhaseProfile, Trace
+from afford.errors import InputError, TraceError
+from afford.sources.base import Dims, ModelSpec
+
+
+def trainable_mask(module: nn.Module, freeze: tuple[str, ...]) -> dict[str, bool]:
+    """Which parameters train, after applying freeze patterns in order.
+
+    A pattern is an fnmatch glob over parameter names (`layer1.*`); a bare module name also matches the
+    parameters under it; a leading `!` unfreezes (so `*` then `!fc.*` trains only the classifier). A pattern
+    that matches no parameter is an error, never silently ignored.
+    """
+    names = [n for n, _ in module.named_parameters()]
+    mask = {n: p.requires_grad for n, p in module.named_parameters()}
+    for raw in freeze:
+        unfreeze = raw.startswith("!")
+        pattern = raw[1:] if unfreeze else raw
+        hits = [n for n in names if fnmatch.fnmatchcase(n, pattern) or fnmatch.fnmatchcase(n, pattern + ".*")]
+        if not hits:
+            sample = ", ".join(names[:3] + (["..."] if len(names) > 3 else []))
+            raise InputError(f"--freeze {raw!r} matches no parameter (names look like: {sample})")
+        for n in hits:
+            mask[n] = unfreeze
+    return mask
+
+
+def _standins(module: nn.Module, dtype: torch.dtype, mask: dict[str, bool]) -> dict[str, torch.Tensor]:
+    """Meta tensors for every parameter and buffer: the originals where already on meta, else empty copies."""
+    out: dict[str, torch.Tensor] = {}
+    for name, p in module.named_parameters():
+        t = p.detach()
+        if t.device.type != "meta" or (t.is_floating_point() and t.dtype != dtype):
+            t = torch.empty(t.shape, dtype=dtype if t.is_floating_point() else t.dtype, device="meta")
+        out[name] = t.requires_grad_(mask[name])
+    for name, b in module.named_buffers():
+        if b.device.type != "meta":
+            out[name] = torch.empty(b.shape, dtype=b.dtype, device="meta")
+    return out
+
+
+def _cast_inputs(inputs: dict[str, Any], dtype: torch.dtype) -> dict[str, Any]:
+    return {k: (v.to(dtype) if isinstance(v, torch.Tensor) and v.is_floating_point() else v)
+            for k, v in inputs.items()}
+
+
+def _model_kwargs(inputs: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in inputs.items() if not k.startswith("_")}
+
+
+def _cache_tensors(cache: Any) -> Iterator[torch.Tensor]:
+    """Key/value tensors of a KV cache: a transformers Cache (layers of keys/values) or nested tuples."""
+    layers = getattr(cache, "layers", None)
+    if layers is not None:
+        for layer in layers:
+            for attr in ("keys", "values"):
+                t = getattr(layer, attr, None)
+                if isinstance(t, torch.Tensor):
+                    yield t
+        return
+    if isinstance(cache, (tuple, list)):
+        for x in cache:
+            yield from _cache_tensors(x)
+    elif isinstance(cache, torch.Tensor):
+        yield cache
+
+
+def _cache_bytes(cache: Any) -> int:
+    seen: dict[int, int] = {}
+    for t in _cache_tensors(cache):
+        seen[int(t.untyped_storage()._cdata)] = max(tensor_bytes(t), 0)
+    return sum(seen.values())
+
+
+def _guard(what: str, spec: ModelSpec, fn: Callable[[], Any]) -> Any:
+    """Run a traced step; turn failures that come from the meta device into a TraceError naming the op."""
+    try:
+        return fn()
+    except (InputError, TraceError):
+        raise
+    except Exception as exc:  # noqa: BLE001 - any failure inside user/model code must become one line
+        text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        hint = ""
+        if "meta" in text.lower() or "item()" in text or "_local_scalar_dense" in text or "nonzero" in text:
+            hint = (" - the model reads tensor values (.item(), nonzero, data-dependent shapes), which the meta "
+                    "device cannot provide; try another attention/experts implementation, a smaller sibling, "
+                    "or `afford measure` on real hardware")
+        raise TraceError(f"{spec.name}: {what} cannot run on the meta device: {type(exc).__name__}: "
+                         f"{text[:300]}{hint}") from exc
+
+
+def trace(spec: ModelSpec, module: nn.Module, *, batch_size: int, dims: Dims, dtype: torch.dtype,
+          freeze: tuple[str, ...] = (), train: bool = True, decode: bool = False) -> Trace:
+    """Trace one training step, one inference batch and, if asked, a prefill plus one decode step."""
+    extra = extra_formulas()
+    mask = trainable_mask(module, freeze)
+    tensors = _standins(module, dtype, mask)
+    known = storage_keys(module, tensors)
+    params = {n: tensors[n] for n, _ in module.named_parameters()}
+    n_params = sum(int(p.numel()) for p in params.values())
+    n_trainable = sum(int(p.numel()) for n, p in params.items() if mask[n])
+    weights_bytes = sum(tensor_bytes(p) for p in params.values())
+    buffers_bytes = sum(tensor_bytes(b) for _, b in module.named_buffers())
+    shapes = [(tuple(p.shape), mask[n]) for n, p in params.items()]
+
+    def run(**kwargs: Any) -> Any:
+        return functional_call(module, tensors, args=(), kwargs=kwargs, strict=False)
+
+    live = LiveBytes(known)
+    counter = Counter(live)
+    router = AttentionRouter(counter, spec.causal_for, spec.window_for)
+    backward: PhaseProfile | None = None
+    saved_bytes = grad_bytes = train_peak = 0
+    was_training = module.training
+    try:
+        with counter, router:
+            if train and n_trainable > 0:
+                module.train()
+                counter.start_phase("forward")
+                inputs = _cast_inputs(spec.make_inputs(batch_size, dims, True), dtype)
+                for t in inputs.values():
+                    if isinstance(t, torch.Tensor):
+                        live.add(t)
+                with saved_activations(known) as saved:
+                    loss = _guard("forward", spec, lambda: spec.loss(run(**_model_kwargs(inputs)), inputs))
+                saved_bytes = sum(saved.values())
+                forward = counter.finish_phase()
+                backward = counter.start_phase("backward")
+                _guard("backward", spec, loss.backward)
+                counter.finish_phase()
+                grad_bytes = sum(tensor_bytes(p.grad) for p in params.values() if p.grad is not None)
+                train_peak = max(forward.peak_live_bytes, backward.peak_live_bytes)
+                for p in params.values():
+                    p.grad = None
+                del loss, inputs
+                collect()
+            else:
+                forward = PhaseProfile(name="forward")
+            module.eval()
+            infer = counter.start_phase("infer")
+            with torch.no_grad():
+                inputs = _cast_inputs(spec.make_inputs(batch_size, dims, False), dtype)
+                for t in inputs.values():
+                    if isinstance(t, torch.Tensor):
+                        live.add(t)
+                out = _guard("forward", spec, lambda: run(**_model_kwargs(inputs)))
+                counter.finish_phase()
+                del out, inputs
+                collect()
+                if not train or n_trainable == 0:
+                    forward = infer
+                prefill = decode_phase = None
+                kv_bytes = kv_tokens = 0
+                if decode and spec.decode is not None and dims.seq_len:
+                    adapter = spec.decode
+                    prefill = counter.start_phase("prefill")
+                    cache = _guard("prefill", spec, lambda: adapter.prefill(run, batch_size, dims.seq_len or 1))
+                    counter.finish_phase()
+                    kv_bytes, kv_tokens = _cache_bytes(cache), dims.seq_len
+                    decode_phase = counter.start_phase("decode")
+                    _guard("decode step", spec, lambda: adapter.step(run, batch_size, cache, dims.seq_len or 1))
+                    counter.finish_phase()
+                    del cache
+                    collect()
+    finally:
+        module.train(was_training)
+    return Trace(batch_size=batch_size, params=n_params, trainable_params=n_trainable, weights_bytes=weights_bytes,
+                 buffers_bytes=buffers_bytes, gradients_bytes=grad_bytes, saved_activations_bytes=saved_bytes,
+                 forward=forward, backward=backward, infer=infer, prefill=prefill, decode=decode_phase,
+                 kv_cache_bytes=kv_bytes, kv_cache_tokens=kv_tokens, train_peak_live_bytes=train_peak,
+                 param_shapes=shapes, extra_registered=extra)

@@ -1,0 +1,90 @@
+"""Memory per device for training and inference, from the trace's measured bytes and the optimizer's rules.
+
+Weights, gradients and activations are measured by the trace; optimizer state and fp32 master weights follow
+the optimizer's published storage rule per parameter shape (docs/methodology.md, "Memory").
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from afford.counting.profile import Trace
+from afford.workload import Optimizer, Precision
+
+# bitsandbytes' block-wise 8-bit optimizers: 8-bit states in blocks of 2048 values, one fp32 absmax per block;
+# tensors under 4096 elements keep 32-bit states (Dettmers et al. 2022, "8-bit Optimizers via Block-wise
+# Quantization", sec. 2; bitsandbytes `min_8bit_size=4096`, `blocksize=2048`).
+ADAM_8BIT_BLOCK = 2048
+ADAM_8BIT_MIN_SIZE = 4096
+
+
+def optimizer_state_bytes(shapes: list[tuple[tuple[int, ...], bool]], optimizer: Optimizer,
+                          precision: Precision) -> int:
+    """Bytes of optimizer state for the trainable parameters, exact per shape.
+
+    sgd: none; sgd-momentum: one buffer; adam/adamw: two moments (Kingma & Ba 2015); adam-8bit: two 8-bit
+    moments plus block absmax; adafactor: factored second moment, row and column sums of each matrix, no
+    first moment (Shazeer & Stern 2018, beta1 = 0, the paper's and transformers' default).
+    """
+    s = precision.state_bytes
+    total = 0
+    for shape, trainable in shapes:
+        if not trainable:
+            continue
+        n = math.prod(shape) if shape else 1
+        if optimizer is Optimizer.SGD:
+            continue
+        if optimizer is Optimizer.SGD_MOMENTUM:
+            total += n * s
+        elif optimizer in (Optimizer.ADAM, Optimizer.ADAMW):
+            total += 2 * n * s
+        elif optimizer is Optimizer.ADAM_8BIT:
+            if n < ADAM_8BIT_MIN_SIZE:
+                total += 2 * n * 4
+            else:
+                total += 2 * (n + 4 * math.ceil(n / ADAM_8BIT_BLOCK))
+        elif optimizer is Optimizer.ADAFACTOR:
+            if len(shape) >= 2:
+                lead = math.prod(shape[:-2]) if len(shape) > 2 else 1
+                total += lead * (shape[-2] + shape[-1]) * 4
+            else:
+                total += n * 4
+    return total
+
+
+@dataclass(frozen=True)
+class MemoryBreakdown:
+    """Bytes per device, for the model replicated on one device (no sharding)."""
+
+    weights_bytes: int
+    buffers_bytes: int
+    gradients_bytes: int
+    master_weights_bytes: int
+    optimizer_bytes: int
+    activations_bytes: int
+    kv_cache_bytes: int
+    train_peak_bytes: int
+    infer_peak_bytes: int
+    generate_peak_bytes: int
+
+
+def memory(trace: Trace, optimizer: Optimizer, precision: Precision, training: bool) -> MemoryBreakdown:
+    """Memory of one training step and one inference batch at the traced batch size."""
+    master = 4 * trace.trainable_params if precision.mixed else 0
+    optim = optimizer_state_bytes(trace.param_shapes, optimizer, precision)
+    static = trace.weights_bytes + trace.buffers_bytes
+    # Live bytes during forward+backward hold activations, temporaries and gradients as they appear; after
+    # backward the gradients stay for the optimizer step.
+    step_live = max(trace.train_peak_live_bytes, trace.gradients_bytes)
+    train_peak = static + master + optim + step_live if training and trace.trainable_params else 0
+    infer_peak = static + trace.infer.peak_live_bytes
+    gen_live = max((p.peak_live_bytes for p in (trace.prefill, trace.decode) if p is not None), default=0)
+    generate_peak = static + gen_live if trace.decode is not None else 0
+    return MemoryBreakdown(weights_bytes=trace.weights_bytes, buffers_bytes=trace.buffers_bytes,
+                           gradients_bytes=trace.gradients_bytes if training else 0,
+                           master_weights_bytes=master if training else 0,
+                           optimizer_bytes=optim if training else 0,
+                           activations_bytes=trace.saved_activations_bytes if training else 0,
+                           kv_cache_bytes=trace.kv_cache_bytes, train_peak_bytes=train_peak,
+                           infer_peak_bytes=infer_peak, generate_peak_bytes=generate_peak)

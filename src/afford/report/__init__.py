@@ -1,0 +1,1 @@
+"""Renderers: the only layer that prints."""

@@ -1,0 +1,344 @@
+"""Hugging Face models from their config alone: the bundled catalog, the local cache, a path, or the hub.
+
+Configs are facts (hidden size, layers, heads...), so a catalog of published config.json files ships with
+afford and nothing is downloaded unless the user asks for a hub look-up.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import re
+from collections.abc import Callable
+from functools import cache
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from afford.errors import ConfigError, InputError, TraceError, UnknownModelError
+from afford.sources.base import DecodeAdapter, Dims, ModelKind, ModelSpec, Run, first_tensor
+from afford.sources.names import closest
+
+CATALOG_PACKAGE = "afford.sources"
+CATALOG_DIR = "hf_configs"
+# Default sequence length when the user gives none: the model's maximum, capped (documented in methodology).
+DEFAULT_DECODER_SEQ = 2048
+DEFAULT_ENCODER_SEQ = 512
+_CROSS_ATTENTION = ("encoder_attn", "EncDecAttention", "crossattention", "cross_attn")
+
+
+@cache
+def catalog() -> dict[str, dict[str, Any]]:
+    """The bundled configs by hub id (read once, on first use)."""
+    out: dict[str, dict[str, Any]] = {}
+    folder = resources.files(CATALOG_PACKAGE).joinpath(CATALOG_DIR)
+    for entry in folder.iterdir():
+        if entry.name.endswith(".json"):
+            data = json.loads(entry.read_text(encoding="utf-8"))
+            out[data["id"]] = data
+    return out
+
+
+def catalog_aliases() -> dict[str, str]:
+    """Every lowercase name that points at a catalog entry: the hub id, its last part, its aliases."""
+    table: dict[str, str] = {}
+    for hub_id, data in catalog().items():
+        table[hub_id.lower()] = hub_id
+        table.setdefault(hub_id.split("/")[-1].lower(), hub_id)
+        for alias in data.get("aliases", []):
+            table.setdefault(alias.lower(), hub_id)
+    return table
+
+
+def _hf_cache_config(hub_id: str) -> Path | None:
+    """config.json of `hub_id` in the local Hugging Face cache, without network access."""
+    try:
+        from huggingface_hub import try_to_load_from_cache
+    except ImportError:  # pragma: no cover
+        return None
+    found = try_to_load_from_cache(hub_id, "config.json")
+    return Path(found) if isinstance(found, str) else None
+
+
+def read_config_file(path: Path) -> dict[str, Any]:
+    """A config.json as a dict, or a one-line ConfigError naming what is wrong with it."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"cannot read {path}: {exc.strerror or exc}") from None
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"{path} is not valid JSON (truncated or malformed) at line {exc.lineno}, column "
+                          f"{exc.colno}: {exc.msg}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path} must hold a JSON object, found {type(data).__name__}")
+    if "model_type" not in data:
+        raise ConfigError(f"{path} has no 'model_type'; it is not a Hugging Face config.json")
+    return data
+
+
+def _kind(arch: str, model_type: str) -> ModelKind:
+    if arch.endswith("ForCausalLM") or arch.endswith("LMHeadModel") and model_type not in ("t5",):
+        return ModelKind.CAUSAL_LM
+    if arch.endswith("ForMaskedLM") or arch.endswith("ForPreTraining"):
+        return ModelKind.MASKED_LM
+    if arch.endswith("ForConditionalGeneration") or arch.endswith("ForSeq2SeqLM"):
+        return ModelKind.SPEECH_SEQ2SEQ if model_type in ("whisper", "speech_to_text") else ModelKind.SEQ2SEQ
+    if arch.endswith("ForImageClassification"):
+        return ModelKind.IMAGE
+    if model_type in ("clip", "siglip", "siglip2"):
+        return ModelKind.VISION_TEXT
+    return ModelKind.ENCODER
+
+
+def _config_object(data: dict[str, Any], trust_remote_code: bool, where: str) -> Any:
+    import transformers
+    from transformers.models.auto.configuration_auto import CONFIG_MAPPING_NAMES
+
+    model_type = data["model_type"]
+    if model_type not in CONFIG_MAPPING_NAMES:
+        if not trust_remote_code:
+            raise InputError(f"{where}: model_type {model_type!r} is not in transformers "
+                             f"{transformers.__version__}; its code lives with the model (pass "
+                             "--trust-remote-code to run it, only if you trust its author)")
+        raise InputError(f"{where}: model_type {model_type!r} needs the model's own code; give the model "
+                         "directory (with its .py files) and --trust-remote-code")
+    fields = {k: v for k, v in data.items() if k != "model_type"}
+    try:
+        return transformers.AutoConfig.for_model(model_type, **fields)
+    except (TypeError, ValueError, KeyError) as exc:
+        raise ConfigError(f"{where}: config rejected by transformers: {str(exc).splitlines()[0]}") from None
+
+
+def _model_class(cfg: Any, kind_hint: str | None) -> Any:
+    import transformers
+
+    archs = getattr(cfg, "architectures", None) or []
+    for arch in archs:
+        cls = getattr(transformers, arch, None)
+        if cls is not None:
+            return cls
+    auto = {"causal-lm": transformers.AutoModelForCausalLM, "masked-lm": transformers.AutoModelForMaskedLM,
+            "seq2seq": transformers.AutoModelForSeq2SeqLM}.get(kind_hint or "", transformers.AutoModel)
+    return auto._model_mapping[type(cfg)]
+
+
+def _is_moe(cfg: Any) -> bool:
+    text_cfg = cfg.get_text_config() if hasattr(cfg, "get_text_config") else cfg
+    return any(getattr(text_cfg, a, None) for a in ("num_local_experts", "num_experts", "n_routed_experts"))
+
+
+def _layer_index(path: str) -> int | None:
+    m = re.search(r"\.(?:layers|layer|h|blocks|block)\.(\d+)(?:\.|$)", path)
+    return int(m.group(1)) if m else None
+
+
+def _window_fn(cfg: Any) -> Callable[[str], int | None]:
+    text_cfg = cfg.get_text_config() if hasattr(cfg, "get_text_config") else cfg
+    window = getattr(text_cfg, "sliding_window", None)
+    if not window:
+        return lambda path: None
+    layer_types = getattr(text_cfg, "layer_types", None)
+    if layer_types:
+        def per_layer(path: str) -> int | None:
+            i = _layer_index(path)
+            if i is None or i >= len(layer_types):
+                return None
+            return int(window) if "sliding" in str(layer_types[i]) else None
+        return per_layer
+    if getattr(text_cfg, "use_sliding_window", True) is False:
+        return lambda path: None
+    return lambda path: int(window)
+
+
+def _causal_fn(kind: ModelKind) -> Callable[[str], bool]:
+    if kind is ModelKind.CAUSAL_LM:
+        return lambda path: True
+    if kind in (ModelKind.SEQ2SEQ, ModelKind.SPEECH_SEQ2SEQ):
+        return lambda path: "decoder" in path and not any(c in path for c in _CROSS_ATTENTION)
+    return lambda path: False
+
+
+def _max_positions(cfg: Any, kind: ModelKind) -> int | None:
+    text_cfg = cfg.get_text_config() if hasattr(cfg, "get_text_config") else cfg
+    if kind is ModelKind.SPEECH_SEQ2SEQ:
+        return getattr(cfg, "max_target_positions", None)
+    for attr in ("max_position_embeddings", "n_positions", "max_sequence_length", "seq_length", "n_ctx"):
+        value = getattr(text_cfg, attr, None)
+        if isinstance(value, int) and value > 0:
+            return value
+    return None
+
+
+def _inputs(cfg: Any, kind: ModelKind) -> Callable[[int, Dims, bool], dict[str, Any]]:
+    def ids(batch: int, length: int) -> torch.Tensor:
+        return torch.zeros(batch, length, dtype=torch.long, device="meta")
+
+    def make(batch: int, dims: Dims, train: bool) -> dict[str, Any]:
+        seq = dims.seq_len or 128
+        out: dict[str, Any] = {}
+        if kind is ModelKind.IMAGE:
+            size = dims.image_size or getattr(cfg, "image_size", 224)
+            out["pixel_values"] = torch.empty(batch, getattr(cfg, "num_channels", 3), size, size, device="meta")
+            if train:
+                out["labels"] = torch.zeros(batch, dtype=torch.long, device="meta")
+            return out
+        if kind is ModelKind.VISION_TEXT:
+            vision = cfg.vision_config
+            size = dims.image_size or vision.image_size
+            out["pixel_values"] = torch.empty(batch, getattr(vision, "num_channels", 3), size, size, device="meta")
+            out["input_ids"] = ids(batch, seq)
+            if train:
+                out["return_loss"] = True
+            return out
+        if kind is ModelKind.SPEECH_SEQ2SEQ:
+            frames = 2 * getattr(cfg, "max_source_positions", 1500)
+            out["input_features"] = torch.empty(batch, cfg.num_mel_bins, frames, device="meta")
+            out["decoder_input_ids"] = ids(batch, seq)
+            if train:
+                out["labels"] = ids(batch, seq)
+            return out
+        out["input_ids"] = ids(batch, seq)
+        if kind is ModelKind.SEQ2SEQ:
+            out["decoder_input_ids"] = ids(batch, seq)
+        if train and kind in (ModelKind.CAUSAL_LM, ModelKind.MASKED_LM, ModelKind.SEQ2SEQ):
+            out["labels"] = ids(batch, seq)
+        return out
+
+    return make
+
+
+def _loss(output: Any, inputs: dict[str, Any]) -> torch.Tensor:
+    loss = getattr(output, "loss", None)
+    if isinstance(loss, torch.Tensor):
+        return loss
+    return first_tensor(output).sum()
+
+
+def _decode_adapter() -> DecodeAdapter:
+    def prefill(run: Run, batch: int, prompt: int) -> Any:
+        out = run(input_ids=torch.zeros(batch, prompt, dtype=torch.long, device="meta"), use_cache=True)
+        cache_obj = getattr(out, "cache", None) or getattr(out, "past_key_values", None)
+        if cache_obj is None:
+            raise TraceError("the model returned no KV cache from a prefill with use_cache=True")
+        return cache_obj
+
+    def step(run: Run, batch: int, cache_obj: Any, position: int) -> Any:
+        return run(input_ids=torch.zeros(batch, 1, dtype=torch.long, device="meta"), cache=cache_obj,
+                   use_cache=True)
+
+    return DecodeAdapter(prefill=prefill, step=step)
+
+
+def spec_from_config(data: dict[str, Any], name: str, *, trust_remote_code: bool = False,
+                     metadata: dict[str, Any] | None = None, task: str | None = None) -> ModelSpec:
+    """A ModelSpec from a config.json dict."""
+    cfg = _config_object(data, trust_remote_code, name)
+    cls = _model_class(cfg, task)
+    kind = _kind(cls.__name__, cfg.model_type)
+    max_pos = _max_positions(cfg, kind)
+    default_cap = DEFAULT_DECODER_SEQ if kind is ModelKind.CAUSAL_LM else DEFAULT_ENCODER_SEQ
+    default_seq = min(max_pos, default_cap) if max_pos else default_cap
+    if kind is ModelKind.VISION_TEXT:
+        default_seq = cfg.text_config.max_position_embeddings
+        max_pos = default_seq
+
+    def build(dtype: torch.dtype) -> nn.Module:
+        import transformers
+
+        transformers.logging.set_verbosity_error()
+        kwargs: dict[str, Any] = {"dtype": dtype}
+        attempts: list[dict[str, str]] = [{"attn_implementation": "sdpa"}, {"attn_implementation": "eager"}, {}]
+        if _is_moe(cfg):
+            # transformers' default expert loop reads routing values (data-dependent); grouped_mm does not
+            attempts.insert(0, {"attn_implementation": "sdpa", "experts_implementation": "grouped_mm"})
+        last: Exception | None = None
+        for extra in attempts:
+            try:
+                with torch.device("meta"):
+                    return cls._from_config(copy.deepcopy(cfg), **kwargs, **extra)
+            except (ValueError, TypeError, ImportError) as exc:
+                last = exc
+        raise TraceError(f"{name}: transformers cannot build {cls.__name__} from this config: {last}")
+
+    image = None
+    if kind is ModelKind.IMAGE:
+        image = getattr(cfg, "image_size", 224)
+    elif kind is ModelKind.VISION_TEXT:
+        image = cfg.vision_config.image_size
+    return ModelSpec(name=name, source="hf", kind=kind, build=build, make_inputs=_inputs(cfg, kind), loss=_loss,
+                     native_image_size=image, max_seq_len=max_pos, default_seq_len=default_seq,
+                     causal_for=_causal_fn(kind), window_for=_window_fn(cfg),
+                     decode=_decode_adapter() if kind is ModelKind.CAUSAL_LM else None,
+                     metadata={"model_type": cfg.model_type, "architecture": cls.__name__, **(metadata or {})})
+
+
+def resolve_hub_id(hub_id: str, *, trust_remote_code: bool = False, allow_hub: bool = False) -> ModelSpec:
+    """Catalog first, then the local HF cache, then (only if asked) the hub."""
+    table = catalog_aliases()
+    key = table.get(hub_id.lower())
+    if key is not None:
+        entry = catalog()[key]
+        meta = {k: entry.get(k) for k in ("published_params", "params_source", "source")}
+        return spec_from_config(entry["config"], f"hf:{key}", trust_remote_code=trust_remote_code,
+                                metadata=meta, task=entry.get("task"))
+    cached = _hf_cache_config(hub_id)
+    if cached is not None:
+        return spec_from_config(read_config_file(cached), f"hf:{hub_id}", trust_remote_code=trust_remote_code,
+                                metadata={"source": str(cached)})
+    if allow_hub and not os.environ.get("HF_HUB_OFFLINE"):
+        try:
+            from huggingface_hub import hf_hub_download
+
+            path = hf_hub_download(hub_id, "config.json")
+        except Exception as exc:  # noqa: BLE001 - network and auth failures become one line
+            raise UnknownModelError(f"hf:{hub_id}: hub look-up failed: {type(exc).__name__}") from None
+        return spec_from_config(read_config_file(Path(path)), f"hf:{hub_id}", trust_remote_code=trust_remote_code,
+                                metadata={"source": f"https://huggingface.co/{hub_id}"})
+    suggestions = closest(hub_id, list(catalog()))
+    raise UnknownModelError(f"hf:{hub_id} is not in the bundled catalog or the local Hugging Face cache "
+                            f"(pass --hub to look it up online); closest: {', '.join(suggestions)}")
+
+
+def resolve_path(path: Path, *, trust_remote_code: bool = False) -> ModelSpec:
+    """A config.json file, or a model directory holding one."""
+    config_path = path / "config.json" if path.is_dir() else path
+    if not config_path.exists():
+        raise ConfigError(f"{path}: no config.json found")
+    data = read_config_file(config_path)
+    if data["model_type"] not in _known_types() and trust_remote_code:
+        return _remote_code_spec(config_path.parent, data)
+    return spec_from_config(data, str(path), trust_remote_code=trust_remote_code, metadata={"source": str(path)})
+
+
+def _known_types() -> set[str]:
+    from transformers.models.auto.configuration_auto import CONFIG_MAPPING_NAMES
+
+    return set(CONFIG_MAPPING_NAMES)
+
+
+def _remote_code_spec(folder: Path, data: dict[str, Any]) -> ModelSpec:
+    import transformers
+
+    try:
+        cfg = transformers.AutoConfig.from_pretrained(str(folder), trust_remote_code=True)
+    except Exception as exc:  # noqa: BLE001 - the model's own code may fail in any way
+        raise ConfigError(f"{folder}: its remote code failed to load the config: {exc}") from None
+    kind = ModelKind.CAUSAL_LM if "causal" in str(getattr(cfg, "auto_map", {})).lower() else ModelKind.ENCODER
+
+    def build(dtype: torch.dtype) -> nn.Module:
+        auto = transformers.AutoModelForCausalLM if kind is ModelKind.CAUSAL_LM else transformers.AutoModel
+        with torch.device("meta"):
+            return auto.from_config(cfg, trust_remote_code=True, dtype=dtype)
+
+    max_pos = _max_positions(cfg, kind)
+    return ModelSpec(name=str(folder), source="hf", kind=kind, build=build, make_inputs=_inputs(cfg, kind),
+                     loss=_loss, max_seq_len=max_pos, default_seq_len=min(max_pos or 2048, 2048),
+                     causal_for=_causal_fn(kind), window_for=_window_fn(cfg),
+                     decode=_decode_adapter() if kind is ModelKind.CAUSAL_LM else None,
+                     metadata={"model_type": data["model_type"], "remote_code": True})

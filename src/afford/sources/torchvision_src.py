@@ -1,0 +1,114 @@
+"""torchvision models by name, built on meta with the metadata of their published weights (acc@1, GFLOPS)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+from afford.errors import UnknownModelError
+from afford.sources.base import ModelKind, ModelSpec, classification_loss, image_inputs, first_tensor
+from afford.sources.building import build_on_meta
+from afford.sources.names import closest
+
+
+def _models() -> Any:
+    import torchvision.models as tvm
+
+    return tvm
+
+
+def list_names() -> list[str]:
+    """Every model torchvision registers (classification, detection, segmentation, video, optical flow)."""
+    return sorted(_models().list_models())
+
+
+def classification_names() -> list[str]:
+    import torchvision.models as tvm
+
+    return sorted(tvm.list_models(module=tvm))
+
+
+def weights_entries(name: str) -> list[Any]:
+    """The published weights entries of a model (empty when it has none)."""
+    tvm = _models()
+    try:
+        enum_cls = tvm.get_model_weights(name)
+    except (ValueError, KeyError):
+        return []
+    return list(enum_cls)
+
+
+def _native_size(name: str) -> int | None:
+    for w in weights_entries(name):
+        crop = getattr(w.transforms, "keywords", {}).get("crop_size")
+        if crop:
+            return int(crop[0] if isinstance(crop, (list, tuple)) else crop)
+        size = w.meta.get("min_size")
+        if size:
+            return int(max(size))
+    return None
+
+
+def _metadata(name: str) -> dict[str, Any]:
+    entries = weights_entries(name)
+    if not entries:
+        return {}
+    best = entries[-1] if "DEFAULT" not in entries[0].__class__.__members__ else entries[0].__class__.DEFAULT
+    meta = best.meta
+    metrics = meta.get("_metrics", {})
+    out: dict[str, Any] = {"weights": str(best), "published_params": meta.get("num_params"),
+                           "published_gflops": meta.get("_ops"), "source": meta.get("recipe")}
+    for dataset, values in metrics.items():
+        if "acc@1" in values:
+            out["accuracy"] = {"dataset": dataset, "metric": "acc@1", "value": float(values["acc@1"])}
+            break
+    return out
+
+
+def _kind_and_inputs(name: str) -> tuple[ModelKind, Any, Any]:
+    tvm = _models()
+    detection = set(tvm.list_models(module=tvm.detection))
+    segmentation = set(tvm.list_models(module=tvm.segmentation))
+    video = set(tvm.list_models(module=tvm.video))
+    optical = set(tvm.list_models(module=tvm.optical_flow))
+    if name in video:
+
+        def video_inputs(batch: int, dims: Any, train: bool) -> dict[str, Any]:
+            size = dims.image_size or 112
+            out: dict[str, Any] = {"x": torch.empty(batch, 3, 16, size, size, device="meta")}
+            if train:
+                out["_target"] = torch.zeros(batch, dtype=torch.long, device="meta")
+            return out
+
+        return ModelKind.IMAGE, video_inputs, classification_loss
+    if name in segmentation:
+        def seg_loss(output: Any, inputs: dict[str, Any]) -> torch.Tensor:
+            return first_tensor(output).sum()
+        return ModelKind.IMAGE, image_inputs(), seg_loss
+    if name in detection or name in optical:
+        raise UnknownModelError(
+            f"torchvision:{name} is a detection/optical-flow model whose forward needs real data (box "
+            "matching, data-dependent shapes) and cannot be traced on meta; use its backbone, e.g. "
+            "torchvision:resnet50")
+    return ModelKind.IMAGE, image_inputs(), classification_loss
+
+
+def resolve(name: str) -> ModelSpec:
+    """The ModelSpec of torchvision model `name`."""
+    names = list_names()
+    if name not in names:
+        raise UnknownModelError(f"unknown torchvision model {name!r}; closest: {', '.join(closest(name, names))}")
+    kind, inputs, loss = _kind_and_inputs(name)
+    tvm = _models()
+
+    def build(dtype: torch.dtype) -> nn.Module:
+        kwargs: dict[str, Any] = {"weights": None}
+        if name in ("inception_v3", "googlenet"):
+            kwargs["init_weights"] = False
+        return build_on_meta(lambda: tvm.get_model(name, **kwargs), dtype)
+
+    return ModelSpec(name=f"torchvision:{name}", source="torchvision", kind=kind, build=build,
+                     make_inputs=inputs, loss=loss, native_image_size=_native_size(name) or 224,
+                     metadata=_metadata(name))
