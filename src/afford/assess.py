@@ -74,15 +74,15 @@ class Assessment:
     def infer_flops(self) -> float:
         return (self.workload.infer_samples or 0) * self.forward_flops
 
-    def _masked(self, phase: PhaseProfile | None) -> float:
-        return 0 if phase is None else phase.masked_attention_flops() / self.trace.batch_size
+    def _masked(self, phase: PhaseProfile | None, backward: bool = False) -> float:
+        return 0 if phase is None else phase.masked_attention_flops(backward) / self.trace.batch_size
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON contract (README, "JSON output"): nested sections, numbers unformatted."""
         t, w, mem = self.trace, self.workload, self.memory
         tokens = self.dims.seq_len if self.spec.kind.uses_tokens or self.spec.kind is ModelKind.SPEECH_SEQ2SEQ else None
         fwd_masked = self._masked(t.infer)
-        bwd_masked = self._masked(t.backward)
+        bwd_masked = self._masked(t.forward, backward=True) if t.backward is not None else 0
         train_masked = self._masked(t.forward) + bwd_masked
         out: dict[str, Any] = {
             "model": {
@@ -207,7 +207,7 @@ def assess(model: Any, *, train_samples: int | None = None, epochs: float = 1, t
     spec = resolve(model, trust_remote_code=trust_remote_code, allow_hub=allow_hub)
     notes: list[str] = []
     dims = _dims(spec, workload, notes)
-    module = spec.build(workload.precision.compute_dtype)
+    module = spec.build(workload.precision.compute_dtype, dims)
     traced = run_trace(spec, module, batch_size=batch_size, dims=dims, dtype=workload.precision.compute_dtype,
                        freeze=workload.freeze, train=True, decode=spec.decode is not None)
     if traced.trainable_params == 0 and workload.wants_training:

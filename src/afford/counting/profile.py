@@ -52,18 +52,17 @@ class PhaseProfile:
         """Multiply-accumulates: every counted op is a matmul, convolution or attention, 2 FLOPs per MAC."""
         return self.flops // 2
 
-    def attention_flops(self) -> int:
-        """FLOPs of all traced attention calls (score and value matmuls), full matrix as PyTorch counts them."""
-        if self.name == "backward":
-            return sum(a.backward_flops for a in self.attention)
-        return sum(a.forward_flops for a in self.attention)
+    def attention_flops(self, backward: bool = False) -> int:
+        """FLOPs of this phase's attention calls (score and value matmuls), full matrix as PyTorch counts them;
+        with `backward`, the FLOPs of their gradients (the backward phase itself records no calls)."""
+        return sum(a.backward_flops if backward else a.forward_flops for a in self.attention)
 
-    def masked_attention_flops(self) -> int:
-        """FLOPs spent on score entries a causal or sliding-window mask discards."""
+    def masked_attention_flops(self, backward: bool = False) -> int:
+        """FLOPs spent on score entries a causal or sliding-window mask discards (of the calls' gradients
+        with `backward`)."""
         total = 0.0
         for a in self.attention:
-            f = a.backward_flops if self.name == "backward" else a.forward_flops
-            total += f * (1.0 - a.useful_fraction)
+            total += (a.backward_flops if backward else a.forward_flops) * (1.0 - a.useful_fraction)
         return int(round(total))
 
 

@@ -62,7 +62,7 @@ class ModelSpec:
     name: str
     source: str
     kind: ModelKind
-    build: Callable[[torch.dtype], nn.Module]
+    build: Callable[[torch.dtype, Dims], nn.Module]  # on meta, in that dtype, for that sample shape
     make_inputs: Callable[[int, Dims, bool], dict[str, Any]]
     loss: Callable[[Any, dict[str, Any]], torch.Tensor]
     native_image_size: int | None = None

@@ -248,7 +248,7 @@ def spec_from_config(data: dict[str, Any], name: str, *, trust_remote_code: bool
         default_seq = cfg.text_config.max_position_embeddings
         max_pos = default_seq
 
-    def build(dtype: torch.dtype) -> nn.Module:
+    def build(dtype: torch.dtype, dims: Dims) -> nn.Module:
         import transformers
 
         transformers.logging.set_verbosity_error()
@@ -331,7 +331,7 @@ def _remote_code_spec(folder: Path, data: dict[str, Any]) -> ModelSpec:
         raise ConfigError(f"{folder}: its remote code failed to load the config: {exc}") from None
     kind = ModelKind.CAUSAL_LM if "causal" in str(getattr(cfg, "auto_map", {})).lower() else ModelKind.ENCODER
 
-    def build(dtype: torch.dtype) -> nn.Module:
+    def build(dtype: torch.dtype, dims: Dims) -> nn.Module:
         auto = transformers.AutoModelForCausalLM if kind is ModelKind.CAUSAL_LM else transformers.AutoModel
         with torch.device("meta"):
             return auto.from_config(cfg, trust_remote_code=True, dtype=dtype)

@@ -61,7 +61,7 @@ def from_module(module: nn.Module, name: str | None = None, input_shape: tuple[i
     make, kind = _guess_inputs(module, input_shape)
     make = _positional(module, make)
     return ModelSpec(name=name or f"module:{type(module).__name__}", source="module", kind=kind,
-                     build=lambda dtype: module, make_inputs=make, loss=_generic_loss,
+                     build=lambda dtype, dims: module, make_inputs=make, loss=_generic_loss,
                      native_image_size=image_size if kind is ModelKind.IMAGE else None)
 
 

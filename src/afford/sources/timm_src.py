@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from afford.errors import UnknownModelError
-from afford.sources.base import ModelKind, ModelSpec, classification_loss, image_inputs
+from afford.sources.base import Dims, ModelKind, ModelSpec, classification_loss, image_inputs
 from afford.sources.building import build_on_meta
 from afford.sources.names import closest
 
@@ -42,7 +42,13 @@ def resolve(name: str) -> ModelSpec:
     input_size = pcfg.get("input_size") or (3, 224, 224)
     channels, size = int(input_size[0]), int(input_size[-1])
 
-    def build(dtype: torch.dtype) -> nn.Module:
+    def build(dtype: torch.dtype, dims: Dims) -> nn.Module:
+        if dims.image_size and dims.image_size != size:
+            try:  # models with position embeddings are built for the image size
+                return build_on_meta(lambda: timm.create_model(name, pretrained=False, img_size=dims.image_size),
+                                     dtype)
+            except TypeError:
+                pass
         return build_on_meta(lambda: timm.create_model(name, pretrained=False), dtype)
 
     meta: dict[str, Any] = {"source": "timm pretrained_cfg"} if pcfg else {}

@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from afford.errors import UnknownModelError
-from afford.sources.base import ModelKind, ModelSpec, classification_loss, image_inputs, first_tensor
+from afford.sources.base import Dims, ModelKind, ModelSpec, classification_loss, first_tensor, image_inputs
 from afford.sources.building import build_on_meta
 from afford.sources.names import closest
 
@@ -103,12 +103,16 @@ def resolve(name: str) -> ModelSpec:
     kind, inputs, loss = _kind_and_inputs(name)
     tvm = _models()
 
-    def build(dtype: torch.dtype) -> nn.Module:
+    native = _native_size(name) or 224
+
+    def build(dtype: torch.dtype, dims: Dims) -> nn.Module:
         kwargs: dict[str, Any] = {"weights": None}
         if name in ("inception_v3", "googlenet"):
             kwargs["init_weights"] = False
+        if name.startswith("vit_") and dims.image_size:
+            kwargs["image_size"] = dims.image_size  # ViT's position embeddings are sized to the image
         return build_on_meta(lambda: tvm.get_model(name, **kwargs), dtype)
 
     return ModelSpec(name=f"torchvision:{name}", source="torchvision", kind=kind, build=build,
-                     make_inputs=inputs, loss=loss, native_image_size=_native_size(name) or 224,
+                     make_inputs=inputs, loss=loss, native_image_size=native,
                      metadata=_metadata(name))

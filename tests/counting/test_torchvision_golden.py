@@ -1,0 +1,44 @@
+"""Every torchvision classification weights entry: traced forward MACs within 1% of its published `_ops`
+(GMACs, torchvision's own figure) at the entry's input size, and parameters equal to its `num_params`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torchvision.models as tvm
+
+from afford.counting.trace import trace
+from afford.sources import torchvision_src
+from afford.sources.base import Dims
+
+
+def _entries() -> list[tuple[str, int, Any]]:
+    out = []
+    for name in tvm.list_models(module=tvm):
+        for w in tvm.get_model_weights(name):
+            crop = w.transforms.keywords["crop_size"]
+            out.append((name, int(crop[0] if isinstance(crop, (list, tuple)) else crop), w))
+    return out
+
+
+def test_every_classification_weights_entry_matches_published_ops_and_params() -> None:
+    entries = _entries()
+    assert len(entries) >= 100  # torchvision 0.29 ships 115 classification weights entries
+    cache: dict[tuple[str, int], tuple[int, float]] = {}
+    failures = []
+    for name, size, weights in entries:
+        key = (name, size)
+        if key not in cache:
+            spec = torchvision_src.resolve(name)
+            dims = Dims(image_size=size)
+            module = spec.build(torch.float32, dims)
+            tr = trace(spec, module, batch_size=1, dims=dims, dtype=torch.float32, train=False)
+            cache[key] = (tr.params, tr.infer.macs / 1e9)
+        params, gmacs = cache[key]
+        published = weights.meta["_ops"]
+        if params != weights.meta["num_params"]:
+            failures.append(f"{weights}: params {params} != {weights.meta['num_params']}")
+        if abs(gmacs - published) / published > 0.01:
+            failures.append(f"{weights}: {gmacs:.4f} GMACs vs published {published}")
+    assert not failures, "\n".join(failures)
