@@ -1,4 +1,7 @@
-"""`afford.assess`: a model and a job in, compute and memory out (C_train = N x (C_fwd + C_bwd), C_infer = M x C_fwd)."""
+"""`afford.assess`: a model and a job in, compute and memory out.
+
+C_train = N x (C_forward + C_backward), C_infer = M x C_forward, N and M counted in samples.
+"""
 
 from __future__ import annotations
 

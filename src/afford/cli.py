@@ -38,7 +38,7 @@ def _guarded(fn: Callable[[], Any]) -> Any:
         _fail(str(exc).replace("\n", " "))
     except (KeyboardInterrupt, typer.Exit):
         raise
-    except Exception as exc:  # noqa: BLE001 - the CLI promises one line, never a traceback
+    except Exception as exc:
         if os.environ.get("AFFORD_DEBUG"):
             raise
         _fail(f"internal error ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}); "
@@ -113,11 +113,23 @@ def models(
 
 
 def main() -> None:
-    """Entry point of the `afford` script."""
+    """Entry point of the `afford` script: usage errors, like every other error, are one line and exit 2."""
     warnings.filterwarnings("ignore")
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
-    os.environ.setdefault("HF_HUB_OFFLINE", "1") if not any(a == "--hub" for a in sys.argv) else None
-    app()
+    if "--hub" not in sys.argv:
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    try:
+        code = app(standalone_mode=False)
+    except typer.Exit as exc:
+        raise SystemExit(exc.exit_code) from None
+    except Exception as exc:
+        if not (hasattr(exc, "format_message") and hasattr(exc, "exit_code")):
+            raise
+        ctx = getattr(exc, "ctx", None)
+        where = f" (see: {ctx.command_path} --help)" if ctx is not None else ""
+        sys.stderr.write(f"afford: error: {exc.format_message()}{where}\n")
+        raise SystemExit(2 if exc.exit_code else 0) from None
+    raise SystemExit(code if isinstance(code, int) else 0)
 
 
 if __name__ == "__main__":

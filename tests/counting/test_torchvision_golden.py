@@ -1,5 +1,7 @@
 """Every torchvision classification weights entry: traced forward MACs within 1% of its published `_ops`
-(GMACs, torchvision's own figure) at the entry's input size, and parameters equal to its `num_params`."""
+(GMACs, torchvision's own figure) at the entry's input size, and parameters equal to its `num_params`.
+
+The whole set traces in about 40 s on a 2-core machine (inference only, one trace per model and size)."""
 
 from __future__ import annotations
 
@@ -39,6 +41,9 @@ def test_every_classification_weights_entry_matches_published_ops_and_params() -
         published = weights.meta["_ops"]
         if params != weights.meta["num_params"]:
             failures.append(f"{weights}: params {params} != {weights.meta['num_params']}")
-        if abs(gmacs - published) / published > 0.01:
+        # 1%, or half a unit of the published figure's last decimal when that is coarser (0.04 = 0.035..0.045)
+        decimals = len(repr(float(published)).split(".")[1])
+        tolerance = max(0.01 * published, 0.5 * 10**-decimals)
+        if abs(gmacs - published) > tolerance:
             failures.append(f"{weights}: {gmacs:.4f} GMACs vs published {published}")
     assert not failures, "\n".join(failures)

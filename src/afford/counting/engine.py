@@ -23,7 +23,6 @@ from torch.utils import flop_counter as fc
 
 from afford.counting.formulas import custom_mapping
 from afford.counting.profile import AttentionCall, OpStat, PhaseProfile
-from afford.errors import TraceError
 
 aten = torch.ops.aten
 

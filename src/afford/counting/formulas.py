@@ -84,7 +84,7 @@ def _conv_backward(grad_out_shape: Shape, x_shape: Shape, w_shape: Shape, _bias:
     the input gradient is already right (the weight shape carries C_in / groups).
     """
 
-    def t(shape: Shape) -> list[int]:
+    def t(shape: Shape | list[int]) -> list[int]:
         return [shape[1], shape[0], *shape[2:]]
 
     flops = 0

@@ -63,7 +63,7 @@ class PhaseProfile:
         total = 0.0
         for a in self.attention:
             total += (a.backward_flops if backward else a.forward_flops) * (1.0 - a.useful_fraction)
-        return int(round(total))
+        return round(total)
 
 
 @dataclass

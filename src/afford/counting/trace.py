@@ -98,13 +98,21 @@ def _cache_bytes(cache: Any) -> int:
     return sum(seen.values())
 
 
+def _forward(run: Callable[..., Any], inputs: dict[str, Any]) -> Callable[[], Any]:
+    return lambda: run(**_model_kwargs(inputs))
+
+
+def _forward_loss(spec: ModelSpec, run: Callable[..., Any], inputs: dict[str, Any]) -> Callable[[], Any]:
+    return lambda: spec.loss(run(**_model_kwargs(inputs)), inputs)
+
+
 def _guard(what: str, spec: ModelSpec, fn: Callable[[], Any]) -> Any:
     """Run a traced step; turn failures that come from the meta device into a TraceError naming the op."""
     try:
         return fn()
     except (InputError, TraceError):
         raise
-    except Exception as exc:  # noqa: BLE001 - any failure inside user/model code must become one line
+    except Exception as exc:
         text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         hint = ""
         if "meta" in text.lower() or "item()" in text or "_local_scalar_dense" in text or "nonzero" in text:
@@ -148,7 +156,7 @@ def trace(spec: ModelSpec, module: nn.Module, *, batch_size: int, dims: Dims, dt
                     if isinstance(t, torch.Tensor):
                         live.add(t)
                 with saved_activations(known) as saved:
-                    loss = _guard("forward", spec, lambda: spec.loss(run(**_model_kwargs(inputs)), inputs))
+                    loss = _guard("forward", spec, _forward_loss(spec, run, inputs))
                 saved_bytes = sum(saved.values())
                 forward = counter.finish_phase()
                 backward = counter.start_phase("backward")
@@ -169,7 +177,7 @@ def trace(spec: ModelSpec, module: nn.Module, *, batch_size: int, dims: Dims, dt
                 for t in inputs.values():
                     if isinstance(t, torch.Tensor):
                         live.add(t)
-                out = _guard("forward", spec, lambda: run(**_model_kwargs(inputs)))
+                out = _guard("forward", spec, _forward(run, inputs))
                 counter.finish_phase()
                 del out, inputs
                 collect()

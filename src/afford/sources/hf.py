@@ -83,7 +83,7 @@ def read_config_file(path: Path) -> dict[str, Any]:
 
 
 def _kind(arch: str, model_type: str) -> ModelKind:
-    if arch.endswith("ForCausalLM") or arch.endswith("LMHeadModel") and model_type not in ("t5",):
+    if arch.endswith("ForCausalLM") or (arch.endswith("LMHeadModel") and model_type not in ("t5",)):
         return ModelKind.CAUSAL_LM
     if arch.endswith("ForMaskedLM") or arch.endswith("ForPreTraining"):
         return ModelKind.MASKED_LM
@@ -123,8 +123,8 @@ def _model_class(cfg: Any, kind_hint: str | None) -> Any:
         cls = getattr(transformers, arch, None)
         if cls is not None:
             return cls
-    auto = {"causal-lm": transformers.AutoModelForCausalLM, "masked-lm": transformers.AutoModelForMaskedLM,
-            "seq2seq": transformers.AutoModelForSeq2SeqLM}.get(kind_hint or "", transformers.AutoModel)
+    auto: Any = {"causal-lm": transformers.AutoModelForCausalLM, "masked-lm": transformers.AutoModelForMaskedLM,
+                 "seq2seq": transformers.AutoModelForSeq2SeqLM}.get(kind_hint or "", transformers.AutoModel)
     return auto._model_mapping[type(cfg)]
 
 
@@ -183,7 +183,7 @@ def _inputs(cfg: Any, kind: ModelKind) -> Callable[[int, Dims, bool], dict[str, 
         seq = dims.seq_len or 128
         out: dict[str, Any] = {}
         if kind is ModelKind.IMAGE:
-            size = dims.image_size or getattr(cfg, "image_size", 224)
+            size: int = dims.image_size or int(getattr(cfg, "image_size", 224) or 224)
             out["pixel_values"] = torch.empty(batch, getattr(cfg, "num_channels", 3), size, size, device="meta")
             if train:
                 out["labels"] = torch.zeros(batch, dtype=torch.long, device="meta")

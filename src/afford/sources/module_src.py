@@ -33,7 +33,7 @@ def _guess_inputs(module: nn.Module, input_shape: tuple[int, ...] | None) -> Any
         if isinstance(sub, nn.Linear):
             width = sub.in_features
 
-            def make_vec(batch: int, dims: Dims, train: bool) -> dict[str, Any]:
+            def make_vec(batch: int, dims: Dims, train: bool, width: int = width) -> dict[str, Any]:
                 return {"input": torch.empty(batch, width, device="meta")}
 
             return make_vec, ModelKind.GENERIC

@@ -109,6 +109,8 @@ def resolve(name: str) -> ModelSpec:
         kwargs: dict[str, Any] = {"weights": None}
         if name in ("inception_v3", "googlenet"):
             kwargs["init_weights"] = False
+        if name == "googlenet":
+            kwargs["aux_logits"] = False  # the released weights drop GoogLeNet's auxiliary heads
         if name.startswith("vit_") and dims.image_size:
             kwargs["image_size"] = dims.image_size  # ViT's position embeddings are sized to the image
         return build_on_meta(lambda: tvm.get_model(name, **kwargs), dtype)
