@@ -13,7 +13,7 @@ from torch import nn
 
 from afford.counting.profile import PhaseProfile, Trace
 from afford.counting.trace import trace as run_trace
-from afford.errors import WorkloadError
+from afford.errors import TraceError, WorkloadError
 from afford.estimate.memory import MemoryBreakdown, memory
 from afford.sources import ModelKind, ModelSpec, resolve
 from afford.sources.base import Dims
@@ -211,8 +211,17 @@ def assess(model: Any, *, train_samples: int | None = None, epochs: float = 1, t
     notes: list[str] = []
     dims = _dims(spec, workload, notes)
     module = spec.build(workload.precision.compute_dtype, dims)
-    traced = run_trace(spec, module, batch_size=batch_size, dims=dims, dtype=workload.precision.compute_dtype,
-                       freeze=workload.freeze, train=True, decode=spec.decode is not None)
+    dtype = workload.precision.compute_dtype
+    try:
+        traced = run_trace(spec, module, batch_size=batch_size, dims=dims, dtype=dtype, freeze=workload.freeze,
+                           train=True, decode=spec.decode is not None)
+    except TraceError as exc:
+        if workload.wants_training:
+            raise
+        # an inference-only job must not fail because a training step would (e.g. BatchNorm at batch 1)
+        traced = run_trace(spec, module, batch_size=batch_size, dims=dims, dtype=dtype, freeze=workload.freeze,
+                           train=False, decode=spec.decode is not None)
+        notes.append(f"training step not traced ({exc}); backward and training memory are 0")
     if traced.trainable_params == 0 and workload.wants_training:
         notes.append("every parameter is frozen: training does no backward pass")
     if traced.forward.uncounted:

@@ -15,18 +15,30 @@ from afford.sources import torchvision_src
 from afford.sources.base import Dims
 
 
-def _entries() -> list[tuple[str, int, Any]]:
+def _entries(module: Any) -> list[tuple[str, int, Any]]:
     out = []
-    for name in tvm.list_models(module=tvm):
+    for name in tvm.list_models(module=module):
         for w in tvm.get_model_weights(name):
-            crop = w.transforms.keywords["crop_size"]
-            out.append((name, int(crop[0] if isinstance(crop, (list, tuple)) else crop), w))
+            kw = w.transforms.keywords
+            size = kw.get("crop_size") or kw["resize_size"]  # segmentation weights are evaluated resized
+            out.append((name, int(size[0] if isinstance(size, (list, tuple)) else size), w))
     return out
 
 
 def test_every_classification_weights_entry_matches_published_ops_and_params() -> None:
-    entries = _entries()
+    entries = _entries(tvm)
     assert len(entries) >= 100  # torchvision 0.29 ships 115 classification weights entries
+    _check(entries)
+
+
+def test_segmentation_and_video_weights_entries_match_published_ops_and_params() -> None:
+    # video clips are 16 frames, the length torchvision's figures use
+    entries = _entries(tvm.segmentation) + _entries(tvm.video)
+    assert len(entries) >= 15
+    _check(entries)
+
+
+def _check(entries: list[tuple[str, int, Any]]) -> None:
     cache: dict[tuple[str, int], tuple[int, float]] = {}
     failures = []
     for name, size, weights in entries:

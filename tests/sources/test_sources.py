@@ -36,11 +36,16 @@ def _golden_params() -> list[dict[str, str]]:
 
 
 @pytest.mark.parametrize("row", _golden_params(), ids=lambda r: r["id"])
-def test_catalog_entry_builds_to_published_size(row: dict[str, str]) -> None:
+def test_catalog_entry_traces_at_published_size(row: dict[str, str]) -> None:
+    """Every bundled config builds and traces a training step (and, for decoders, a cached decode step)."""
     spec = resolve(f"hf:{row['id']}")
-    module = spec.build(torch.bfloat16, spec.dims(None, None))
-    built = sum(p.numel() for p in module.parameters())
+    seq = 64 if spec.kind.uses_tokens or spec.kind.value == "speech-seq2seq" else None
+    a = afford.assess(f"hf:{row['id']}", seq_len=seq, precision="bf16", train_samples=1)
+    built = a.to_dict()["model"]["params"]
     assert built == int(row["built_params"])
+    assert a.to_dict()["per_sample"]["backward_flops"] > a.to_dict()["per_sample"]["forward_flops"]
+    if spec.decode is not None:
+        assert a.to_dict()["decode"]["flops_per_token"] > 0
     entry = hf.catalog()[row["id"]]
     published = entry["published_params"]
     # exact or within 0.5% of the published figure, else the entry explains the gap (rounded names, heads)

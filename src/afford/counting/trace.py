@@ -65,13 +65,26 @@ def _standins(module: nn.Module, dtype: torch.dtype, mask: dict[str, bool]) -> d
     return out
 
 
+def _cast(value: Any, dtype: torch.dtype) -> Any:
+    if isinstance(value, torch.Tensor) and value.is_floating_point():
+        return value.to(dtype)
+    if isinstance(value, tuple):
+        return tuple(_cast(v, dtype) for v in value)
+    return value
+
+
 def _cast_inputs(inputs: dict[str, Any], dtype: torch.dtype) -> dict[str, Any]:
-    return {k: (v.to(dtype) if isinstance(v, torch.Tensor) and v.is_floating_point() else v)
-            for k, v in inputs.items()}
+    """Floating inputs in the model's compute dtype. Keys: model keyword arguments, `_args` (positional
+    arguments, a tuple) and `_target` and other `_`-prefixed extras the loss reads."""
+    return {k: _cast(v, dtype) for k, v in inputs.items()}
 
 
-def _model_kwargs(inputs: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in inputs.items() if not k.startswith("_")}
+def _call(run: Callable[..., Any], inputs: dict[str, Any]) -> Any:
+    return run(*inputs.get("_args", ()), **{k: v for k, v in inputs.items() if not k.startswith("_")})
+
+
+def _input_tensors(inputs: dict[str, Any]) -> list[torch.Tensor]:
+    return [t for v in inputs.values() for t in (v if isinstance(v, tuple) else (v,)) if isinstance(t, torch.Tensor)]
 
 
 def _cache_tensors(cache: Any) -> Iterator[torch.Tensor]:
@@ -99,11 +112,11 @@ def _cache_bytes(cache: Any) -> int:
 
 
 def _forward(run: Callable[..., Any], inputs: dict[str, Any]) -> Callable[[], Any]:
-    return lambda: run(**_model_kwargs(inputs))
+    return lambda: _call(run, inputs)
 
 
 def _forward_loss(spec: ModelSpec, run: Callable[..., Any], inputs: dict[str, Any]) -> Callable[[], Any]:
-    return lambda: spec.loss(run(**_model_kwargs(inputs)), inputs)
+    return lambda: spec.loss(_call(run, inputs), inputs)
 
 
 def _guard(what: str, spec: ModelSpec, fn: Callable[[], Any]) -> Any:
@@ -114,13 +127,15 @@ def _guard(what: str, spec: ModelSpec, fn: Callable[[], Any]) -> Any:
         raise
     except Exception as exc:
         text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        hint = ""
         if "meta" in text.lower() or "item()" in text or "_local_scalar_dense" in text or "nonzero" in text:
-            hint = (" - the model reads tensor values (.item(), nonzero, data-dependent shapes), which the meta "
-                    "device cannot provide; try another attention/experts implementation, a smaller sibling, "
-                    "or `afford measure` on real hardware")
-        raise TraceError(f"{spec.name}: {what} cannot run on the meta device: {type(exc).__name__}: "
-                         f"{text[:300]}{hint}") from exc
+            raise TraceError(
+                f"{spec.name}: {what} cannot run on the meta device: {type(exc).__name__}: {text[:300]} - the "
+                "model reads tensor values (.item(), nonzero, data-dependent shapes), which the meta device cannot "
+                "provide; try another attention/experts implementation or a smaller sibling") from exc
+        hint = ""
+        if "more than 1 value per channel" in text:
+            hint = " - BatchNorm cannot train on one value per channel; use --batch-size 2 or more"
+        raise TraceError(f"{spec.name}: {what} failed: {type(exc).__name__}: {text[:300]}{hint}") from exc
 
 
 def trace(spec: ModelSpec, module: nn.Module, *, batch_size: int, dims: Dims, dtype: torch.dtype,
@@ -137,8 +152,8 @@ def trace(spec: ModelSpec, module: nn.Module, *, batch_size: int, dims: Dims, dt
     buffers_bytes = sum(tensor_bytes(b) for _, b in module.named_buffers())
     shapes = [(tuple(p.shape), mask[n]) for n, p in params.items()]
 
-    def run(**kwargs: Any) -> Any:
-        return functional_call(module, tensors, args=(), kwargs=kwargs, strict=False)
+    def run(*args: Any, **kwargs: Any) -> Any:
+        return functional_call(module, tensors, args=args, kwargs=kwargs, strict=False)
 
     live = LiveBytes(known)
     counter = Counter(live)
@@ -147,14 +162,13 @@ def trace(spec: ModelSpec, module: nn.Module, *, batch_size: int, dims: Dims, dt
     saved_bytes = grad_bytes = train_peak = 0
     was_training = module.training
     try:
-        with counter, router:
+        with spec.context(), counter, router:
             if train and n_trainable > 0:
                 module.train()
                 counter.start_phase("forward")
                 inputs = _cast_inputs(spec.make_inputs(batch_size, dims, True), dtype)
-                for t in inputs.values():
-                    if isinstance(t, torch.Tensor):
-                        live.add(t)
+                for t in _input_tensors(inputs):
+                    live.add(t)
                 with saved_activations(known) as saved:
                     loss = _guard("forward", spec, _forward_loss(spec, run, inputs))
                 saved_bytes = sum(saved.values())
@@ -174,9 +188,8 @@ def trace(spec: ModelSpec, module: nn.Module, *, batch_size: int, dims: Dims, dt
             infer = counter.start_phase("infer")
             with torch.no_grad():
                 inputs = _cast_inputs(spec.make_inputs(batch_size, dims, False), dtype)
-                for t in inputs.values():
-                    if isinstance(t, torch.Tensor):
-                        live.add(t)
+                for t in _input_tensors(inputs):
+                    live.add(t)
                 out = _guard("forward", spec, _forward(run, inputs))
                 counter.finish_phase()
                 del out, inputs

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -72,6 +73,8 @@ class ModelSpec:
     window_for: Callable[[str], int | None] = _none
     decode: DecodeAdapter | None = None
     metadata: dict[str, Any] = field(default_factory=dict)
+    # entered around every traced step: a source's adjustments for the meta device (documented where set)
+    context: Callable[[], AbstractContextManager[Any]] = nullcontext
 
     def dims(self, seq_len: int | None, image_size: int | None) -> Dims:
         """The sample shape for a workload: the user's values, else the model's native ones."""
@@ -112,7 +115,7 @@ def image_inputs(channels: int = 3) -> Callable[[int, Dims, bool], dict[str, Any
     def make(batch: int, dims: Dims, train: bool) -> dict[str, Any]:
         size = dims.image_size or 224
         x = torch.empty(batch, channels, size, size, device="meta")
-        out: dict[str, Any] = {"x": x}
+        out: dict[str, Any] = {"_args": (x,)}
         if train:
             out["_target"] = torch.zeros(batch, dtype=torch.long, device="meta")
         return out

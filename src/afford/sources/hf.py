@@ -10,7 +10,8 @@ import copy
 import json
 import os
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from functools import cache
 from importlib import resources
 from pathlib import Path
@@ -235,6 +236,24 @@ def _decode_adapter() -> DecodeAdapter:
     return DecodeAdapter(prefill=prefill, step=step)
 
 
+@contextmanager
+def _unpadded_masks() -> Iterator[None]:
+    """transformers asks `fast_all(padding_mask)` (a `.item()`) before it drops an all-ones mask; on meta the
+    answer cannot be read, but afford's synthetic inputs never contain padding, so it is True by construction."""
+    from transformers import masking_utils
+
+    original = masking_utils.fast_all
+
+    def fast_all(tensor: torch.Tensor) -> Any:
+        return True if tensor.device.type == "meta" else original(tensor)
+
+    masking_utils.fast_all = fast_all
+    try:
+        yield
+    finally:
+        masking_utils.fast_all = original
+
+
 def spec_from_config(data: dict[str, Any], name: str, *, trust_remote_code: bool = False,
                      metadata: dict[str, Any] | None = None, task: str | None = None) -> ModelSpec:
     """A ModelSpec from a config.json dict."""
@@ -243,7 +262,9 @@ def spec_from_config(data: dict[str, Any], name: str, *, trust_remote_code: bool
     kind = _kind(cls.__name__, cfg.model_type)
     max_pos = _max_positions(cfg, kind)
     default_cap = DEFAULT_DECODER_SEQ if kind is ModelKind.CAUSAL_LM else DEFAULT_ENCODER_SEQ
-    default_seq = min(max_pos, default_cap) if max_pos else default_cap
+    default_seq: int | None = min(max_pos, default_cap) if max_pos else default_cap
+    if kind is ModelKind.IMAGE:
+        default_seq = max_pos = None
     if kind is ModelKind.VISION_TEXT:
         default_seq = cfg.text_config.max_position_embeddings
         max_pos = default_seq
@@ -274,7 +295,7 @@ def spec_from_config(data: dict[str, Any], name: str, *, trust_remote_code: bool
     return ModelSpec(name=name, source="hf", kind=kind, build=build, make_inputs=_inputs(cfg, kind), loss=_loss,
                      native_image_size=image, max_seq_len=max_pos, default_seq_len=default_seq,
                      causal_for=_causal_fn(kind), window_for=_window_fn(cfg),
-                     decode=_decode_adapter() if kind is ModelKind.CAUSAL_LM else None,
+                     decode=_decode_adapter() if kind is ModelKind.CAUSAL_LM else None, context=_unpadded_masks,
                      metadata={"model_type": cfg.model_type, "architecture": cls.__name__, **(metadata or {})})
 
 

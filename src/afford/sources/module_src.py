@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import importlib
-import inspect
 from typing import Any
 
 import torch
@@ -24,7 +23,7 @@ def _guess_inputs(module: nn.Module, input_shape: tuple[int, ...] | None) -> Any
         shape = tuple(input_shape)
 
         def make(batch: int, dims: Dims, train: bool) -> dict[str, Any]:
-            return {"input": torch.empty(batch, *shape, device="meta")}
+            return {"_args": (torch.empty(batch, *shape, device="meta"),)}
 
         return make, ModelKind.GENERIC
     for sub in module.modules():
@@ -34,32 +33,16 @@ def _guess_inputs(module: nn.Module, input_shape: tuple[int, ...] | None) -> Any
             width = sub.in_features
 
             def make_vec(batch: int, dims: Dims, train: bool, width: int = width) -> dict[str, Any]:
-                return {"input": torch.empty(batch, width, device="meta")}
+                return {"_args": (torch.empty(batch, width, device="meta"),)}
 
             return make_vec, ModelKind.GENERIC
     raise InputError("cannot guess this module's input; pass input_shape=(C, H, W) or (features,)")
-
-
-def _positional(module: nn.Module, make: Any) -> Any:
-    """Map our 'input'/'x' key to the module forward's first parameter name."""
-    params = [p for p in inspect.signature(module.forward).parameters.values()
-              if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
-    first = params[0].name if params else "input"
-
-    def wrapped(batch: int, dims: Dims, train: bool) -> dict[str, Any]:
-        out = make(batch, dims, train)
-        key = "x" if "x" in out else "input"
-        out[first] = out.pop(key)
-        return out
-
-    return wrapped
 
 
 def from_module(module: nn.Module, name: str | None = None, input_shape: tuple[int, ...] | None = None,
                 image_size: int = 224) -> ModelSpec:
     """A ModelSpec around an existing module; its weights stay where they are (the trace uses stand-ins)."""
     make, kind = _guess_inputs(module, input_shape)
-    make = _positional(module, make)
     return ModelSpec(name=name or f"module:{type(module).__name__}", source="module", kind=kind,
                      build=lambda dtype, dims: module, make_inputs=make, loss=_generic_loss,
                      native_image_size=image_size if kind is ModelKind.IMAGE else None)

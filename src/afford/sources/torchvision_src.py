@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from typing import Any
 
 import torch
@@ -41,13 +42,14 @@ def weights_entries(name: str) -> list[Any]:
 
 
 def _native_size(name: str) -> int | None:
+    """The input side the published weights were evaluated at: the crop size, else (segmentation) the resize
+    size; `meta["min_size"]` is a lower bound (often 1), not the native size."""
     for w in weights_entries(name):
-        crop = getattr(w.transforms, "keywords", {}).get("crop_size")
-        if crop:
-            return int(crop[0] if isinstance(crop, (list, tuple)) else crop)
-        size = w.meta.get("min_size")
-        if size:
-            return int(max(size))
+        keywords = getattr(w.transforms, "keywords", {})
+        for key in ("crop_size", "resize_size"):
+            value = keywords.get(key)
+            if value:
+                return int(value[0] if isinstance(value, (list, tuple)) else value)
     return None
 
 
@@ -77,7 +79,7 @@ def _kind_and_inputs(name: str) -> tuple[ModelKind, Any, Any]:
 
         def video_inputs(batch: int, dims: Any, train: bool) -> dict[str, Any]:
             size = dims.image_size or 112
-            out: dict[str, Any] = {"x": torch.empty(batch, 3, 16, size, size, device="meta")}
+            out: dict[str, Any] = {"_args": (torch.empty(batch, 3, 16, size, size, device="meta"),)}
             if train:
                 out["_target"] = torch.zeros(batch, dtype=torch.long, device="meta")
             return out
@@ -107,6 +109,10 @@ def resolve(name: str) -> ModelSpec:
 
     def build(dtype: torch.dtype, dims: Dims) -> nn.Module:
         kwargs: dict[str, Any] = {"weights": None}
+        if "aux_loss" in inspect.signature(tvm.get_model_builder(name)).parameters:
+            kwargs["aux_loss"] = True  # the published segmentation weights carry the auxiliary head
+        if "weights_backbone" in inspect.signature(tvm.get_model_builder(name)).parameters:
+            kwargs["weights_backbone"] = None  # segmentation/detection builders would download ImageNet weights
         if name in ("inception_v3", "googlenet"):
             kwargs["init_weights"] = False
         if name == "googlenet":
