@@ -242,12 +242,12 @@ def _unpadded_masks() -> Iterator[None]:
     answer cannot be read, but afford's synthetic inputs never contain padding, so it is True by construction."""
     from transformers import masking_utils
 
-    original = masking_utils.fast_all
+    original: Any = masking_utils.fast_all
 
-    def fast_all(tensor: torch.Tensor) -> Any:
+    def fast_all(tensor: Any) -> Any:
         return True if tensor.device.type == "meta" else original(tensor)
 
-    masking_utils.fast_all = fast_all
+    masking_utils.fast_all = fast_all  # type: ignore[assignment]
     try:
         yield
     finally:
