@@ -247,7 +247,7 @@ def _unpadded_masks() -> Iterator[None]:
     def fast_all(tensor: Any) -> Any:
         return True if tensor.device.type == "meta" else original(tensor)
 
-    masking_utils.fast_all = fast_all  # type: ignore[assignment]
+    masking_utils.fast_all = fast_all
     try:
         yield
     finally:
