@@ -29,3 +29,8 @@ def mlp() -> nn.Module:
 
 def not_a_module() -> int:
     return 3
+
+
+def zero_paper_7_5b() -> nn.Module:
+    """7.5B parameters exactly (3 x 50000 x 50000), the ZeRO paper's example model size."""
+    return nn.Sequential(*[nn.Linear(50_000, 50_000, bias=False) for _ in range(3)])

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from torch import nn
@@ -14,7 +15,9 @@ from torch import nn
 from afford.counting.profile import PhaseProfile, Trace
 from afford.counting.trace import trace as run_trace
 from afford.errors import TraceError, WorkloadError
+from afford.estimate.job import Estimate, estimate, request
 from afford.estimate.memory import MemoryBreakdown, memory
+from afford.hardware.catalog import Catalog
 from afford.sources import ModelKind, ModelSpec, resolve
 from afford.sources.base import Dims
 from afford.workload import Optimizer, Precision, Workload, parse_enum
@@ -37,6 +40,7 @@ class Assessment:
     module_params: dict[str, int]
     depth: int = 2
     notes: list[str] = field(default_factory=list)
+    estimate: Estimate | None = None
 
     # --- per-sample figures -------------------------------------------------------------------------------
     def _per_sample(self, phase: PhaseProfile | None, attr: str = "flops") -> float:
@@ -125,9 +129,12 @@ class Assessment:
                 "batch_size": t.batch_size,
             },
             "coverage": self._coverage(),
+            **({k: v for k, v in self.estimate.data.items() if k != "memory"} if self.estimate else {}),
             "modules": self.module_rows(),
             "notes": list(self.notes),
         }
+        if self.estimate is not None:
+            out["memory"].update(self.estimate.data["memory"])
         if tokens:
             out["per_token"] = {
                 "forward_flops": self.forward_flops / tokens,
@@ -194,12 +201,22 @@ def assess(model: Any, *, train_samples: int | None = None, epochs: float = 1, t
            infer_samples: int | None = None, batch_size: int = 1, seq_len: int | None = None,
            image_size: int | None = None, precision: str | Precision = "fp32",
            optimizer: str | Optimizer = "adamw", freeze: tuple[str, ...] | list[str] = (), depth: int = 2,
-           allow_longer: bool = False, trust_remote_code: bool = False, allow_hub: bool = False) -> Assessment:
-    """Count compute and memory of `model` for a job, by tracing it on the meta device (no weights).
+           allow_longer: bool = False, trust_remote_code: bool = False, allow_hub: bool = False,
+           hardware: str | None = None, count: int | None = None, nodes: int | None = None,
+           gpus_per_node: int | None = None, parallel: str = "dp", tp: int = 1, pp: int = 1, grad_accum: int = 1,
+           price_per_hour: float | None = None, region: str | None = None, grid_gco2_kwh: float | None = None,
+           pue: float | None = None, mfu: float | None = None, recompute: bool = False,
+           hardware_file: str | Path | None = None) -> Assessment:
+    """Count compute and memory of `model` for a job, by tracing it on the meta device (no weights), and
+    time and price it on `hardware` (default a100-80gb) x `count` devices under a parallel layout.
 
     `model` is a spec string (`torchvision:resnet50`, `timm:vit_base_patch16_224`, `hf:meta-llama/Llama-2-7b-hf`,
     a config.json path, `module:pkg.mod:fn`, a bare name) or an nn.Module (its weights are not copied).
     """
+    catalog = Catalog.load(Path(hardware_file) if hardware_file else None)
+    req = request(hardware=hardware, count=count, nodes=nodes, gpus_per_node=gpus_per_node, parallel=parallel,
+                  tp=tp, pp=pp, grad_accum=grad_accum, price_per_hour=price_per_hour, region=region,
+                  grid_gco2_kwh=grid_gco2_kwh, pue=pue, mfu=mfu, recompute=recompute, catalog=catalog)
     if depth < 0:
         raise WorkloadError(f"--depth must be 0 or more, got {depth}")
     workload = Workload(train_samples=train_samples, epochs=epochs, train_tokens=train_tokens,
@@ -227,8 +244,11 @@ def assess(model: Any, *, train_samples: int | None = None, epochs: float = 1, t
     if traced.forward.uncounted:
         notes.append("element-wise ops, norms and softmax are not counted as FLOPs (see coverage.uncounted_ops)")
     mem = memory(traced, workload.optimizer, workload.precision, training=True)
-    return Assessment(spec=spec, workload=workload, dims=dims, trace=traced, memory=mem,
-                      module_params=_module_params(module), depth=depth, notes=notes)
+    result = Assessment(spec=spec, workload=workload, dims=dims, trace=traced, memory=mem,
+                        module_params=_module_params(module), depth=depth, notes=notes)
+    result.estimate = estimate(result, req)
+    result.notes.extend(result.estimate.notes)
+    return result
 
 
 def _dims(spec: ModelSpec, w: Workload, notes: list[str]) -> Dims:

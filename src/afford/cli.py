@@ -10,6 +10,7 @@ import os
 import sys
 import warnings
 from collections.abc import Callable
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -67,17 +68,36 @@ def assess(
     allow_longer: Annotated[bool, typer.Option(help="allow --seq-len beyond the model's maximum")] = False,
     trust_remote_code: Annotated[bool, typer.Option(help="run a Hub model's own code (only if you trust it)")] = False,
     hub: Annotated[bool, typer.Option(help="look a config up on the Hugging Face Hub if not found offline")] = False,
+    hardware: Annotated[str | None, typer.Option(help="device id from `afford hardware list` (default a100-80gb)")] = None,
+    count: Annotated[int | None, typer.Option(help="devices in all")] = None,
+    nodes: Annotated[int | None, typer.Option(help="nodes (count = nodes x gpus-per-node)")] = None,
+    gpus_per_node: Annotated[int | None, typer.Option(help="devices per node (default: the device's usual)")] = None,
+    parallel: Annotated[str, typer.Option(help="dp | zero1 | zero2 | zero3 | fsdp")] = "dp",
+    tp: Annotated[int, typer.Option(help="tensor-parallel degree")] = 1,
+    pp: Annotated[int, typer.Option(help="pipeline-parallel degree")] = 1,
+    grad_accum: Annotated[int, typer.Option(help="micro-batches per optimizer step")] = 1,
+    recompute: Annotated[bool, typer.Option(help="activation checkpointing (re-run forward in backward)")] = False,
+    price_per_hour: Annotated[float | None, typer.Option(help="USD per device-hour (overrides the catalog)")] = None,
+    region: Annotated[str | None, typer.Option(help="grid region for CO2 (default: world average)")] = None,
+    grid_gco2_kwh: Annotated[float | None, typer.Option(help="grid intensity, gCO2e/kWh")] = None,
+    pue: Annotated[float | None, typer.Option(help="data-centre PUE (default: industry average)")] = None,
+    mfu: Annotated[float | None, typer.Option(help="fix model FLOPs utilisation instead of the roofline")] = None,
+    hardware_file: Annotated[str | None, typer.Option(help="TOML/YAML file adding or overriding devices")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="print exactly one JSON object")] = False,
     verbose: Annotated[bool, typer.Option(help="show every module row")] = False,
 ) -> None:
-    """Count compute and memory of MODEL for a training and/or inference job."""
+    """Count compute and memory of MODEL for a job, and its time, cost, energy and CO2 on hardware."""
     from afford.assess import assess as run
 
     result = _guarded(lambda: run(model, train_samples=train_samples, epochs=epochs, train_tokens=train_tokens,
                                   infer_samples=infer_samples, batch_size=batch_size, seq_len=seq_len,
                                   image_size=image_size, precision=precision, optimizer=optimizer,
                                   freeze=tuple(freeze or ()), depth=depth, allow_longer=allow_longer,
-                                  trust_remote_code=trust_remote_code, allow_hub=hub))
+                                  trust_remote_code=trust_remote_code, allow_hub=hub, hardware=hardware,
+                                  count=count, nodes=nodes, gpus_per_node=gpus_per_node, parallel=parallel,
+                                  tp=tp, pp=pp, grad_accum=grad_accum, recompute=recompute,
+                                  price_per_hour=price_per_hour, region=region, grid_gco2_kwh=grid_gco2_kwh,
+                                  pue=pue, mfu=mfu, hardware_file=hardware_file))
     data = result.to_dict()
     if as_json:
         _emit_json(data)
@@ -110,6 +130,45 @@ def models(
         _emit_json({"models": found})
     else:
         Console().print("\n".join(found))
+
+
+hardware_app = typer.Typer(help="The hardware catalog: devices, their figures and sources.", no_args_is_help=True)
+app.add_typer(hardware_app, name="hardware")
+
+
+@hardware_app.command("list")
+def hardware_list(
+    as_json: Annotated[bool, typer.Option("--json", help="print exactly one JSON object")] = False,
+    hardware_file: Annotated[str | None, typer.Option(help="TOML/YAML file adding or overriding devices")] = None,
+) -> None:
+    """List every device: memory, bandwidth, bf16 peak, power and price."""
+    from afford.hardware.catalog import Catalog
+
+    cat = _guarded(lambda: Catalog.load(Path(hardware_file) if hardware_file else None))
+    if as_json:
+        _emit_json({"devices": [d.to_dict() for d in cat.devices.values()]})
+        return
+    from afford.report.terminal import render_hardware_list
+
+    render_hardware_list(list(cat.devices.values()), Console())
+
+
+@hardware_app.command("show")
+def hardware_show(
+    name: Annotated[str, typer.Argument(help="device id or alias")],
+    as_json: Annotated[bool, typer.Option("--json", help="print exactly one JSON object")] = False,
+    hardware_file: Annotated[str | None, typer.Option(help="TOML/YAML file adding or overriding devices")] = None,
+) -> None:
+    """Every figure of one device, with its sources."""
+    from afford.hardware.catalog import Catalog
+
+    device = _guarded(lambda: Catalog.load(Path(hardware_file) if hardware_file else None).get(name))
+    if as_json:
+        _emit_json(device.to_dict())
+        return
+    from afford.report.terminal import render_device
+
+    render_device(device, Console())
 
 
 def main() -> None:

@@ -57,8 +57,9 @@ def test_gpt2_decode_step_and_kv_cache_match_hand_derivation(assessed: Any) -> N
     a = assessed("hf:openai-community/gpt2", seq_len=ctx, precision="fp32")
     d = a.to_dict()
     L, h, V = 12, 768, 50257
-    # per layer: qkv 3h^2, proj h^2, mlp 8h^2 (2 FLOPs each); attention over ctx+1 cached positions: 2*2*h*(ctx+1)
-    per_layer = 2 * 12 * h * h + 4 * h * (ctx + 1)
+    # per layer: qkv 3h^2, proj h^2, mlp 8h^2 (2 FLOPs each); the new token attends over a context of ctx
+    # positions (ctx - 1 cached + itself): QK^T and AV, 2 x 2 x h x ctx
+    per_layer = 2 * 12 * h * h + 4 * h * ctx
     expected = L * per_layer + 2 * h * V
     assert d["decode"]["flops_per_token"] == expected
     # KV cache: keys and values, every layer, every position, fp32

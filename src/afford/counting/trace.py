@@ -198,16 +198,19 @@ def trace(spec: ModelSpec, module: nn.Module, *, batch_size: int, dims: Dims, dt
                     forward = infer
                 prefill = decode_phase = None
                 kv_bytes = kv_tokens = 0
-                if decode and spec.decode is not None and dims.seq_len:
-                    adapter = spec.decode
+                if decode and spec.decode is not None and dims.seq_len and dims.seq_len > 1:
+                    # prefill seq_len - 1 tokens, then decode token seq_len: the step attends over a context of
+                    # seq_len tokens and leaves a KV cache of seq_len tokens (never past the model's maximum)
+                    adapter, context = spec.decode, dims.seq_len
                     prefill = counter.start_phase("prefill")
-                    cache = _guard("prefill", spec, lambda: adapter.prefill(run, batch_size, dims.seq_len or 1))
+                    cache = _guard("prefill", spec, lambda: adapter.prefill(run, batch_size, context - 1))
                     counter.finish_phase()
-                    kv_bytes, kv_tokens = _cache_bytes(cache), dims.seq_len
                     decode_phase = counter.start_phase("decode")
-                    _guard("decode step", spec, lambda: adapter.step(run, batch_size, cache, dims.seq_len or 1))
+                    out = _guard("decode step", spec, lambda: adapter.step(run, batch_size, cache, context - 1))
                     counter.finish_phase()
-                    del cache
+                    cache = getattr(out, "cache", None) or getattr(out, "past_key_values", None) or cache
+                    kv_bytes, kv_tokens = _cache_bytes(cache), context
+                    del cache, out
                     collect()
     finally:
         module.train(was_training)

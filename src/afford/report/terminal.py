@@ -70,3 +70,28 @@ def render_assessment(data: dict[str, Any], console: Console, verbose: bool = Fa
         console.print(f"[dim]not counted as FLOPs ({len(unc)} ops): {ops}{' ...' if len(unc) > 8 else ''}[/dim]")
     for note in data.get("notes", []):
         console.print(f"[yellow]note:[/yellow] {note}")
+
+
+def render_hardware_list(devices: list[Any], console: Console) -> None:
+    """One row per device."""
+    t = Table(title="Hardware catalog", header_style="bold")
+    for col in ("id", "name", "memory", "GB/s", "bf16 TFLOPS", "TDP W", "$/h"):
+        t.add_column(col, justify="right" if col not in ("id", "name") else "left")
+    for d in devices:
+        bf16 = d.peak_tflops.get("bf16") or d.peak_tflops.get("fp16")
+        t.add_row(d.id, d.name, units.gib(d.memory_bytes), f"{d.memory_bandwidth_gb_s:,.0f}",
+                  f"{bf16:,.1f}" if bf16 else "-", f"{d.tdp_w:,.0f}" if d.tdp_w else "-",
+                  f"{d.price_usd_per_hour:.2f}" if d.price_usd_per_hour else "-")
+    console.print(t)
+
+
+def render_device(device: Any, console: Console) -> None:
+    """Every field of one device."""
+    t = Table(title=device.name, header_style="bold", show_header=False)
+    t.add_column("field")
+    t.add_column("value", overflow="fold")
+    for key, value in device.to_dict().items():
+        if value in (None, "", [], {}):
+            continue
+        t.add_row(key, str(value))
+    console.print(t)

@@ -129,6 +129,20 @@ def _model_class(cfg: Any, kind_hint: str | None) -> Any:
     return auto._model_mapping[type(cfg)]
 
 
+def _shape_facts(cfg: Any) -> dict[str, int]:
+    """Layer count and hidden size of the (text) model, for tensor-parallel communication."""
+    text_cfg = cfg.get_text_config() if hasattr(cfg, "get_text_config") else cfg
+    facts: dict[str, int] = {}
+    for key, attrs in (("num_layers", ("num_hidden_layers", "n_layer", "num_layers", "n_layers")),
+                       ("hidden_size", ("hidden_size", "n_embd", "d_model"))):
+        for attr in attrs:
+            value = getattr(text_cfg, attr, None)
+            if isinstance(value, int) and value > 0:
+                facts[key] = value
+                break
+    return facts
+
+
 def _is_moe(cfg: Any) -> bool:
     text_cfg = cfg.get_text_config() if hasattr(cfg, "get_text_config") else cfg
     return any(getattr(text_cfg, a, None) for a in ("num_local_experts", "num_experts", "n_routed_experts"))
@@ -296,7 +310,8 @@ def spec_from_config(data: dict[str, Any], name: str, *, trust_remote_code: bool
                      native_image_size=image, max_seq_len=max_pos, default_seq_len=default_seq,
                      causal_for=_causal_fn(kind), window_for=_window_fn(cfg),
                      decode=_decode_adapter() if kind is ModelKind.CAUSAL_LM else None, context=_unpadded_masks,
-                     metadata={"model_type": cfg.model_type, "architecture": cls.__name__, **(metadata or {})})
+                     metadata={"model_type": cfg.model_type, "architecture": cls.__name__, **_shape_facts(cfg),
+                               **(metadata or {})})
 
 
 def resolve_hub_id(hub_id: str, *, trust_remote_code: bool = False, allow_hub: bool = False) -> ModelSpec:

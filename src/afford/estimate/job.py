@@ -1,0 +1,223 @@
+"""A traced assessment on real hardware: time, money, energy and carbon, with a low/high range."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from afford.errors import InputError
+from afford.estimate import footprint as fp
+from afford.estimate.parallel import RESERVED_BYTES, Layout, Parallel, train_memory_per_device
+from afford.estimate.timing import Efficiency, phase_seconds, steps_for, train_step
+from afford.hardware.catalog import Catalog, Device
+
+if TYPE_CHECKING:
+    from afford.assess import Assessment
+
+DEFAULT_HARDWARE = "a100-80gb"
+
+
+@dataclass(frozen=True)
+class HardwareRequest:
+    """Where and how a job runs: device, count and layout, price, grid, PUE, an optional fixed MFU."""
+
+    device: Device
+    layout: Layout
+    price_per_hour: float | None
+    grid: fp.Grid
+    pue: float
+    mfu: float | None = None
+    recompute: bool = False
+    default_device: bool = False
+
+
+def request(*, hardware: str | None = None, count: int | None = None, nodes: int | None = None,
+            gpus_per_node: int | None = None, parallel: str = "dp", tp: int = 1, pp: int = 1, grad_accum: int = 1,
+            price_per_hour: float | None = None, region: str | None = None, grid_gco2_kwh: float | None = None,
+            pue: float | None = None, mfu: float | None = None, recompute: bool = False,
+            catalog: Catalog | None = None) -> HardwareRequest:
+    """Validate and resolve the hardware options (every bad value is an InputError naming the option)."""
+    cat = catalog or Catalog.load()
+    device = cat.get(hardware or DEFAULT_HARDWARE)
+    per_node = gpus_per_node if gpus_per_node is not None else device.gpus_per_node
+    if per_node is None or per_node < 1:
+        raise InputError(f"--gpus-per-node must be a positive integer, got {per_node!r}")
+    if nodes is not None and nodes < 1:
+        raise InputError(f"--nodes must be a positive integer, got {nodes!r}")
+    if count is not None and count < 1:
+        raise InputError(f"--count must be a positive integer, got {count!r}")
+    if nodes is not None and count is not None and count != nodes * per_node:
+        raise InputError(f"--count {count} disagrees with --nodes {nodes} x --gpus-per-node {per_node}")
+    total = count if count is not None else (nodes * per_node if nodes is not None else 1)
+    try:
+        par = Parallel(parallel.lower())
+    except ValueError:
+        raise InputError(f"unknown --parallel {parallel!r}; choose dp, zero1, zero2, zero3 or fsdp") from None
+    layout = Layout(count=total, gpus_per_node=min(per_node, total) if nodes is None else per_node,
+                    parallel=par, tp=tp, pp=pp, grad_accum=grad_accum)
+    if price_per_hour is not None and (price_per_hour < 0 or price_per_hour > 10_000):
+        raise InputError(f"--price-per-hour must be between 0 and 10,000 USD, got {price_per_hour}")
+    if pue is not None and not 1.0 <= pue <= 3.0:
+        raise InputError(f"--pue must be between 1.0 and 3.0, got {pue}")
+    if mfu is not None and not 0.0 < mfu <= 1.0:
+        raise InputError(f"--mfu must be in (0, 1], got {mfu}")
+    price = price_per_hour if price_per_hour is not None else device.price_usd_per_hour
+    return HardwareRequest(device=device, layout=layout, price_per_hour=price,
+                           grid=fp.grid(region, grid_gco2_kwh), pue=pue if pue is not None else fp.default_pue(),
+                           mfu=mfu, recompute=recompute, default_device=hardware is None)
+
+
+@dataclass
+class Estimate:
+    """Time, money, energy and carbon of an assessment on a HardwareRequest (point, low, high)."""
+
+    req: HardwareRequest
+    data: dict[str, Any] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+
+def _optimizer_traffic(a: Assessment) -> float:
+    """Bytes the optimizer step reads and writes: gradients once, master weights (or the weights) and every
+    state tensor read and written, and the 16-bit working copy written back under mixed precision."""
+    m = a.memory
+    t = a.trace
+    share = t.trainable_params / t.params if t.params else 0.0
+    trainable_weights = m.weights_bytes * share
+    if a.workload.precision.mixed:
+        return m.gradients_bytes + 2 * m.master_weights_bytes + 2 * m.optimizer_bytes + trainable_weights
+    return m.gradients_bytes + 2 * trainable_weights + 2 * m.optimizer_bytes
+
+
+def _mfu_format(a: Assessment) -> str:
+    p = a.workload.precision.value
+    if p in ("bf16-mixed", "bf16"):
+        return "bf16"
+    if p == "fp16-mixed":
+        return "fp16"
+    convs = sum(s.flops for op, s in a.trace.forward.by_op.items() if "conv" in op)
+    return "tf32" if convs > a.trace.forward.flops / 2 else "fp32"
+
+
+def estimate(a: Assessment, req: HardwareRequest) -> Estimate:
+    """Time the assessment's traced phases on the requested hardware and price it."""
+    notes: list[str] = []
+    dev, lay = req.device, req.layout
+    base = Efficiency.for_device(dev)
+    precision = a.workload.precision.value
+    t = a.trace
+    if req.default_device:
+        notes.append(f"hardware defaults to {dev.id}; choose with --hardware")
+    if req.price_per_hour is None:
+        notes.append(f"{dev.id} has no on-demand price in the catalog; give --price-per-hour for dollars")
+    if lay.tp > 1 and not a.spec.metadata.get("num_layers"):
+        raise InputError("--tp needs a transformer whose layer count is known (a Hugging Face config)")
+    b, seq = t.batch_size, a.dims.seq_len or 1
+    hidden = int(a.spec.metadata.get("hidden_size") or 0)
+    tp_bytes = b * seq * hidden * a.workload.precision.compute_dtype.itemsize
+    mfu_peak = dev.peak_flops(_mfu_format(a))
+    out: dict[str, Any] = {}
+
+    # ---- training --------------------------------------------------------------------------------------
+    samples = a.train_samples_total
+    train_flops_per_sample = a.train_forward_flops + a.backward_flops
+    time_out: dict[str, Any] = {"mfu_peak_format": _mfu_format(a)}
+    variants: dict[str, dict[str, float]] = {}
+    busy = 0.0
+    if t.backward is not None:
+        for name, eff in (("point", base), ("low", base.scaled("low")), ("high", base.scaled("high"))):
+            step = train_step(forward=t.forward, backward=t.backward, device=dev, eff=eff, precision=precision,
+                              layout=lay, gradient_bytes=a.memory.gradients_bytes,
+                              parameter_bytes=a.memory.weights_bytes, optimizer_bytes_touched=_optimizer_traffic(a),
+                              tp_activation_bytes=tp_bytes, layers=a.spec.metadata.get("num_layers"),
+                              recompute=req.recompute, notes=notes)
+            per_step_samples = b * lay.grad_accum * lay.dp
+            step_s = step.step_s
+            if req.mfu is not None:
+                step_s = train_flops_per_sample * per_step_samples / (lay.count * mfu_peak * req.mfu)
+            n_steps = steps_for(samples, b, lay)
+            variants[name] = {"step_s": step_s, "train_s": n_steps * step_s,
+                              "mfu": train_flops_per_sample * per_step_samples / (step_s * lay.count * mfu_peak)}
+            if name == "point":
+                busy = step.busy_fraction if req.mfu is None else req.mfu
+                time_out["train_step_breakdown"] = {
+                    "compute_seconds": step.compute_s / eff.system, "pipeline_bubble_seconds": step.bubble_s / eff.system,
+                    "tp_comm_seconds": step.tp_comm_s / eff.system, "dp_comm_seconds": step.dp_comm_s,
+                    "dp_comm_exposed_seconds": step.dp_exposed_s / eff.system,
+                    "optimizer_seconds": step.optimizer_s / eff.system, "efficiency": vars(eff)}
+                time_out["train_steps"] = n_steps
+                time_out["samples_per_step"] = per_step_samples
+        # the slow end (low efficiency) gives the high time
+        time_out.update({
+            "train_step_seconds": variants["point"]["step_s"],
+            "train_seconds": variants["point"]["train_s"],
+            "train_seconds_range": [variants["high"]["train_s"], variants["low"]["train_s"]],
+            "train_gpu_hours": variants["point"]["train_s"] * lay.count / 3600,
+            "train_gpu_hours_range": [variants["high"]["train_s"] * lay.count / 3600,
+                                      variants["low"]["train_s"] * lay.count / 3600],
+            "train_mfu": variants["point"]["mfu"],
+            "train_mfu_range": [variants["low"]["mfu"], variants["high"]["mfu"]],
+            "train_samples_per_second": (variants["point"]["step_s"] and
+                                         b * lay.grad_accum * lay.dp / variants["point"]["step_s"]),
+        })
+    # ---- inference ---------------------------------------------------------------------------------------
+    t_batch, b_busy = phase_seconds(t.infer, dev, base, precision)
+    t_batch /= base.system
+    if req.mfu is not None:
+        t_batch = a.forward_flops * b / (mfu_peak * req.mfu)
+    infer_samples = a.workload.infer_samples or 0
+    infer_batches = math.ceil(infer_samples / (b * lay.count)) if infer_samples else 0
+    time_out.update({"infer_batch_seconds": t_batch, "infer_samples_per_second": b * lay.count / t_batch if t_batch else 0,
+                     "infer_seconds": infer_batches * t_batch})
+    out["time"] = time_out
+
+    # ---- generation -------------------------------------------------------------------------------------
+    if t.decode is not None and t.prefill is not None:
+        prefill_s = phase_seconds(t.prefill, dev, base, precision)[0] / base.system
+        decode_s = phase_seconds(t.decode, dev, base, precision)[0] / base.system
+        tps = b / decode_s if decode_s else 0.0
+        out["generate"] = {
+            "batch_size": b, "prompt_tokens": seq, "prefill_seconds": prefill_s,
+            "decode_seconds_per_token": decode_s, "decode_tokens_per_second": tps,
+            "usd_per_million_tokens": (req.price_per_hour / 3600 / tps * 1e6) if (tps and req.price_per_hour) else None,
+        }
+
+    # ---- memory per device --------------------------------------------------------------------------------
+    mem = a.memory
+    per_dev = train_memory_per_device(lay, weights=mem.weights_bytes + mem.buffers_bytes,
+                                      gradients=mem.gradients_bytes,
+                                      optimizer=mem.optimizer_bytes + mem.master_weights_bytes,
+                                      live_peak=a.trace.train_peak_live_bytes)
+    usable = dev.memory_bytes - RESERVED_BYTES
+    training = a.workload.wants_training or not a.workload.infer_samples
+    per_device = per_dev.total_bytes if training and t.backward is not None else mem.infer_peak_bytes
+    out["memory"] = {"per_device_bytes": per_device, "fits": per_device <= usable,
+                     "device_bytes": dev.memory_bytes, "usable_bytes": usable,
+                     "train_per_device_bytes": per_dev.total_bytes if t.backward is not None else 0,
+                     "model_states_per_device_bytes": per_dev.model_states_bytes,
+                     "infer_per_device_bytes": mem.infer_peak_bytes,
+                     "infer_fits": mem.infer_peak_bytes <= usable}
+
+    # ---- money, energy, carbon ---------------------------------------------------------------------------
+    cost: dict[str, Any] = {"price_per_device_hour": req.price_per_hour}
+    energy: dict[str, Any] = {"pue": req.pue}
+    co2: dict[str, Any] = {"grid": req.grid.id, "gco2_per_kwh": req.grid.gco2_per_kwh}
+    if variants:
+        for key, idx in (("", None), ("_low", 0), ("_high", 1)):
+            secs = variants["point"]["train_s"] if idx is None else time_out["train_seconds_range"][idx]
+            f = fp.footprint(dev, lay.count, secs, busy, price_per_hour=req.price_per_hour, pue=req.pue,
+                             grid_=req.grid)
+            cost[f"train_usd{key}"] = f.usd
+            energy[f"train_kwh{key}"] = f.kwh
+            co2[f"train_kg{key}"] = f.co2_kg
+        cost["train_usd_range"] = [cost.pop("train_usd_low"), cost.pop("train_usd_high")]
+        energy["train_kwh_range"] = [energy.pop("train_kwh_low"), energy.pop("train_kwh_high")]
+        co2["train_kg_range"] = [co2.pop("train_kg_low"), co2.pop("train_kg_high")]
+    fi = fp.footprint(dev, lay.count, time_out["infer_seconds"], b_busy / (t_batch or 1), price_per_hour=req.price_per_hour,
+                      pue=req.pue, grid_=req.grid)
+    cost["infer_usd"], energy["infer_kwh"], co2["infer_kg"] = fi.usd, fi.kwh, fi.co2_kg
+    out.update({"cost": cost, "energy": energy, "co2": co2})
+    out["hardware"] = {"name": dev.id, "count": lay.count, "device": dev.name, **lay.to_dict(),
+                       "memory_bytes": dev.memory_bytes, "price_source": dev.price_source,
+                       "recompute": req.recompute, "mfu_override": req.mfu}
+    return Estimate(req=req, data=out, notes=notes)

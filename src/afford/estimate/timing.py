@@ -1,0 +1,183 @@
+"""Time of a traced phase on a device: a per-op roofline (each op compute- or memory-bound) with cited
+efficiency factors, then training steps with communication, pipeline bubble and the optimizer step.
+
+    t_op   = max(flops / (peak_format x eta_matmul), bytes / (bandwidth x eta_bandwidth))
+    t_step = (compute x (m + pp - 1) / m + tensor-parallel all-reduces + exposed data-parallel traffic
+              + optimizer step) / eta_system
+
+The factors and their sources are in `efficiency.toml` and docs/methodology.md ("Time").
+"""
+
+from __future__ import annotations
+
+import math
+import tomllib
+from dataclasses import dataclass
+from functools import cache
+from importlib import resources
+from typing import Any
+
+from afford.counting.profile import PhaseProfile
+from afford.estimate.parallel import Layout, data_parallel_bytes, ring_all_reduce_bytes
+from afford.hardware.catalog import Device
+
+# Convolutions run in TF32 under fp32 by default (torch.backends.cudnn.allow_tf32 = True); plain matmuls do not
+# (torch.backends.cuda.matmul.allow_tf32 = False since PyTorch 1.12). PyTorch docs, "TensorFloat-32 (TF32) on
+# Ampere (and later) devices".
+_CONV_OPS = frozenset({"convolution", "_convolution", "convolution_backward", "cudnn_convolution",
+                       "convolution_overrideable", "_slow_conv2d_forward"})
+
+# When the catalog has no scale-out bandwidth for a device used across nodes: 100 Gb/s Ethernet per device,
+# a common cloud default; the result carries a note saying so.
+FALLBACK_INTER_NODE_GB_S = 12.5
+# PyTorch DDP's default gradient bucket (bucket_cap_mb = 25, MiB); the last one is never overlapped.
+BUCKET_BYTES = 25 * 2**20
+
+
+@cache
+def factors() -> dict[str, Any]:
+    """efficiency.toml, read once."""
+    text = resources.files("afford.estimate").joinpath("efficiency.toml").read_text(encoding="utf-8")
+    return tomllib.loads(text)
+
+
+def _lookup(section: str, device_id: str, key: str = "fraction") -> float:
+    table = factors().get(section, {})
+    entry = table.get(device_id) or table.get("default") or {}
+    value = entry.get(key) if isinstance(entry, dict) else None
+    if not isinstance(value, (int, float)):
+        raise KeyError(f"efficiency.toml lacks [{section}.default].{key}")
+    return float(value)
+
+
+@dataclass(frozen=True)
+class Efficiency:
+    """Named efficiency factors for one device; `scaled` gives the low/high ends of the range."""
+
+    matmul: float  # achieved / dense peak for large matmuls (MAMF)
+    bandwidth: float  # achieved / peak memory bandwidth for streaming kernels
+    system: float  # what kernels do not show: launches, data loading, stragglers, host overhead
+    overlap: float  # share of data-parallel traffic hidden behind backward compute
+
+    @classmethod
+    def for_device(cls, device: Device, system: float | None = None) -> Efficiency:
+        return cls(matmul=_lookup("matmul", device.id), bandwidth=_lookup("bandwidth", device.id),
+                   system=system if system is not None else _lookup("system", "default"),
+                   overlap=_lookup("overlap", "default"))
+
+    def scaled(self, end: str) -> Efficiency:
+        """The pessimistic ('low') or optimistic ('high') end of the documented range of each factor."""
+        sys_table = factors()["system"]["default"]
+        key = "low" if end == "low" else "high"
+        return Efficiency(matmul=self.matmul, bandwidth=self.bandwidth, system=float(sys_table[key]),
+                          overlap=self.overlap)
+
+
+def compute_format(precision: str, op: str) -> str:
+    """Number format an op runs in: 16-bit for mixed/bf16 jobs, TF32 for fp32 convolutions, fp32 otherwise."""
+    if precision in ("bf16-mixed", "bf16"):
+        return "bf16"
+    if precision == "fp16-mixed":
+        return "fp16"
+    return "tf32" if op in _CONV_OPS else "fp32"
+
+
+def phase_seconds(phase: PhaseProfile | None, device: Device, eff: Efficiency, precision: str) -> tuple[float, float]:
+    """Roofline time of a traced phase on one device, and the part of it that is compute-bound work."""
+    if phase is None:
+        return 0.0, 0.0
+    bw = device.memory_bandwidth_gb_s * 1e9 * eff.bandwidth
+    total = busy = 0.0
+    for (op, flops, nbytes), calls in phase.events.items():
+        t_mem = nbytes / bw
+        if flops:
+            t_cmp = flops / (device.peak_flops(compute_format(precision, op)) * eff.matmul)
+            t = max(t_cmp, t_mem)
+            busy += calls * t_cmp
+        else:
+            t = t_mem
+        total += calls * t
+    return total, busy
+
+
+@dataclass(frozen=True)
+class StepTime:
+    """One optimizer step of a training job (all micro-batches of all devices), broken down."""
+
+    compute_s: float
+    bubble_s: float
+    tp_comm_s: float
+    dp_comm_s: float
+    dp_exposed_s: float
+    optimizer_s: float
+    step_s: float
+    busy_fraction: float  # share of the step the device spends in compute-bound work (for power)
+
+
+def link_gb_s(device: Device, across_nodes: bool, notes: list[str], per_node: int = 1) -> float:
+    """Bus bandwidth per device of a collective (the `busBW` of nccl-tests).
+
+    Within a node: the intra-node link. Across nodes NCCL runs one ring per NIC, each crossing every node
+    boundary once, so a node's `per_node` NICs carry the traffic together and the bus bandwidth is
+    min(intra-node link, per_node x per-device NIC): e.g. 8 x H100 with NVLink and 400 Gb/s NDR per GPU,
+    about 400 GB/s, the 400-450 GB/s nccl-tests measure (Saturn Cloud, "Validating Multi-Node GPU Clusters
+    with NCCL Tests", expected bus bandwidth table).
+    """
+    intra = device.intra_node_gb_s or FALLBACK_INTER_NODE_GB_S
+    if not across_nodes:
+        return intra
+    nic = device.inter_node_gb_s
+    if not nic:
+        nic = FALLBACK_INTER_NODE_GB_S
+        note = (f"{device.id} has no scale-out bandwidth in the catalog; assumed {FALLBACK_INTER_NODE_GB_S} GB/s "
+                "per device (100 Gb/s Ethernet)")
+        if note not in notes:
+            notes.append(note)
+    return min(intra, per_node * nic)
+
+
+def train_step(*, forward: PhaseProfile, backward: PhaseProfile | None, device: Device, eff: Efficiency,
+               precision: str, layout: Layout, gradient_bytes: float, parameter_bytes: float,
+               optimizer_bytes_touched: float, tp_activation_bytes: float, layers: int | None,
+               recompute: bool, notes: list[str]) -> StepTime:
+    """Time of one optimizer step: `grad_accum` micro-batches per device, then gradient sync and the update."""
+    t_fwd, b_fwd = phase_seconds(forward, device, eff, precision)
+    t_bwd, b_bwd = phase_seconds(backward, device, eff, precision)
+    if recompute:  # activation checkpointing runs the forward again during backward
+        t_bwd, b_bwd = t_bwd + t_fwd, b_bwd + b_fwd
+    split = layout.model_split
+    micro = (t_fwd + t_bwd) / split
+    m = layout.grad_accum
+    compute = micro * m
+    bubble = micro * (layout.pp - 1) if layout.pp > 1 else 0.0  # 1F1B: (pp - 1) extra micro-batch slots
+    tp_comm = 0.0
+    if layout.tp > 1:
+        if not layers:
+            raise ValueError("tensor parallelism needs the model's layer count")
+        per_layer_calls = 4 + (2 if recompute else 0)  # Megatron: 2 all-reduces forward, 2 backward
+        size = tp_activation_bytes
+        link = link_gb_s(device, layout.tp_crosses_nodes(), notes, layout.gpus_per_node) * 1e9
+        per_mb = per_layer_calls * (layers / layout.pp) * ring_all_reduce_bytes(size, layout.tp) / link
+        tp_comm = per_mb * m
+    dp_bytes = data_parallel_bytes(layout, gradient_bytes=gradient_bytes, parameter_bytes=parameter_bytes)
+    dp_link = link_gb_s(device, layout.dp_crosses_nodes(), notes, layout.gpus_per_node) * 1e9
+    dp_comm = dp_bytes / dp_link if dp_bytes else 0.0
+    # gradient buckets are reduced while the last micro-batch's backward runs (DDP / FSDP overlap); FSDP also
+    # prefetches parameter all-gathers during forward; the last bucket cannot hide (efficiency.toml [overlap])
+    hideable = t_bwd + (t_fwd if layout.parallel.shards_parameters else 0.0)
+    last_bucket = ring_all_reduce_bytes(BUCKET_BYTES, layout.dp) / dp_link if dp_bytes else 0.0
+    dp_exposed = max(0.0, dp_comm - eff.overlap * hideable / split) + min(dp_comm, last_bucket)
+    shard = split * (layout.dp if layout.parallel.shards_optimizer else 1)
+    optimizer = optimizer_bytes_touched / shard / (device.memory_bandwidth_gb_s * 1e9 * eff.bandwidth)
+    kernel = compute + bubble + tp_comm + dp_exposed + optimizer
+    step = kernel / eff.system
+    busy = (b_fwd + b_bwd) / split * m
+    return StepTime(compute_s=compute, bubble_s=bubble, tp_comm_s=tp_comm, dp_comm_s=dp_comm,
+                    dp_exposed_s=dp_exposed, optimizer_s=optimizer, step_s=step,
+                    busy_fraction=min(1.0, busy / step) if step else 0.0)
+
+
+def steps_for(samples: float, micro_batch: int, layout: Layout) -> int:
+    """Optimizer steps to see `samples`: each step takes micro_batch x grad_accum x dp samples."""
+    per_step = micro_batch * layout.grad_accum * layout.dp
+    return math.ceil(samples / per_step) if samples > 0 else 0
