@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck bench clean
+.PHONY: demo test lint typecheck bench validate calibrate clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -30,6 +30,12 @@ typecheck: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python bench/trace_bench.py
+
+validate: $(STAMP)
+	$(BIN)/python bench/validate_runs.py
+
+calibrate: $(STAMP)
+	$(BIN)/python bench/calibrate_system.py
 
 clean:
 	rm -rf $(VENV) build dist src/*.egg-info

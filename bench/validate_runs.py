@@ -20,14 +20,16 @@ def main() -> int:
         o = evaluate(spec)
         within = abs(o.error) <= TOLERANCE
         status = ("within" if within else "outside") + ("" if spec.validated else " (not asserted)")
-        rows.append(f"| {spec.run_id} | {o.run['model']} | {o.run['hardware']} | {o.run.get('gpu_count') or spec.count} "
+        gpus = spec.count or o.run.get("gpu_count")
+        rows.append(f"| {spec.run_id} | {o.run['model']} | {o.run['hardware']} | {gpus} "
                     f"| {o.reported_gpu_hours:,.0f} | {o.basis} | {o.predicted_gpu_hours:,.0f} | {o.error:+.1%} | "
                     f"{o.predicted_mfu:.1%} | {status} | {spec.assumption} | {o.run['source'][:160]} |")
         print(rows[-1], flush=True)
     doc = ROOT / "docs" / "validation.md"
     head = doc.read_text().split("<!-- runs -->")[0] if doc.exists() else "# Validation\n\n"
-    table = ("<!-- runs -->\n\n| run | model | hardware | GPUs | reported GPU-h | basis | predicted GPU-h | error | "
-             "predicted MFU | within 35% | layout assumed | source |\n|---|---|---|---|---|---|---|---|---|---|---|---|\n"
+    table = ("<!-- runs -->\n\n| run | model | hardware | GPUs | reported GPU-h | basis | predicted GPU-h | error "
+             "| predicted MFU | within 35% | layout assumed | source |\n"
+             "|---|---|---|---|---|---|---|---|---|---|---|---|\n"
              + "\n".join(rows) + "\n")
     doc.write_text(head + table)
     return 0

@@ -68,7 +68,7 @@ def assess(
     allow_longer: Annotated[bool, typer.Option(help="allow --seq-len beyond the model's maximum")] = False,
     trust_remote_code: Annotated[bool, typer.Option(help="run a Hub model's own code (only if you trust it)")] = False,
     hub: Annotated[bool, typer.Option(help="look a config up on the Hugging Face Hub if not found offline")] = False,
-    hardware: Annotated[str | None, typer.Option(help="device id from `afford hardware list` (default a100-80gb)")] = None,
+    hardware: Annotated[str | None, typer.Option(help="device id (afford hardware list); default a100-80gb")] = None,
     count: Annotated[int | None, typer.Option(help="devices in all")] = None,
     nodes: Annotated[int | None, typer.Option(help="nodes (count = nodes x gpus-per-node)")] = None,
     gpus_per_node: Annotated[int | None, typer.Option(help="devices per node (default: the device's usual)")] = None,

@@ -4,7 +4,6 @@ GPU-hours (or of the GPU-hours a reported throughput implies). docs/validation.m
 from __future__ import annotations
 
 import pytest
-
 from golden_runs import SPECS, TOLERANCE, evaluate
 
 ASSERTED = [s for s in SPECS if s.validated]

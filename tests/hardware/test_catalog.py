@@ -33,7 +33,7 @@ def test_aliases_and_suggestions() -> None:
     cat = Catalog.load()
     assert cat.get("A100").id in ("a100-80gb", "a100-40gb")
     assert cat.get("4090").id == "rtx4090"
-    with pytest.raises(InputError, match="closest: .*h100-sxm"):
+    with pytest.raises(InputError, match=r"closest: .*h100-sxm"):
         cat.get("h100-sxn")
 
 

@@ -141,7 +141,8 @@ def estimate(a: Assessment, req: HardwareRequest) -> Estimate:
             if name == "point":
                 busy = step.busy_fraction if req.mfu is None else req.mfu
                 time_out["train_step_breakdown"] = {
-                    "compute_seconds": step.compute_s / eff.system, "pipeline_bubble_seconds": step.bubble_s / eff.system,
+                    "compute_seconds": step.compute_s / eff.system,
+                    "pipeline_bubble_seconds": step.bubble_s / eff.system,
                     "tp_comm_seconds": step.tp_comm_s / eff.system, "dp_comm_seconds": step.dp_comm_s,
                     "dp_comm_exposed_seconds": step.dp_exposed_s / eff.system,
                     "optimizer_seconds": step.optimizer_s / eff.system, "efficiency": vars(eff)}
@@ -167,8 +168,13 @@ def estimate(a: Assessment, req: HardwareRequest) -> Estimate:
         t_batch = a.forward_flops * b / (mfu_peak * req.mfu)
     infer_samples = a.workload.infer_samples or 0
     infer_batches = math.ceil(infer_samples / (b * lay.count)) if infer_samples else 0
-    time_out.update({"infer_batch_seconds": t_batch, "infer_samples_per_second": b * lay.count / t_batch if t_batch else 0,
-                     "infer_seconds": infer_batches * t_batch})
+    sys_lo, sys_hi = base.scaled("low").system, base.scaled("high").system
+    # a fixed --mfu has no range; otherwise the system-efficiency range scales every roofline time
+    spread = (1.0, 1.0) if req.mfu is not None else (base.system / sys_hi, base.system / sys_lo)
+    time_out.update({"infer_batch_seconds": t_batch,
+                     "infer_samples_per_second": b * lay.count / t_batch if t_batch else 0,
+                     "infer_seconds": infer_batches * t_batch,
+                     "infer_seconds_range": [infer_batches * t_batch * spread[0], infer_batches * t_batch * spread[1]]})
     out["time"] = time_out
 
     # ---- generation -------------------------------------------------------------------------------------
@@ -176,10 +182,14 @@ def estimate(a: Assessment, req: HardwareRequest) -> Estimate:
         prefill_s = phase_seconds(t.prefill, dev, base, precision)[0] / base.system
         decode_s = phase_seconds(t.decode, dev, base, precision)[0] / base.system
         tps = b / decode_s if decode_s else 0.0
+        usd_m = (req.price_per_hour / 3600 / tps * 1e6) if (tps and req.price_per_hour) else None
         out["generate"] = {
             "batch_size": b, "prompt_tokens": seq, "prefill_seconds": prefill_s,
+            "prefill_seconds_range": [prefill_s * spread[0], prefill_s * spread[1]],
             "decode_seconds_per_token": decode_s, "decode_tokens_per_second": tps,
-            "usd_per_million_tokens": (req.price_per_hour / 3600 / tps * 1e6) if (tps and req.price_per_hour) else None,
+            "decode_tokens_per_second_range": [tps / spread[1], tps / spread[0]],
+            "usd_per_million_tokens": usd_m,
+            "usd_per_million_tokens_range": [usd_m * spread[0], usd_m * spread[1]] if usd_m is not None else None,
         }
 
     # ---- memory per device --------------------------------------------------------------------------------
@@ -213,9 +223,11 @@ def estimate(a: Assessment, req: HardwareRequest) -> Estimate:
         cost["train_usd_range"] = [cost.pop("train_usd_low"), cost.pop("train_usd_high")]
         energy["train_kwh_range"] = [energy.pop("train_kwh_low"), energy.pop("train_kwh_high")]
         co2["train_kg_range"] = [co2.pop("train_kg_low"), co2.pop("train_kg_high")]
-    fi = fp.footprint(dev, lay.count, time_out["infer_seconds"], b_busy / (t_batch or 1), price_per_hour=req.price_per_hour,
-                      pue=req.pue, grid_=req.grid)
+    fi = fp.footprint(dev, lay.count, time_out["infer_seconds"], b_busy / (t_batch or 1),
+                      price_per_hour=req.price_per_hour, pue=req.pue, grid_=req.grid)
     cost["infer_usd"], energy["infer_kwh"], co2["infer_kg"] = fi.usd, fi.kwh, fi.co2_kg
+    cost["infer_usd_range"] = [fi.usd * spread[0], fi.usd * spread[1]] if fi.usd is not None else None
+    energy["infer_kwh_range"] = [fi.kwh * spread[0], fi.kwh * spread[1]]
     out.update({"cost": cost, "energy": energy, "co2": co2})
     out["hardware"] = {"name": dev.id, "count": lay.count, "device": dev.name, **lay.to_dict(),
                        "memory_bytes": dev.memory_bytes, "price_source": dev.price_source,

@@ -49,8 +49,11 @@ def render_assessment(data: dict[str, Any], console: Console, verbose: bool = Fa
             mt.add_row(label, units.gib(mem[key]))
     console.print(mt)
 
+    if "hardware" in data:
+        _render_hardware(data, console)
+
     rows = data.get("modules", [])
-    if rows:
+    if rows and verbose:
         tt = Table(title="Modules", header_style="bold")
         tt.add_column("module")
         tt.add_column("params", justify="right")
@@ -70,6 +73,65 @@ def render_assessment(data: dict[str, Any], console: Console, verbose: bool = Fa
         console.print(f"[dim]not counted as FLOPs ({len(unc)} ops): {ops}{' ...' if len(unc) > 8 else ''}[/dim]")
     for note in data.get("notes", []):
         console.print(f"[yellow]note:[/yellow] {note}")
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 120:
+        return f"{seconds:,.1f} s"
+    if seconds < 7200:
+        return f"{seconds / 60:,.1f} min"
+    if seconds < 3 * 86400:
+        return f"{seconds / 3600:,.1f} h"
+    return f"{seconds / 86400:,.1f} days"
+
+
+def _num(value: float) -> str:
+    """Three significant digits, thousands separated: 0.00391, 12.3, 1,720,320."""
+    if value == 0:
+        return "0"
+    if abs(value) >= 1000:
+        return f"{value:,.0f}"
+    return f"{value:.3g}"
+
+
+def _usd(value: float | None) -> str:
+    if value is None:
+        return "-"
+    return f"${value:,.0f}" if value >= 100 else f"${value:.2f}" if value >= 0.01 else f"${value:.2g}"
+
+
+def _render_hardware(data: dict[str, Any], console: Console) -> None:
+    hw, t, c, e, co2, mem = data["hardware"], data["time"], data["cost"], data["energy"], data["co2"], data["memory"]
+    layout = f"{hw['count']} x {hw['name']}"
+    if hw["count"] > 1 or hw["tp"] > 1 or hw["pp"] > 1:
+        layout += f" ({hw['parallel']}, tp {hw['tp']}, pp {hw['pp']}, dp {hw['dp']})"
+    table = Table(title=f"On {layout}", header_style="bold")
+    table.add_column("figure")
+    table.add_column("estimate", justify="right")
+    table.add_column("range")
+    fits = "fits" if mem["fits"] else "DOES NOT FIT"
+    table.add_row("memory per device", units.gib(mem["per_device_bytes"]),
+                  f"{fits} in {units.gib(mem['usable_bytes'])} usable")
+    if "train_seconds" in t and t.get("train_steps"):
+        lo, hi = t["train_seconds_range"]
+        table.add_row("training time", _duration(t["train_seconds"]), f"{_duration(lo)} .. {_duration(hi)}")
+        g_lo, g_hi = t["train_gpu_hours_range"]
+        table.add_row("GPU-hours", _num(t["train_gpu_hours"]), f"{_num(g_lo)} .. {_num(g_hi)}")
+        table.add_row("MFU", f"{t['train_mfu']:.0%}", f"{t['train_mfu_range'][0]:.0%} .. {t['train_mfu_range'][1]:.0%}")
+        if c.get("train_usd") is not None:
+            u_lo, u_hi = c["train_usd_range"]
+            table.add_row("training cost", _usd(c["train_usd"]), f"{_usd(u_lo)} .. {_usd(u_hi)}")
+        table.add_row("energy / CO2", f"{_num(e['train_kwh'])} kWh", f"{_num(co2['train_kg'])} kg CO2e ({co2['grid']})")
+    if t.get("infer_seconds"):
+        table.add_row("inference time", _duration(t["infer_seconds"]),
+                      f"{t['infer_samples_per_second']:,.0f} samples/s")
+        table.add_row("inference cost", _usd(c.get("infer_usd")), f"{_num(e['infer_kwh'])} kWh")
+    if "generate" in data:
+        g = data["generate"]
+        table.add_row("decode", f"{g['decode_tokens_per_second']:,.0f} tokens/s",
+                      f"batch {g['batch_size']}, context {g['prompt_tokens']}; "
+                      f"{_usd(g['usd_per_million_tokens'])} per M tokens")
+    console.print(table)
 
 
 def render_hardware_list(devices: list[Any], console: Console) -> None:
