@@ -41,6 +41,7 @@ class Assessment:
     depth: int = 2
     notes: list[str] = field(default_factory=list)
     estimate: Estimate | None = None
+    decision: Any = None  # a decide.run.PlanResult when a budget was given
 
     # --- per-sample figures -------------------------------------------------------------------------------
     def _per_sample(self, phase: PhaseProfile | None, attr: str = "flops") -> float:
@@ -135,6 +136,9 @@ class Assessment:
         }
         if self.estimate is not None:
             out["memory"].update(self.estimate.data["memory"])
+        if self.decision is not None:
+            decided = self.decision.to_dict()
+            out["verdict"], out["plans"] = decided["verdict"], decided["plans"]
         if tokens:
             out["per_token"] = {
                 "forward_flops": self.forward_flops / tokens,
@@ -206,7 +210,9 @@ def assess(model: Any, *, train_samples: int | None = None, epochs: float = 1, t
            gpus_per_node: int | None = None, parallel: str = "dp", tp: int = 1, pp: int = 1, grad_accum: int = 1,
            price_per_hour: float | None = None, region: str | None = None, grid_gco2_kwh: float | None = None,
            pue: float | None = None, mfu: float | None = None, recompute: bool = False,
-           hardware_file: str | Path | None = None) -> Assessment:
+           hardware_file: str | Path | None = None, budget_usd: float | None = None,
+           deadline: str | float | None = None, max_kwh: float | None = None, max_co2_kg: float | None = None,
+           available: str | None = None, electricity_usd_kwh: float | None = None) -> Assessment:
     """Count compute and memory of `model` for a job, by tracing it on the meta device (no weights), and
     time and price it on `hardware` (default a100-80gb) x `count` devices under a parallel layout.
 
@@ -228,27 +234,55 @@ def assess(model: Any, *, train_samples: int | None = None, epochs: float = 1, t
     notes: list[str] = []
     dims = _dims(spec, workload, notes)
     module = spec.build(workload.precision.compute_dtype, dims)
+    result = traced_assessment(spec, workload, dims, module, depth=depth, notes=notes)
+    result.estimate = estimate(result, req)
+    result.notes.extend(result.estimate.notes)
+    if any(v is not None for v in (budget_usd, deadline, max_kwh, max_co2_kg, available)):
+        if not workload.wants_training:
+            raise WorkloadError("a budget verdict needs a training job: give --train-samples or --train-tokens")
+        from afford.decide.run import plan
+
+        result.decision = plan(model, train_samples=train_samples, epochs=epochs, train_tokens=train_tokens,
+                               batch_size=batch_size, seq_len=seq_len, image_size=image_size,
+                               precision=workload.precision.value, optimizer=workload.optimizer.value,
+                               freeze=workload.freeze, hardware=hardware, count=count, budget_usd=budget_usd,
+                               deadline=deadline, max_kwh=max_kwh, max_co2_kg=max_co2_kg, available=available,
+                               electricity_usd_kwh=electricity_usd_kwh, region=region, pue=pue,
+                               price_per_hour=price_per_hour, hardware_file=hardware_file,
+                               trust_remote_code=trust_remote_code, allow_longer=allow_longer)
+    return result
+
+
+def traced_assessment(spec: ModelSpec, workload: Workload, dims: Dims, module: nn.Module, *, depth: int = 2,
+                      notes: list[str] | None = None, infer: bool = True, decode: bool | None = None) -> Assessment:
+    """Trace `module` (built from `spec`) for `workload` and measure its memory; no hardware yet."""
+    notes = [] if notes is None else notes
     dtype = workload.precision.compute_dtype
+    want_decode = spec.decode is not None if decode is None else decode
     try:
-        traced = run_trace(spec, module, batch_size=batch_size, dims=dims, dtype=dtype, freeze=workload.freeze,
-                           train=True, decode=spec.decode is not None)
+        traced = run_trace(spec, module, batch_size=workload.batch_size, dims=dims, dtype=dtype,
+                           freeze=workload.freeze, train=True, decode=want_decode, infer=infer)
     except TraceError as exc:
         if workload.wants_training:
             raise
         # an inference-only job must not fail because a training step would (e.g. BatchNorm at batch 1)
-        traced = run_trace(spec, module, batch_size=batch_size, dims=dims, dtype=dtype, freeze=workload.freeze,
-                           train=False, decode=spec.decode is not None)
+        traced = run_trace(spec, module, batch_size=workload.batch_size, dims=dims, dtype=dtype,
+                           freeze=workload.freeze, train=False, decode=want_decode, infer=True)
         notes.append(f"training step not traced ({exc}); backward and training memory are 0")
     if traced.trainable_params == 0 and workload.wants_training:
         notes.append("every parameter is frozen: training does no backward pass")
     if traced.forward.uncounted:
         notes.append("element-wise ops, norms and softmax are not counted as FLOPs (see coverage.uncounted_ops)")
     mem = memory(traced, workload.optimizer, workload.precision, training=True)
-    result = Assessment(spec=spec, workload=workload, dims=dims, trace=traced, memory=mem,
-                        module_params=_module_params(module), depth=depth, notes=notes)
-    result.estimate = estimate(result, req)
-    result.notes.extend(result.estimate.notes)
-    return result
+    return Assessment(spec=spec, workload=workload, dims=dims, trace=traced, memory=mem,
+                      module_params=_module_params(module), depth=depth, notes=notes)
+
+
+def prepare(model: Any, workload: Workload, *, trust_remote_code: bool = False, allow_hub: bool = False,
+            notes: list[str] | None = None) -> tuple[ModelSpec, Dims]:
+    """Resolve a model spec and the sample shape for a workload (validates seq-len against the model)."""
+    spec = resolve(model, trust_remote_code=trust_remote_code, allow_hub=allow_hub)
+    return spec, _dims(spec, workload, [] if notes is None else notes)
 
 
 def _dims(spec: ModelSpec, w: Workload, notes: list[str]) -> Dims:

@@ -83,10 +83,17 @@ def assess(
     pue: Annotated[float | None, typer.Option(help="data-centre PUE (default: industry average)")] = None,
     mfu: Annotated[float | None, typer.Option(help="fix model FLOPs utilisation instead of the roofline")] = None,
     hardware_file: Annotated[str | None, typer.Option(help="TOML/YAML file adding or overriding devices")] = None,
+    budget_usd: Annotated[float | None, typer.Option(help="money you can spend (USD)")] = None,
+    deadline: Annotated[str | None, typer.Option(help="time you have, e.g. 36h, 7d")] = None,
+    max_kwh: Annotated[float | None, typer.Option(help="energy limit (kWh)")] = None,
+    max_co2_kg: Annotated[float | None, typer.Option(help="carbon limit (kg CO2e)")] = None,
+    available: Annotated[str | None, typer.Option(help="hardware you own: NAME:COUNT[,NAME:COUNT...]")] = None,
+    electricity_usd_kwh: Annotated[float | None, typer.Option(help="electricity price for owned hardware")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="print exactly one JSON object")] = False,
     verbose: Annotated[bool, typer.Option(help="show every module row")] = False,
 ) -> None:
-    """Count compute and memory of MODEL for a job, and its time, cost, energy and CO2 on hardware."""
+    """Count compute and memory of MODEL for a job, and its time, cost, energy and CO2 on hardware; with a
+    budget (or --available), the verdict and the plans that make it affordable."""
     from afford.assess import assess as run
 
     result = _guarded(lambda: run(model, train_samples=train_samples, epochs=epochs, train_tokens=train_tokens,
@@ -97,7 +104,9 @@ def assess(
                                   count=count, nodes=nodes, gpus_per_node=gpus_per_node, parallel=parallel,
                                   tp=tp, pp=pp, grad_accum=grad_accum, recompute=recompute,
                                   price_per_hour=price_per_hour, region=region, grid_gco2_kwh=grid_gco2_kwh,
-                                  pue=pue, mfu=mfu, hardware_file=hardware_file))
+                                  pue=pue, mfu=mfu, hardware_file=hardware_file, budget_usd=budget_usd,
+                                  deadline=deadline, max_kwh=max_kwh, max_co2_kg=max_co2_kg, available=available,
+                                  electricity_usd_kwh=electricity_usd_kwh))
     data = result.to_dict()
     if as_json:
         _emit_json(data)
@@ -105,6 +114,68 @@ def assess(
     from afford.report.terminal import render_assessment
 
     render_assessment(data, Console(), verbose=verbose)
+    if "verdict" in data:
+        from afford.report.terminal import render_verdict
+
+        render_verdict(data["verdict"], data["plans"], Console())
+
+
+@app.command("plan")
+def plan_command(
+    model: ModelArg,
+    train_samples: Annotated[int | None, typer.Option(help="training samples per epoch (N)")] = None,
+    epochs: Annotated[float, typer.Option(help="passes over the training samples")] = 1.0,
+    train_tokens: Annotated[int | None, typer.Option(help="training tokens in all (LMs)")] = None,
+    batch_size: Annotated[int, typer.Option(help="samples per optimizer step per device")] = 1,
+    seq_len: Annotated[int | None, typer.Option(help="tokens per sample")] = None,
+    image_size: Annotated[int | None, typer.Option(help="image side in pixels")] = None,
+    precision: Annotated[str, typer.Option(help="precision as asked")] = "bf16-mixed",
+    optimizer: Annotated[str, typer.Option(help="optimizer as asked")] = "adamw",
+    hardware: Annotated[str | None, typer.Option(help="the device as asked")] = None,
+    count: Annotated[int | None, typer.Option(help="devices as asked")] = None,
+    budget_usd: Annotated[float | None, typer.Option(help="money you can spend (USD)")] = None,
+    deadline: Annotated[str | None, typer.Option(help="time you have, e.g. 36h, 7d")] = None,
+    max_kwh: Annotated[float | None, typer.Option(help="energy limit (kWh)")] = None,
+    max_co2_kg: Annotated[float | None, typer.Option(help="carbon limit (kg CO2e)")] = None,
+    available: Annotated[str | None, typer.Option(help="hardware you own: NAME:COUNT[,NAME:COUNT...]")] = None,
+    electricity_usd_kwh: Annotated[float | None, typer.Option(help="electricity price for owned hardware")] = None,
+    price_per_hour: Annotated[float | None, typer.Option(help="USD per device-hour for every device")] = None,
+    region: Annotated[str | None, typer.Option(help="grid region for CO2")] = None,
+    lora_rank: Annotated[int, typer.Option(help="rank of LoRA/QLoRA adapters")] = 16,
+    max_count: Annotated[int, typer.Option(help="most devices to consider")] = 16384,
+    emit: Annotated[tuple[str, str] | None, typer.Option(help="write launch config: accelerate|deepspeed DIR")] = None,
+    hardware_file: Annotated[str | None, typer.Option(help="TOML/YAML file adding or overriding devices")] = None,
+    allow_longer: Annotated[bool, typer.Option(help="allow --seq-len beyond the model's maximum")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="print exactly one JSON object")] = False,
+) -> None:
+    """Search precisions, LoRA/QLoRA, memory savers, sharding and hardware for the cheapest and fastest
+    feasible ways to train MODEL within a budget."""
+    from afford.decide.run import plan as run_plan
+
+    if emit is not None and emit[0] not in ("accelerate", "deepspeed"):
+        _fail(f"--emit {emit[0]!r}: choose accelerate or deepspeed")
+    result = _guarded(lambda: run_plan(model, train_samples=train_samples, epochs=epochs, train_tokens=train_tokens,
+                                       batch_size=batch_size, seq_len=seq_len, image_size=image_size,
+                                       precision=precision, optimizer=optimizer, hardware=hardware, count=count,
+                                       budget_usd=budget_usd, deadline=deadline, max_kwh=max_kwh,
+                                       max_co2_kg=max_co2_kg, available=available,
+                                       electricity_usd_kwh=electricity_usd_kwh, price_per_hour=price_per_hour,
+                                       region=region, lora_rank=lora_rank, max_count=max_count,
+                                       hardware_file=hardware_file, allow_longer=allow_longer))
+    data = result.to_dict()
+    if emit is not None:
+        from afford.decide.emit import write
+
+        chosen = result.verdict.plan or result.found.cheapest or result.asked
+        data["emitted"] = _guarded(lambda: [str(p) for p in write(emit[0], Path(emit[1]), chosen.strategy)])
+    if as_json:
+        _emit_json(data)
+        return
+    from afford.report.terminal import render_verdict
+
+    render_verdict(data["verdict"], data["plans"], Console())
+    for path in data.get("emitted", []):
+        Console().print(f"wrote {path}")
 
 
 @app.command("models")

@@ -139,8 +139,9 @@ def _guard(what: str, spec: ModelSpec, fn: Callable[[], Any]) -> Any:
 
 
 def trace(spec: ModelSpec, module: nn.Module, *, batch_size: int, dims: Dims, dtype: torch.dtype,
-          freeze: tuple[str, ...] = (), train: bool = True, decode: bool = False) -> Trace:
-    """Trace one training step, one inference batch and, if asked, a prefill plus one decode step."""
+          freeze: tuple[str, ...] = (), train: bool = True, decode: bool = False, infer: bool = True) -> Trace:
+    """Trace one training step, one inference batch (unless `infer` is off: the planner needs training only)
+    and, if asked, a prefill plus one decode step."""
     extra = extra_formulas()
     mask = trainable_mask(module, freeze)
     tensors = _standins(module, dtype, mask)
@@ -185,17 +186,19 @@ def trace(spec: ModelSpec, module: nn.Module, *, batch_size: int, dims: Dims, dt
             else:
                 forward = PhaseProfile(name="forward")
             module.eval()
-            infer = counter.start_phase("infer")
+            infer_phase = counter.start_phase("infer")
             with torch.no_grad():
-                inputs = _cast_inputs(spec.make_inputs(batch_size, dims, False), dtype)
+                inputs = _cast_inputs(spec.make_inputs(batch_size, dims, False), dtype) if infer else {}
                 for t in _input_tensors(inputs):
                     live.add(t)
-                out = _guard("forward", spec, _forward(run, inputs))
+                if infer:
+                    out = _guard("forward", spec, _forward(run, inputs))
+                    del out
                 counter.finish_phase()
-                del out, inputs
+                del inputs
                 collect()
                 if not train or n_trainable == 0:
-                    forward = infer
+                    forward = infer_phase
                 prefill = decode_phase = None
                 kv_bytes = kv_tokens = 0
                 if decode and spec.decode is not None and dims.seq_len and dims.seq_len > 1:
@@ -216,6 +219,6 @@ def trace(spec: ModelSpec, module: nn.Module, *, batch_size: int, dims: Dims, dt
         module.train(was_training)
     return Trace(batch_size=batch_size, params=n_params, trainable_params=n_trainable, weights_bytes=weights_bytes,
                  buffers_bytes=buffers_bytes, gradients_bytes=grad_bytes, saved_activations_bytes=saved_bytes,
-                 forward=forward, backward=backward, infer=infer, prefill=prefill, decode=decode_phase,
+                 forward=forward, backward=backward, infer=infer_phase, prefill=prefill, decode=decode_phase,
                  kv_cache_bytes=kv_bytes, kv_cache_tokens=kv_tokens, train_peak_live_bytes=train_peak,
                  param_shapes=shapes, extra_registered=extra)

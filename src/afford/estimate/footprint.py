@@ -57,6 +57,11 @@ def grid(region: str | None = None, gco2_per_kwh: float | None = None) -> Grid:
                 source=f"{entry.get('source', '')} ({entry.get('year', '')})")
 
 
+def electricity_price() -> float:
+    """USD per kWh for owned hardware (grid_intensity.toml [electricity_price], with its source)."""
+    return float(grid_table()["electricity_price"]["usd_per_kwh"])
+
+
 def default_pue() -> float:
     return float(grid_table()["pue"]["default"])
 

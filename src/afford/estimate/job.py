@@ -89,23 +89,29 @@ def _optimizer_traffic(a: Assessment) -> float:
     return m.gradients_bytes + 2 * trainable_weights + 2 * m.optimizer_bytes
 
 
-def live_peak_bytes(a: Assessment, recompute: bool, notes: list[str]) -> float:
-    """Peak live bytes of a training step; with full activation checkpointing per layer only each layer's input
-    (batch x seq x hidden) stays saved, plus one layer's activations while it is recomputed (Chen et al. 2016,
-    "Training Deep Nets with Sublinear Memory Cost"; Korthikanti et al. 2022, sec. 4)."""
+def live_peaks(a: Assessment, recompute: bool, notes: list[str]) -> tuple[float, float]:
+    """Live bytes other than gradients at the forward peak and at the backward peak of a traced step.
+
+    The backward peak as traced holds every gradient produced so far; they are removed here so that a layout
+    can add back the share of gradients a device keeps (all of them, or 1/dp under ZeRO-2/3). With full
+    activation checkpointing per layer only each layer's input (batch x seq x hidden) stays saved, plus one
+    layer's activations while it is recomputed (Chen et al. 2016, "Training Deep Nets with Sublinear Memory
+    Cost"; Korthikanti et al. 2022, sec. 4)."""
     t = a.trace
+    fwd = float(t.forward.peak_live_bytes)
+    bwd = max(float(t.backward.peak_live_bytes if t.backward else 0.0) - t.gradients_bytes, 0.0)
     if not recompute:
-        return float(t.train_peak_live_bytes)
+        return fwd, bwd
     layers = int(a.spec.metadata.get("num_layers") or 0)
     hidden = int(a.spec.metadata.get("hidden_size") or 0)
     if not layers or not hidden:
         notes.append("--recompute: checkpointed activation memory is modelled for transformer configs only; "
                      "memory shown without the saving")
-        return float(t.train_peak_live_bytes)
+        return fwd, bwd
     boundary = t.batch_size * (a.dims.seq_len or 1) * hidden * a.workload.precision.compute_dtype.itemsize
     saved = float(t.saved_activations_bytes)
-    kept = layers * boundary + saved / layers
-    return max(float(t.train_peak_live_bytes) - saved + min(kept, saved), float(t.gradients_bytes))
+    kept = min(layers * boundary + saved / layers, saved)
+    return max(fwd - saved + kept, 0.0), max(bwd - saved + kept, 0.0)
 
 
 def _mfu_format(a: Assessment) -> str:
@@ -216,7 +222,7 @@ def estimate(a: Assessment, req: HardwareRequest) -> Estimate:
     per_dev = train_memory_per_device(lay, weights=mem.weights_bytes + mem.buffers_bytes,
                                       gradients=mem.gradients_bytes,
                                       optimizer=mem.optimizer_bytes + mem.master_weights_bytes,
-                                      live_peak=live_peak_bytes(a, req.recompute, notes))
+                                      live=live_peaks(a, req.recompute, notes))
     usable = dev.memory_bytes - RESERVED_BYTES
     training = a.workload.wants_training or not a.workload.infer_samples
     per_device = per_dev.total_bytes if training and t.backward is not None else mem.infer_peak_bytes

@@ -110,18 +110,22 @@ class DeviceMemory:
 
 
 def train_memory_per_device(layout: Layout, *, weights: float, gradients: float, optimizer: float,
-                            live_peak: float) -> DeviceMemory:
+                            live: tuple[float, float]) -> DeviceMemory:
     """Shard the single-device figures: model states over tp x pp (and dp per ZeRO stage); live activations
-    over tp, with the 1F1B schedule keeping up to `pp` micro-batches in flight on the first stage."""
+    over tp, with the 1F1B schedule keeping up to `pp` micro-batches in flight on the first stage.
+
+    `live` = (forward peak, backward peak) of live bytes other than gradients; the device's gradients join the
+    backward peak (on one device the total is the traced training peak)."""
     split = layout.model_split
     w = weights / split / (layout.dp if layout.parallel.shards_parameters else 1)
     g = gradients / split / (layout.dp if layout.parallel.shards_gradients else 1)
     o = optimizer / split / (layout.dp if layout.parallel.shards_optimizer else 1)
     in_flight = min(layout.pp, layout.grad_accum) if layout.pp > 1 else 1
-    live = max(live_peak - gradients, 0.0) / layout.tp / layout.pp * in_flight
-    # with gradients unsharded the live peak already held them (single device: total == train peak)
-    return DeviceMemory(weights_bytes=w, gradients_bytes=g, optimizer_bytes=o, activations_bytes=live,
-                        total_bytes=w + g + o + live)
+    act_scale = in_flight / layout.tp / layout.pp
+    fwd, bwd = live[0] * act_scale, live[1] * act_scale
+    peak = max(fwd, bwd + g, g)
+    return DeviceMemory(weights_bytes=w, gradients_bytes=g, optimizer_bytes=o, activations_bytes=peak - g,
+                        total_bytes=w + o + peak)
 
 
 def ring_all_reduce_bytes(size: float, group: int) -> float:

@@ -58,23 +58,28 @@ class Efficiency:
     bandwidth: float  # achieved / peak memory bandwidth for streaming kernels
     system: float  # what kernels do not show: launches, data loading, stragglers, host overhead
     overlap: float  # share of data-parallel traffic hidden behind backward compute
+    matmul_fp8: float | None = None  # achieved / FP8 dense peak, only where measured (MAMF FP8 column)
 
     @classmethod
     def for_device(cls, device: Device, system: float | None = None) -> Efficiency:
+        fp8 = factors().get("matmul", {}).get(device.id, {}).get("fp8_fraction")
         return cls(matmul=_lookup("matmul", device.id), bandwidth=_lookup("bandwidth", device.id),
                    system=system if system is not None else _lookup("system", "default"),
-                   overlap=_lookup("overlap", "default"))
+                   overlap=_lookup("overlap", "default"), matmul_fp8=float(fp8) if fp8 else None)
 
     def scaled(self, end: str) -> Efficiency:
         """The pessimistic ('low') or optimistic ('high') end of the documented range of each factor."""
         sys_table = factors()["system"]["default"]
         key = "low" if end == "low" else "high"
         return Efficiency(matmul=self.matmul, bandwidth=self.bandwidth, system=float(sys_table[key]),
-                          overlap=self.overlap)
+                          overlap=self.overlap, matmul_fp8=self.matmul_fp8)
 
 
 def compute_format(precision: str, op: str) -> str:
-    """Number format an op runs in: 16-bit for mixed/bf16 jobs, TF32 for fp32 convolutions, fp32 otherwise."""
+    """Number format an op runs in: 16-bit for mixed/bf16 jobs, TF32 for fp32 convolutions, fp32 otherwise;
+    'fp8' (FP8 matmuls) for the planner's FP8 strategies."""
+    if precision == "fp8":
+        return "fp8"
     if precision in ("bf16-mixed", "bf16"):
         return "bf16"
     if precision == "fp16-mixed":
@@ -82,16 +87,20 @@ def compute_format(precision: str, op: str) -> str:
     return "tf32" if op in _CONV_OPS else "fp32"
 
 
-def phase_seconds(phase: PhaseProfile | None, device: Device, eff: Efficiency, precision: str) -> tuple[float, float]:
-    """Roofline time of a traced phase on one device, and the part of it that is compute-bound work."""
+def phase_seconds(phase: PhaseProfile | None, device: Device, eff: Efficiency, precision: str,
+                  byte_scale: float = 1.0) -> tuple[float, float]:
+    """Roofline time of a traced phase on one device, and the part of it that is compute-bound work.
+    `byte_scale` rescales tensor bytes to another element size than the trace's (e.g. fp32 -> bf16: 0.5)."""
     if phase is None:
         return 0.0, 0.0
-    bw = device.memory_bandwidth_gb_s * 1e9 * eff.bandwidth
+    bw = device.memory_bandwidth_gb_s * 1e9 * eff.bandwidth / byte_scale
     total = busy = 0.0
     for (op, flops, nbytes), calls in phase.events.items():
         t_mem = nbytes / bw
         if flops:
-            t_cmp = flops / (device.peak_flops(compute_format(precision, op)) * eff.matmul)
+            fmt = compute_format(precision, op)
+            fraction = eff.matmul_fp8 if fmt == "fp8" and eff.matmul_fp8 else eff.matmul
+            t_cmp = flops / (device.peak_flops(fmt) * fraction)
             t = max(t_cmp, t_mem)
             busy += calls * t_cmp
         else:
@@ -143,6 +152,17 @@ def train_step(*, forward: PhaseProfile, backward: PhaseProfile | None, device: 
     """Time of one optimizer step: `grad_accum` micro-batches per device, then gradient sync and the update."""
     t_fwd, b_fwd = phase_seconds(forward, device, eff, precision)
     t_bwd, b_bwd = phase_seconds(backward, device, eff, precision)
+    return step_from_times(t_fwd=t_fwd, b_fwd=b_fwd, t_bwd=t_bwd, b_bwd=b_bwd, device=device, eff=eff,
+                           layout=layout, gradient_bytes=gradient_bytes, parameter_bytes=parameter_bytes,
+                           optimizer_bytes_touched=optimizer_bytes_touched, tp_activation_bytes=tp_activation_bytes,
+                           layers=layers, recompute=recompute, notes=notes)
+
+
+def step_from_times(*, t_fwd: float, b_fwd: float, t_bwd: float, b_bwd: float, device: Device, eff: Efficiency,
+                    layout: Layout, gradient_bytes: float, parameter_bytes: float, optimizer_bytes_touched: float,
+                    tp_activation_bytes: float, layers: int | None, recompute: bool, notes: list[str],
+                    offload_seconds: float = 0.0) -> StepTime:
+    """train_step from one micro-batch's roofline times (forward, backward; busy = compute-bound part)."""
     if recompute:  # activation checkpointing runs the forward again during backward
         t_bwd, b_bwd = t_bwd + t_fwd, b_bwd + b_fwd
     split = layout.model_split
@@ -169,7 +189,7 @@ def train_step(*, forward: PhaseProfile, backward: PhaseProfile | None, device: 
     dp_exposed = max(0.0, dp_comm - eff.overlap * hideable / split) + min(dp_comm, last_bucket)
     shard = split * (layout.dp if layout.parallel.shards_optimizer else 1)
     optimizer = optimizer_bytes_touched / shard / (device.memory_bandwidth_gb_s * 1e9 * eff.bandwidth)
-    kernel = compute + bubble + tp_comm + dp_exposed + optimizer
+    kernel = compute + bubble + tp_comm + dp_exposed + optimizer + offload_seconds
     step = kernel / eff.system
     busy = (b_fwd + b_bwd) / split * m
     return StepTime(compute_s=compute, bubble_s=bubble, tp_comm_s=tp_comm, dp_comm_s=dp_comm,

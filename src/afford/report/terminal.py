@@ -157,3 +157,27 @@ def render_device(device: Any, console: Console) -> None:
             continue
         t.add_row(key, str(value))
     console.print(t)
+
+
+def render_verdict(verdict: dict[str, Any], plans: list[dict[str, Any]], console: Console) -> None:
+    """The verdict first, its reasons, then the plans (Pareto set and best per adapter)."""
+    colour = {"affordable": "green", "affordable_with_changes": "yellow", "not_affordable": "red"}[verdict["status"]]
+    console.print(f"[bold {colour}]verdict: {verdict['status'].replace('_', ' ')}[/bold {colour}]")
+    for reason in verdict["reasons"]:
+        console.print(f"  - {reason}", soft_wrap=True)
+    if not plans:
+        return
+    t = Table(title="Plans (Pareto set of cost and time, then the best of each adapter)", header_style="bold")
+    for col in ("hardware", "adapter", "precision", "memory savers", "layout", "per device", "time", "cost", "ok"):
+        t.add_column(col)
+    for p in plans:
+        s = p["strategy"]
+        savers = ", ".join(x for x, on in (("8-bit Adam", s["optimizer"] == "adam-8bit"),
+                                           ("checkpointing", s["recompute"]), ("CPU offload", s["offload"]),
+                                           ("FP8", s["fp8"])) if on) or "-"
+        layout = f"{s['parallel']}" + (f", tp {s['tp']}" if s["tp"] > 1 else "") + (
+            f", micro {s['micro_batch']} x {s['grad_accum']}" if s["grad_accum"] > 1 else "")
+        t.add_row(f"{s['count']} x {s['device']}", s["adapter"], s["precision"], savers, layout,
+                  units.gib(p["per_device_bytes"]), _duration(p["train_seconds"]), _usd(p["cost_usd"]),
+                  "yes" if p["feasible"] else ", ".join(p["violations"]) or "no")
+    console.print(t)
