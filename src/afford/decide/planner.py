@@ -112,6 +112,14 @@ class Variant:
     params: int
     lora_rank: int | None = None
     _times: dict[tuple[str, str, float], tuple[float, float, float, float]] = field(default_factory=dict)
+    _optim: dict[tuple[str, str], float] = field(default_factory=dict)
+
+    def optimizer_bytes(self, optimizer: str, precision: Precision) -> float:
+        """Optimizer state of the trainable parameters (memoised: the search asks thousands of times)."""
+        key = (optimizer, precision.value)
+        if key not in self._optim:
+            self._optim[key] = optimizer_state_bytes(self.a.trace.param_shapes, Optimizer(optimizer), precision)
+        return self._optim[key]
 
     def times(self, device: Device, fmt: str, byte_scale: float) -> tuple[float, float, float, float]:
         """Roofline forward/backward seconds (and their compute-bound parts) of one traced batch, with tensor
@@ -139,24 +147,27 @@ def variants(model: Any, workload: Workload, *, adapters: tuple[str, ...] = ("fu
     out: list[Variant] = []
     spec, dims = prepare(model, workload, trust_remote_code=trust_remote_code)
     dtype = workload.precision.compute_dtype
-    full = traced_assessment(spec, workload, dims, spec.build(dtype, dims), infer=False, decode=False)
+    module = spec.build(dtype, dims)
+    full = traced_assessment(spec, workload, dims, module, infer=False, decode=False)
     if "full" in adapters:
         out.append(Variant("full", full, full.memory.weights_bytes + full.memory.buffers_bytes,
                            full.trace.trainable_params, full.trace.params))
     if "lora" in adapters or "qlora" in adapters:
         lw = dataclasses.replace(workload, precision=Precision.BF16_MIXED, freeze=())
         try:
-            module = _lora(spec.build(torch.bfloat16, dims), lora_rank)
+            # the traced module is reused (peft wraps it in place) unless it was built in another dtype
+            base = module if dtype == torch.bfloat16 else spec.build(torch.bfloat16, dims)
+            module = _lora(base, lora_rank)
             la = traced_assessment(spec, lw, dims, module, infer=False, decode=False)
         except (AffordError, ValueError, TypeError, RuntimeError, ImportError):
             return out  # no linear layers to adapt, or peft cannot wrap this architecture
         lora_params = la.trace.trainable_params
-        base = la.trace.params - lora_params
+        base_params = la.trace.params - lora_params
         if "lora" in adapters:
             out.append(Variant("lora", la, la.memory.weights_bytes + la.memory.buffers_bytes, lora_params,
                                la.trace.params, lora_rank=lora_rank))
         if "qlora" in adapters:
-            weights = base * QLORA_BITS_PER_PARAM / 8 + lora_params * 2 + la.memory.buffers_bytes
+            weights = base_params * QLORA_BITS_PER_PARAM / 8 + lora_params * 2 + la.memory.buffers_bytes
             out.append(Variant("qlora", la, weights, lora_params, la.trace.params, lora_rank=lora_rank))
     return out
 
@@ -190,8 +201,7 @@ def evaluate(v: Variant, device: Device, s: Strategy, samples: float, *, price: 
     weights = v.weights_bytes * (byte_scale if v.name != "qlora" else 1.0)
     grads = v.trainable * prec.compute_dtype.itemsize
     master = 4 * v.trainable if prec.mixed else 0
-    shapes = t.param_shapes
-    optim = optimizer_state_bytes(shapes, Optimizer(s.optimizer), prec)
+    optim = v.optimizer_bytes(s.optimizer, prec)
     states = 0.0 if s.offload else optim + master
     fwd, bwd = live_peaks(a, s.recompute, notes)
     live = (fwd * scale * byte_scale, bwd * scale * byte_scale)
