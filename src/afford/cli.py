@@ -203,6 +203,47 @@ def models(
         Console().print("\n".join(found))
 
 
+@app.command("compare")
+def compare_command(
+    models: Annotated[list[str], typer.Argument(help="model specs; globs like 'torchvision:*' expand")],
+    train_samples: Annotated[int | None, typer.Option(help="training samples per epoch (N)")] = None,
+    epochs: Annotated[float, typer.Option(help="passes over the training samples")] = 1.0,
+    train_tokens: Annotated[int | None, typer.Option(help="training tokens in all (LMs)")] = None,
+    batch_size: Annotated[int, typer.Option(help="samples per step on one device")] = 1,
+    seq_len: Annotated[int | None, typer.Option(help="tokens per sample")] = None,
+    image_size: Annotated[int | None, typer.Option(help="image side in pixels (default: each model's own)")] = None,
+    precision: Annotated[str, typer.Option(help="fp32 | fp16-mixed | bf16-mixed | bf16")] = "bf16-mixed",
+    optimizer: Annotated[str, typer.Option(help="optimizer")] = "adamw",
+    hardware: Annotated[str | None, typer.Option(help="device id (default a100-80gb)")] = None,
+    count: Annotated[int | None, typer.Option(help="devices")] = None,
+    budget_usd: Annotated[float | None, typer.Option(help="money you can spend (USD)")] = None,
+    deadline: Annotated[str | None, typer.Option(help="time you have, e.g. 36h, 7d")] = None,
+    max_kwh: Annotated[float | None, typer.Option(help="energy limit (kWh)")] = None,
+    max_co2_kg: Annotated[float | None, typer.Option(help="carbon limit (kg CO2e)")] = None,
+    plot: Annotated[str | None, typer.Option(help="write accuracy-against-cost to a .png or .svg file")] = None,
+    hardware_file: Annotated[str | None, typer.Option(help="TOML/YAML file adding or overriding devices")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="print exactly one JSON object")] = False,
+) -> None:
+    """Rank candidate models for one job and budget: cost, time, memory, verdict, accuracy per dollar."""
+    from afford.decide.compare import compare
+    from afford.decide.compare import plot as draw
+
+    result = _guarded(lambda: compare(models, hardware=hardware, count=count, budget_usd=budget_usd,
+                                      deadline=deadline, max_kwh=max_kwh, max_co2_kg=max_co2_kg,
+                                      hardware_file=hardware_file, train_samples=train_samples, epochs=epochs,
+                                      train_tokens=train_tokens, batch_size=batch_size, seq_len=seq_len,
+                                      image_size=image_size, precision=precision, optimizer=optimizer))
+    data = result.to_dict()
+    if plot:
+        data["plot"] = str(_guarded(lambda: draw(result, Path(plot))))
+    if as_json:
+        _emit_json(data)
+        return
+    from afford.report.terminal import render_comparison
+
+    render_comparison(data, Console())
+
+
 hardware_app = typer.Typer(help="The hardware catalog: devices, their figures and sources.", no_args_is_help=True)
 app.add_typer(hardware_app, name="hardware")
 

@@ -113,3 +113,33 @@ def test_impossible_constraints_are_one_line_exit_2(args: list[str], expect: str
     result = runner.invoke(app, ["plan", "torchvision:resnet18", "--train-samples", "100", *args])
     assert result.exit_code == 2, result.output
     assert expect in result.output and "Traceback" not in result.output
+
+
+def test_compare_torchvision_models_for_a_1m_image_finetune_with_200_dollars(tmp_path: Path) -> None:
+    from afford.decide.compare import compare, plot
+
+    models = ["torchvision:resnet18", "torchvision:resnet50", "torchvision:mobilenet_v3_small",
+              "torchvision:efficientnet_b0", "torchvision:convnext_tiny", "torchvision:vit_b_16"]
+    c = compare(models, hardware="a100-80gb", budget_usd=200, train_samples=1_000_000, batch_size=64,
+                precision="bf16-mixed")
+    d = c.to_dict()
+    assert d["models"][0]["model"] == "torchvision:convnext_tiny"  # most accurate, affordable
+    assert all(r["verdict"] == "affordable" and r["accuracy"] for r in d["models"])
+    costs = {r["model"]: r["cost_usd"] for r in d["models"]}
+    assert costs["torchvision:vit_b_16"] > costs["torchvision:resnet18"]  # 17.6 vs 1.8 GMACs
+    front = set(d["pareto"])
+    assert "torchvision:mobilenet_v3_small" in front and "torchvision:convnext_tiny" in front
+    for r in d["models"]:
+        assert r["accuracy_per_dollar"] == pytest.approx(r["accuracy"]["value"] / r["cost_usd"])
+    for suffix in (".png", ".svg"):
+        out = plot(c, tmp_path / f"front{suffix}")
+        assert out.stat().st_size > 1000
+
+
+def test_compare_glob_expands_every_classification_model() -> None:
+    from afford.decide.compare import expand
+
+    names = expand(["torchvision:*"])
+    assert len(names) > 70 and "torchvision:resnet50" in names
+    with pytest.raises(Exception, match="matches no model"):
+        expand(["torchvision:nothing*"])

@@ -181,3 +181,23 @@ def render_verdict(verdict: dict[str, Any], plans: list[dict[str, Any]], console
                   units.gib(p["per_device_bytes"]), _duration(p["train_seconds"]), _usd(p["cost_usd"]),
                   "yes" if p["feasible"] else ", ".join(p["violations"]) or "no")
     console.print(t)
+
+
+def render_comparison(data: dict[str, Any], console: Console) -> None:
+    """Ranked models: verdict, accuracy, cost, time, memory, accuracy per dollar, Pareto membership."""
+    hw = data["hardware"]
+    t = Table(title=f"Models for the same job on {hw['count']} x {hw['name']}", header_style="bold")
+    for col in ("#", "model", "params", "acc@1", "cost", "time", "per device", "acc/$", "Pareto", "verdict"):
+        t.add_column(col, justify="left" if col in ("model", "verdict") else "right")
+    for i, r in enumerate(data["models"], 1):
+        acc = r["accuracy"]["value"] if r["accuracy"] else None
+        t.add_row(str(i), r["model"], units.count(r["params"]), f"{acc:.2f}" if acc is not None else "-",
+                  _usd(r["cost_usd"]), _duration(r["train_seconds"]), units.gib(r["per_device_bytes"]),
+                  f"{r['accuracy_per_dollar']:.2f}" if r["accuracy_per_dollar"] else "-",
+                  "*" if r["pareto"] else "", r["verdict"] if not r["reasons"] else
+                  f"{r['verdict']}: {'; '.join(r['reasons'])}")
+    console.print(t)
+    for note in data.get("notes", []):
+        console.print(f"[dim]{note}[/dim]")
+    if data.get("plot"):
+        console.print(f"plot: {data['plot']}")

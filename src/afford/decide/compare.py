@@ -1,0 +1,181 @@
+"""`afford compare`: rank candidate models for one job and budget; accuracy per dollar and its Pareto front."""
+
+from __future__ import annotations
+
+import fnmatch
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from afford.assess import Assessment, assess
+from afford.decide.budget import Budget
+from afford.decide.run import make_budget
+from afford.errors import AffordError, InputError
+from afford.hardware.catalog import Catalog
+
+
+def expand(specs: list[str]) -> list[str]:
+    """Model specs with globs expanded: `torchvision:*` is every torchvision classification model."""
+    from afford.sources import hf, torchvision_src
+
+    out: list[str] = []
+    for spec in specs:
+        prefix, sep, pattern = spec.partition(":")
+        if sep and any(c in pattern for c in "*?["):
+            if prefix == "torchvision":
+                pool = [f"torchvision:{n}" for n in torchvision_src.classification_names()]
+            elif prefix == "hf":
+                pool = [f"hf:{n}" for n in sorted(hf.catalog())]
+            else:
+                raise InputError(f"{spec}: globs work for torchvision: and hf: specs")
+            hits = [p for p in pool if fnmatch.fnmatchcase(p.split(":", 1)[1], pattern)]
+            if not hits:
+                raise InputError(f"{spec} matches no model")
+            out.extend(hits)
+        else:
+            out.append(spec)
+    if len(out) < 2:
+        raise InputError("compare needs at least two models")
+    return list(dict.fromkeys(out))
+
+
+@dataclass
+class Row:
+    model: str
+    params: int
+    accuracy: dict[str, Any] | None
+    cost_usd: float | None
+    train_seconds: float
+    per_device_bytes: float
+    fits: bool
+    verdict: str
+    reasons: list[str]
+    accuracy_per_dollar: float | None = None
+    pareto: bool = False
+    error: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+@dataclass
+class Comparison:
+    rows: list[Row]
+    budget: Budget
+    hardware: str
+    count: int
+    notes: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"hardware": {"name": self.hardware, "count": self.count}, "models": [r.to_dict() for r in self.rows],
+                "pareto": [r.model for r in self.rows if r.pareto], "notes": self.notes}
+
+
+def _row(model: str, a: Assessment, budget: Budget) -> Row:
+    d = a.to_dict()
+    cost = d["cost"].get("train_usd")
+    secs = d["time"].get("train_seconds", 0.0)
+    mem = d["memory"]
+    reasons = []
+    if not mem["fits"]:
+        reasons.append(f"needs {mem['per_device_bytes'] / 2**30:,.1f} GiB per device, has "
+                       f"{mem['usable_bytes'] / 2**30:,.1f} GiB usable")
+    if budget.usd is not None and (cost or 0.0) > budget.usd:
+        reasons.append(f"costs ${cost:,.2f}, budget ${budget.usd:,.2f}")
+    if budget.deadline_s is not None and secs > budget.deadline_s:
+        reasons.append(f"takes {secs / 3600:,.1f} h, deadline {budget.deadline_s / 3600:,.1f} h")
+    if budget.max_kwh is not None and d["energy"]["train_kwh"] > budget.max_kwh:
+        reasons.append(f"uses {d['energy']['train_kwh']:,.1f} kWh, limit {budget.max_kwh:,.1f}")
+    if budget.max_co2_kg is not None and d["co2"]["train_kg"] > budget.max_co2_kg:
+        reasons.append(f"emits {d['co2']['train_kg']:,.1f} kg CO2e, limit {budget.max_co2_kg:,.1f}")
+    accuracy = a.spec.metadata.get("accuracy")
+    per_dollar = accuracy["value"] / cost if accuracy and cost else None
+    return Row(model=model, params=d["model"]["params"], accuracy=accuracy, cost_usd=cost, train_seconds=secs,
+               per_device_bytes=mem["per_device_bytes"], fits=mem["fits"],
+               verdict="not_affordable" if reasons else "affordable", reasons=reasons,
+               accuracy_per_dollar=per_dollar)
+
+
+def compare(models: list[str], *, hardware: str | None = None, count: int | None = None,
+            budget_usd: float | None = None, deadline: str | float | None = None, max_kwh: float | None = None,
+            max_co2_kg: float | None = None, hardware_file: str | Path | None = None,
+            **job: Any) -> Comparison:
+    """Assess every model for the same job on the same hardware and rank them (affordable first, then by
+    accuracy where the model's metadata gives one, else by cost). Each verdict is for the job as asked."""
+    catalog = Catalog.load(Path(hardware_file) if hardware_file else None)
+    budget = make_budget(budget_usd=budget_usd, deadline=deadline, max_kwh=max_kwh, max_co2_kg=max_co2_kg,
+                         catalog=catalog)
+    device = catalog.get(hardware or "a100-80gb")
+    rows: list[Row] = []
+    notes: list[str] = []
+    for model in expand(models):
+        try:
+            a = assess(model, hardware=device.id, count=count, hardware_file=hardware_file, **job)
+        except AffordError as exc:
+            rows.append(Row(model=model, params=0, accuracy=None, cost_usd=None, train_seconds=0.0,
+                            per_device_bytes=0.0, fits=False, verdict="error", reasons=[str(exc)], error=str(exc)))
+            continue
+        rows.append(_row(model, a, budget))
+    _mark_pareto(rows)
+    rows.sort(key=lambda r: (r.verdict != "affordable", -(r.accuracy or {}).get("value", -1.0),
+                             r.cost_usd if r.cost_usd is not None else float("inf")))
+    if any(r.accuracy for r in rows):
+        notes.append("accuracy: top-1 on ImageNet-1k as published with each torchvision weights entry "
+                     "(meta['_metrics']), for the pretrained weights, not after your fine-tune")
+    return Comparison(rows=rows, budget=budget, hardware=device.id, count=count or 1, notes=notes)
+
+
+def _mark_pareto(rows: list[Row]) -> None:
+    """A model is on the front when no other affordable model is both cheaper and at least as accurate."""
+    scored = [r for r in rows if r.accuracy and r.cost_usd is not None and r.verdict == "affordable"]
+    for r in scored:
+        r.pareto = not any(o is not r and (o.cost_usd or 0.0) <= (r.cost_usd or 0.0)
+                           and o.accuracy["value"] >= r.accuracy["value"]  # type: ignore[index]
+                           and ((o.cost_usd or 0.0) < (r.cost_usd or 0.0)
+                                or o.accuracy["value"] > r.accuracy["value"])  # type: ignore[index]
+                           for o in scored)
+
+
+def plot(c: Comparison, path: Path) -> Path:
+    """Accuracy against cost, the Pareto front drawn through, saved as PNG or SVG (by the file's suffix)."""
+    if path.suffix.lower() not in (".png", ".svg"):
+        raise InputError(f"--plot {path}: give a .png or .svg file")
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    pts = [r for r in c.rows if r.accuracy and r.cost_usd is not None]
+    if not pts:
+        raise InputError("--plot: no model has both an accuracy figure and a cost")
+    def cost(r: Row) -> float:
+        return float(r.cost_usd or 0.0)
+
+    def acc(r: Row) -> float:
+        return float((r.accuracy or {}).get("value", 0.0))
+
+    fig, ax = plt.subplots(figsize=(9, 6))
+    for r in pts:
+        ax.scatter([cost(r)], [acc(r)], color="tab:blue" if r.verdict == "affordable" else "tab:gray", s=18)
+    front = sorted((r for r in pts if r.pareto), key=cost)
+    if front:
+        ax.plot([cost(r) for r in front], [acc(r) for r in front], color="tab:red", marker="o", label="Pareto front")
+        for r in front:
+            ax.annotate(r.model.split(":")[-1], (cost(r), acc(r)), fontsize=7, xytext=(4, 2),
+                        textcoords="offset points")
+    if c.budget.usd is not None:
+        ax.axvline(c.budget.usd, color="black", linestyle="--", linewidth=1, label=f"budget ${c.budget.usd:,.0f}")
+    ax.set_xscale("log")
+    ax.set_xlabel(f"training cost, USD ({c.count} x {c.hardware}, log scale)")
+    ax.set_ylabel("published top-1 accuracy, %")
+    ax.set_title("Accuracy against cost for the same job")
+    ax.legend(loc="lower right")
+    ax.grid(True, alpha=0.3)
+    fig.tight_layout()
+    try:
+        fig.savefig(path)
+    except OSError as exc:
+        raise InputError(f"--plot: cannot write {path}: {exc.strerror or exc}") from None
+    finally:
+        plt.close(fig)
+    return path
