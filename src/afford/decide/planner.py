@@ -43,7 +43,7 @@ QUALITY = {
     "lora": "LoRA trains low-rank adapters only ({trainable} of {params} parameters); Hu et al. 2021 report "
             "quality on par with full fine-tuning on GLUE and GPT-3 tasks, but it can trail on harder domain shifts",
     "qlora": "QLoRA: 4-bit NF4 base weights plus LoRA adapters; Dettmers et al. 2023 report it matches 16-bit "
-             "full fine-tuning on their benchmarks; dequantisation slows each step",
+             "full fine-tuning on their benchmarks; dequantising the weights in every pass slows each step",
     "adam-8bit": "8-bit Adam states (Dettmers et al. 2022 report no loss of quality)",
     "recompute": "activation checkpointing: recomputes the forward in backward (about +33% compute)",
     "offload": "optimizer state and master weights on the CPU (ZeRO-Offload): slower steps over PCIe",
@@ -210,7 +210,17 @@ def evaluate(v: Variant, device: Device, s: Strategy, samples: float, *, price: 
     fmt = _fmt("bf16-mixed" if prec is not Precision.FP32 else "fp32", s.fp8)
     t_f, b_f, t_b, b_b = (x * scale for x in v.times(device, fmt, byte_scale))
     eff = Efficiency.for_device(device)
-    traffic = grads + 2 * (master or weights) + 2 * optim + (weights if prec.mixed else 0)
+    if v.name == "qlora":
+        # every use of a 4-bit weight dequantises it: read 4.127 bits, write and read back 16 bits, in forward
+        # and again in backward (bitsandbytes' 4-bit matmul); memory-bound, on top of the traced step
+        per_pass = (v.params - v.trainable) * (QLORA_BITS_PER_PARAM / 8 + 2 * 2)
+        bw = device.memory_bandwidth_gb_s * 1e9 * eff.bandwidth
+        t_f += per_pass / bw
+        t_b += per_pass / bw
+    # optimizer step: gradients read, master (or the weights) and states read and written, and the trainable
+    # parameters' 16-bit copy written back under mixed precision
+    trainable_bytes = v.trainable * prec.compute_dtype.itemsize
+    traffic = grads + 2 * (master or trainable_bytes) + 2 * optim + (trainable_bytes if prec.mixed else 0)
     offload_s = 0.0
     if s.offload:
         offload_s = (grads + weights) / (HOST_LINK_GB_S * 1e9) / (s.tp * s.pp)
