@@ -117,7 +117,8 @@ def assess(
     if "verdict" in data:
         from afford.report.terminal import render_verdict
 
-        render_verdict(data["verdict"], data["plans"], Console())
+        shown = data["plans"] if data["verdict"]["status"] != "affordable" else []
+        render_verdict(data["verdict"], shown, Console())
 
 
 @app.command("plan")

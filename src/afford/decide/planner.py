@@ -152,7 +152,9 @@ def variants(model: Any, workload: Workload, *, adapters: tuple[str, ...] = ("fu
     if "full" in adapters:
         out.append(Variant("full", full, full.memory.weights_bytes + full.memory.buffers_bytes,
                            full.trace.trainable_params, full.trace.params))
-    if "lora" in adapters or "qlora" in adapters:
+    # adapters are offered for transformers (their linear layers carry the model); a CNN's only linear layer is
+    # its classifier, where "LoRA" would be a poorer linear probe
+    if ("lora" in adapters or "qlora" in adapters) and spec.metadata.get("num_layers"):
         lw = dataclasses.replace(workload, precision=Precision.BF16_MIXED, freeze=())
         try:
             # the traced module is reused (peft wraps it in place) unless it was built in another dtype
@@ -172,8 +174,11 @@ def variants(model: Any, workload: Workload, *, adapters: tuple[str, ...] = ("fu
     return out
 
 
-def _counts(limit: int) -> list[int]:
-    return sorted({c for c in COUNTS if c <= limit} | {limit})
+def _counts(limit: int, samples: float, micro: int) -> list[int]:
+    """Device counts to try: powers of two up to the limit (and the limit itself), never more devices than the
+    job has micro-batches."""
+    most = max(1, int(samples // max(micro, 1)))
+    return sorted({c for c in COUNTS if c <= min(limit, most)} | ({limit} if limit <= most else set()))
 
 
 def _savers(asked_opt: str) -> list[tuple[str, bool, bool]]:
@@ -283,7 +288,7 @@ def search(vs: list[Variant], budget: Budget, *, catalog: Catalog | None = None,
                 # FP8 only where the catalog has an FP8 peak and a measured FP8 matmul efficiency
                 fp8_ok = device.has_format("fp8") and Efficiency.for_device(device).matmul_fp8 is not None
                 fp8_options = [False] + ([True] if fp8_ok and v.name != "qlora" and prec != "fp32" else [])
-                for count in _counts(limit):
+                for count in _counts(limit, samples, asked.batch_size):
                     tps = [1] + ([8] if count >= 8 and count % 8 == 0 and v.params > 2e10 else [])
                     pars = ["dp"] if count == 1 else ["dp", "zero2", "fsdp"]
                     for tp in tps:
