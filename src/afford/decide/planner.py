@@ -289,11 +289,13 @@ def search(vs: list[Variant], budget: Budget, *, catalog: Catalog | None = None,
                 fp8_ok = device.has_format("fp8") and Efficiency.for_device(device).matmul_fp8 is not None
                 fp8_options = [False] + ([True] if fp8_ok and v.name != "qlora" and prec != "fp32" else [])
                 for count in _counts(limit, samples, asked.batch_size):
-                    tps = [1] + ([8] if count >= 8 and count % 8 == 0 and v.params > 2e10 else [])
+                    big = v.params > 2e10
+                    tps = [1] + ([8] if count >= 8 and count % 8 == 0 and big else [])
+                    pps = [1] + ([4] if count >= 32 and big else [])
                     pars = ["dp"] if count == 1 else ["dp", "zero2", "fsdp"]
-                    for tp in tps:
+                    for tp, pp in ((t, p) for t in tps for p in pps if count % (t * p) == 0):
                         for par in pars:
-                            plan = _first_fit(v, device, count, tp, par, prec, asked, samples, price, grid,
+                            plan = _first_fit(v, device, count, tp, pp, par, prec, asked, samples, price, grid,
                                               pue_v, notes, owned)
                             if plan is None:
                                 continue
@@ -318,7 +320,7 @@ def search(vs: list[Variant], budget: Budget, *, catalog: Catalog | None = None,
                       by_adapter=by_adapter, notes=notes)
 
 
-def _first_fit(v: Variant, device: Device, count: int, tp: int, par: str, prec: str, asked: Workload,
+def _first_fit(v: Variant, device: Device, count: int, tp: int, pp: int, par: str, prec: str, asked: Workload,
                samples: float, price: float | None, grid: fp.Grid, pue: float, notes: list[str],
                owned: bool) -> Plan | None:
     """The first (least costly) memory saver and micro-batch that make this layout fit, evaluated."""
@@ -327,7 +329,7 @@ def _first_fit(v: Variant, device: Device, count: int, tp: int, par: str, prec: 
         for opt, recompute, offload in _savers(asked.optimizer.value):
             s = Strategy(device=device.id, count=count, adapter=v.name,
                          lora_rank=v.lora_rank, precision=prec, optimizer=opt,
-                         recompute=recompute, offload=offload, parallel=par, tp=tp, micro_batch=micro,
+                         recompute=recompute, offload=offload, parallel=par, tp=tp, pp=pp, micro_batch=micro,
                          grad_accum=max(1, asked.batch_size // micro), owned=owned)
             try:
                 p = evaluate(v, device, s, samples, price=price, grid=grid, pue=pue, notes=notes)
