@@ -24,6 +24,25 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_
 ModelArg = Annotated[str, typer.Argument(help="torchvision:NAME, timm:NAME, hf:ORG/NAME, module:pkg.mod:fn, a "
                                               "config.json or model directory, or a bare name")]
 
+# Options shared by assess, plan and compare (one declaration each).
+TrainSamples = Annotated[int | None, typer.Option(help="training samples per epoch (N)")]
+Epochs = Annotated[float, typer.Option(help="passes over the training samples")]
+TrainTokens = Annotated[int | None, typer.Option(help="training tokens in all (language models; instead of samples)")]
+SeqLen = Annotated[int | None, typer.Option(help="tokens per sample (default: model max, capped)")]
+ImageSize = Annotated[int | None, typer.Option(help="image side in pixels (default: the model's native size)")]
+Optim = Annotated[str, typer.Option(help="sgd | sgd-momentum | adam | adamw | adam-8bit | adafactor")]
+Count = Annotated[int | None, typer.Option(help="devices in all")]
+BudgetUsd = Annotated[float | None, typer.Option(help="money you can spend (USD)")]
+Deadline = Annotated[str | None, typer.Option(help="time you have, e.g. 36h, 7d")]
+MaxKwh = Annotated[float | None, typer.Option(help="energy limit (kWh)")]
+MaxCo2 = Annotated[float | None, typer.Option(help="carbon limit (kg CO2e)")]
+Available = Annotated[str | None, typer.Option(help="hardware you own: NAME:COUNT[,NAME:COUNT...]")]
+Electricity = Annotated[float | None, typer.Option(help="electricity price for owned hardware (USD/kWh)")]
+PricePerHour = Annotated[float | None, typer.Option(help="USD per device-hour (overrides the catalog)")]
+Region = Annotated[str | None, typer.Option(help="grid region for CO2 (default: world average)")]
+HardwareFile = Annotated[str | None, typer.Option(help="TOML/YAML file adding or overriding devices")]
+AsJson = Annotated[bool, typer.Option("--json", help="print exactly one JSON object")]
+
 
 def _fail(message: str, code: int = 2) -> None:
     Console(stderr=True, highlight=False).print(f"afford: error: {message}", markup=False, soft_wrap=True)
@@ -53,15 +72,15 @@ def _emit_json(data: dict[str, Any]) -> None:
 @app.command()
 def assess(
     model: ModelArg,
-    train_samples: Annotated[int | None, typer.Option(help="training samples per epoch (N)")] = None,
-    epochs: Annotated[float, typer.Option(help="passes over the training samples")] = 1.0,
-    train_tokens: Annotated[int | None, typer.Option(help="training tokens in all (LMs; instead of samples)")] = None,
+    train_samples: TrainSamples = None,
+    epochs: Epochs = 1.0,
+    train_tokens: TrainTokens = None,
     infer_samples: Annotated[int | None, typer.Option(help="inference samples (M)")] = None,
     batch_size: Annotated[int, typer.Option(help="samples per step on one device")] = 1,
-    seq_len: Annotated[int | None, typer.Option(help="tokens per sample (default: model max, capped)")] = None,
-    image_size: Annotated[int | None, typer.Option(help="image side in pixels (default: native)")] = None,
+    seq_len: SeqLen = None,
+    image_size: ImageSize = None,
     precision: Annotated[str, typer.Option(help="fp32 | fp16-mixed | bf16-mixed | bf16")] = "fp32",
-    optimizer: Annotated[str, typer.Option(help="sgd | sgd-momentum | adam | adamw | adam-8bit | adafactor")] = "adamw",
+    optimizer: Optim = "adamw",
     freeze: Annotated[list[str] | None, typer.Option(help="freeze parameters matching a glob; '!GLOB' unfreezes; "
                                                            "repeatable, applied in order")] = None,
     depth: Annotated[int, typer.Option(help="depth of the module tree")] = 2,
@@ -77,19 +96,19 @@ def assess(
     pp: Annotated[int, typer.Option(help="pipeline-parallel degree")] = 1,
     grad_accum: Annotated[int, typer.Option(help="micro-batches per optimizer step")] = 1,
     recompute: Annotated[bool, typer.Option(help="activation checkpointing (re-run forward in backward)")] = False,
-    price_per_hour: Annotated[float | None, typer.Option(help="USD per device-hour (overrides the catalog)")] = None,
-    region: Annotated[str | None, typer.Option(help="grid region for CO2 (default: world average)")] = None,
+    price_per_hour: PricePerHour = None,
+    region: Region = None,
     grid_gco2_kwh: Annotated[float | None, typer.Option(help="grid intensity, gCO2e/kWh")] = None,
     pue: Annotated[float | None, typer.Option(help="data-centre PUE (default: industry average)")] = None,
     mfu: Annotated[float | None, typer.Option(help="fix model FLOPs utilisation instead of the roofline")] = None,
-    hardware_file: Annotated[str | None, typer.Option(help="TOML/YAML file adding or overriding devices")] = None,
-    budget_usd: Annotated[float | None, typer.Option(help="money you can spend (USD)")] = None,
-    deadline: Annotated[str | None, typer.Option(help="time you have, e.g. 36h, 7d")] = None,
-    max_kwh: Annotated[float | None, typer.Option(help="energy limit (kWh)")] = None,
-    max_co2_kg: Annotated[float | None, typer.Option(help="carbon limit (kg CO2e)")] = None,
-    available: Annotated[str | None, typer.Option(help="hardware you own: NAME:COUNT[,NAME:COUNT...]")] = None,
-    electricity_usd_kwh: Annotated[float | None, typer.Option(help="electricity price for owned hardware")] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="print exactly one JSON object")] = False,
+    hardware_file: HardwareFile = None,
+    budget_usd: BudgetUsd = None,
+    deadline: Deadline = None,
+    max_kwh: MaxKwh = None,
+    max_co2_kg: MaxCo2 = None,
+    available: Available = None,
+    electricity_usd_kwh: Electricity = None,
+    as_json: AsJson = False,
     verbose: Annotated[bool, typer.Option(help="show every module row")] = False,
 ) -> None:
     """Count compute and memory of MODEL for a job, and its time, cost, energy and CO2 on hardware; with a
@@ -124,30 +143,30 @@ def assess(
 @app.command("plan")
 def plan_command(
     model: ModelArg,
-    train_samples: Annotated[int | None, typer.Option(help="training samples per epoch (N)")] = None,
-    epochs: Annotated[float, typer.Option(help="passes over the training samples")] = 1.0,
-    train_tokens: Annotated[int | None, typer.Option(help="training tokens in all (LMs)")] = None,
+    train_samples: TrainSamples = None,
+    epochs: Epochs = 1.0,
+    train_tokens: TrainTokens = None,
     batch_size: Annotated[int, typer.Option(help="samples per optimizer step per device")] = 1,
-    seq_len: Annotated[int | None, typer.Option(help="tokens per sample")] = None,
-    image_size: Annotated[int | None, typer.Option(help="image side in pixels")] = None,
+    seq_len: SeqLen = None,
+    image_size: ImageSize = None,
     precision: Annotated[str, typer.Option(help="precision as asked")] = "bf16-mixed",
-    optimizer: Annotated[str, typer.Option(help="optimizer as asked")] = "adamw",
+    optimizer: Optim = "adamw",
     hardware: Annotated[str | None, typer.Option(help="the device as asked")] = None,
     count: Annotated[int | None, typer.Option(help="devices as asked")] = None,
-    budget_usd: Annotated[float | None, typer.Option(help="money you can spend (USD)")] = None,
-    deadline: Annotated[str | None, typer.Option(help="time you have, e.g. 36h, 7d")] = None,
-    max_kwh: Annotated[float | None, typer.Option(help="energy limit (kWh)")] = None,
-    max_co2_kg: Annotated[float | None, typer.Option(help="carbon limit (kg CO2e)")] = None,
-    available: Annotated[str | None, typer.Option(help="hardware you own: NAME:COUNT[,NAME:COUNT...]")] = None,
-    electricity_usd_kwh: Annotated[float | None, typer.Option(help="electricity price for owned hardware")] = None,
-    price_per_hour: Annotated[float | None, typer.Option(help="USD per device-hour for every device")] = None,
-    region: Annotated[str | None, typer.Option(help="grid region for CO2")] = None,
+    budget_usd: BudgetUsd = None,
+    deadline: Deadline = None,
+    max_kwh: MaxKwh = None,
+    max_co2_kg: MaxCo2 = None,
+    available: Available = None,
+    electricity_usd_kwh: Electricity = None,
+    price_per_hour: PricePerHour = None,
+    region: Region = None,
     lora_rank: Annotated[int, typer.Option(help="rank of LoRA/QLoRA adapters")] = 16,
     max_count: Annotated[int, typer.Option(help="most devices to consider")] = 16384,
     emit: Annotated[tuple[str, str] | None, typer.Option(help="write launch config: accelerate|deepspeed DIR")] = None,
-    hardware_file: Annotated[str | None, typer.Option(help="TOML/YAML file adding or overriding devices")] = None,
+    hardware_file: HardwareFile = None,
     allow_longer: Annotated[bool, typer.Option(help="allow --seq-len beyond the model's maximum")] = False,
-    as_json: Annotated[bool, typer.Option("--json", help="print exactly one JSON object")] = False,
+    as_json: AsJson = False,
 ) -> None:
     """Search precisions, LoRA/QLoRA, memory savers, sharding and hardware for the cheapest and fastest
     feasible ways to train MODEL within a budget."""
@@ -183,7 +202,7 @@ def plan_command(
 def models(
     source: Annotated[str, typer.Option(help="hf | torchvision | timm")] = "hf",
     pattern: Annotated[str, typer.Option(help="substring filter")] = "",
-    as_json: Annotated[bool, typer.Option("--json", help="print exactly one JSON object")] = False,
+    as_json: AsJson = False,
 ) -> None:
     """List the models a source offers (hf: the bundled offline catalog)."""
     from afford.sources import hf, timm_src, torchvision_src
@@ -207,23 +226,23 @@ def models(
 @app.command("compare")
 def compare_command(
     models: Annotated[list[str], typer.Argument(help="model specs; globs like 'torchvision:*' expand")],
-    train_samples: Annotated[int | None, typer.Option(help="training samples per epoch (N)")] = None,
-    epochs: Annotated[float, typer.Option(help="passes over the training samples")] = 1.0,
-    train_tokens: Annotated[int | None, typer.Option(help="training tokens in all (LMs)")] = None,
+    train_samples: TrainSamples = None,
+    epochs: Epochs = 1.0,
+    train_tokens: TrainTokens = None,
     batch_size: Annotated[int, typer.Option(help="samples per step on one device")] = 1,
-    seq_len: Annotated[int | None, typer.Option(help="tokens per sample")] = None,
-    image_size: Annotated[int | None, typer.Option(help="image side in pixels (default: each model's own)")] = None,
+    seq_len: SeqLen = None,
+    image_size: ImageSize = None,
     precision: Annotated[str, typer.Option(help="fp32 | fp16-mixed | bf16-mixed | bf16")] = "bf16-mixed",
-    optimizer: Annotated[str, typer.Option(help="optimizer")] = "adamw",
+    optimizer: Optim = "adamw",
     hardware: Annotated[str | None, typer.Option(help="device id (default a100-80gb)")] = None,
     count: Annotated[int | None, typer.Option(help="devices")] = None,
-    budget_usd: Annotated[float | None, typer.Option(help="money you can spend (USD)")] = None,
-    deadline: Annotated[str | None, typer.Option(help="time you have, e.g. 36h, 7d")] = None,
-    max_kwh: Annotated[float | None, typer.Option(help="energy limit (kWh)")] = None,
-    max_co2_kg: Annotated[float | None, typer.Option(help="carbon limit (kg CO2e)")] = None,
+    budget_usd: BudgetUsd = None,
+    deadline: Deadline = None,
+    max_kwh: MaxKwh = None,
+    max_co2_kg: MaxCo2 = None,
     plot: Annotated[str | None, typer.Option(help="write accuracy-against-cost to a .png or .svg file")] = None,
-    hardware_file: Annotated[str | None, typer.Option(help="TOML/YAML file adding or overriding devices")] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="print exactly one JSON object")] = False,
+    hardware_file: HardwareFile = None,
+    as_json: AsJson = False,
 ) -> None:
     """Rank candidate models for one job and budget: cost, time, memory, verdict, accuracy per dollar."""
     from afford.decide.compare import compare
@@ -251,8 +270,8 @@ app.add_typer(hardware_app, name="hardware")
 
 @hardware_app.command("list")
 def hardware_list(
-    as_json: Annotated[bool, typer.Option("--json", help="print exactly one JSON object")] = False,
-    hardware_file: Annotated[str | None, typer.Option(help="TOML/YAML file adding or overriding devices")] = None,
+    as_json: AsJson = False,
+    hardware_file: HardwareFile = None,
 ) -> None:
     """List every device: memory, bandwidth, bf16 peak, power and price."""
     from afford.hardware.catalog import Catalog
@@ -269,8 +288,8 @@ def hardware_list(
 @hardware_app.command("show")
 def hardware_show(
     name: Annotated[str, typer.Argument(help="device id or alias")],
-    as_json: Annotated[bool, typer.Option("--json", help="print exactly one JSON object")] = False,
-    hardware_file: Annotated[str | None, typer.Option(help="TOML/YAML file adding or overriding devices")] = None,
+    as_json: AsJson = False,
+    hardware_file: HardwareFile = None,
 ) -> None:
     """Every figure of one device, with its sources."""
     from afford.hardware.catalog import Catalog
