@@ -104,3 +104,14 @@ def test_region_changes_co2_only() -> None:
     pl = afford.assess("torchvision:resnet18", train_samples=1000, region="pl").to_dict()
     assert fr["energy"]["train_kwh"] == pytest.approx(pl["energy"]["train_kwh"])
     assert fr["co2"]["train_kg"] < pl["co2"]["train_kg"]
+
+
+def test_every_catalog_device_with_peaks_can_price_a_job() -> None:
+    from afford.hardware.catalog import builtin
+
+    for device in builtin():
+        if not device.peak_tflops:
+            continue
+        d = afford.assess("torchvision:resnet18", train_samples=100, hardware=device.id,
+                          precision="bf16-mixed").to_dict()
+        assert d["energy"]["train_kwh"] >= 0 and d["time"]["train_seconds"] > 0, device.id

@@ -69,9 +69,12 @@ def default_pue() -> float:
 def device_power_w(device: Device, busy: float) -> float:
     """Average draw of one device given the share of time it runs compute-bound kernels."""
     table = factors()["power"]
-    power = table.get(device.id) if isinstance(table.get(device.id), dict) else table
-    idle, full = float(power["idle_fraction"]), float(power["full_load_fraction"])
+    own = table.get(device.id) if isinstance(table.get(device.id), dict) else {}
     tdp = device.tdp_w or 0.0
+    if "average_fraction" in own and "idle_fraction" not in own:
+        return tdp * float(own["average_fraction"])  # a single sourced average (codecarbon's CPU fallback)
+    idle = float(own.get("idle_fraction", table["idle_fraction"]))
+    full = float(own.get("full_load_fraction", table["full_load_fraction"]))
     return tdp * (idle + (full - idle) * max(0.0, min(1.0, busy)))
 
 
