@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from functools import lru_cache
 from typing import Any
 
 import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+# the CLI keeps results in a local store: tests use a private one
+os.environ["AFFORD_HOME"] = tempfile.mkdtemp(prefix="afford-test-home-")
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 
 

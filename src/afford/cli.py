@@ -65,6 +65,19 @@ def _guarded(fn: Callable[[], Any]) -> Any:
               "rerun with AFFORD_DEBUG=1 and report it", code=1)
 
 
+def _remember(kind: str, name: str, inputs: dict[str, Any], result: dict[str, Any]) -> None:
+    """Keep a result in the local store; a store that cannot be used is one line on stderr, never a failure."""
+    if os.environ.get("AFFORD_NO_STORE"):
+        return
+    from afford.store import Store, StoreError
+
+    try:
+        with Store() as store:
+            store.add(kind, name, inputs, result)
+    except StoreError as exc:
+        Console(stderr=True, highlight=False).print(f"afford: warning: {exc}", markup=False, soft_wrap=True)
+
+
 def _emit_json(data: dict[str, Any]) -> None:
     sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
 
@@ -127,6 +140,7 @@ def assess(
                                   deadline=deadline, max_kwh=max_kwh, max_co2_kg=max_co2_kg, available=available,
                                   electricity_usd_kwh=electricity_usd_kwh))
     data = result.to_dict()
+    _remember("assessment", str(data["model"]["name"]), {"model": model, "argv": sys.argv[1:]}, data)
     if as_json:
         _emit_json(data)
         return
@@ -262,6 +276,56 @@ def compare_command(
     from afford.report.terminal import render_comparison
 
     render_comparison(data, Console())
+
+
+history_app = typer.Typer(help="Past assessments, measurements and calibrations kept in the local store.",
+                          invoke_without_command=True)
+app.add_typer(history_app, name="history")
+
+
+@history_app.callback()
+def history_list(
+    ctx: typer.Context,
+    kind: Annotated[str | None, typer.Option(help="assessment | measurement | calibration")] = None,
+    limit: Annotated[int, typer.Option(help="most records to list")] = 20,
+    as_json: AsJson = False,
+) -> None:
+    """List stored records, newest first."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from afford.store import KINDS, Store
+
+    if kind is not None and kind not in KINDS:
+        _fail(f"unknown --kind {kind!r}; choose {', '.join(KINDS)}")
+
+    def read() -> list[Any]:
+        with Store() as store:
+            return [r.to_dict() for r in store.list(kind, limit)]
+
+    records = _guarded(read)
+    if as_json:
+        _emit_json({"records": records})
+        return
+    from rich.table import Table
+
+    table = Table(title="afford history", header_style="bold")
+    for col in ("id", "when", "kind", "name"):
+        table.add_column(col)
+    for r in records:
+        table.add_row(str(r["id"]), r["created"], r["kind"], r["name"])
+    Console().print(table)
+
+
+@history_app.command("show")
+def history_show(record_id: Annotated[int, typer.Argument(help="record id from `afford history`")]) -> None:
+    """Print one stored record as JSON."""
+    from afford.store import Store
+
+    def read() -> dict[str, Any]:
+        with Store() as store:
+            return store.get(record_id).to_dict()
+
+    _emit_json(_guarded(read))
 
 
 hardware_app = typer.Typer(help="The hardware catalog: devices, their figures and sources.", no_args_is_help=True)
