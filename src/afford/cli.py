@@ -9,7 +9,8 @@ import json
 import os
 import sys
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -78,6 +79,17 @@ def _remember(kind: str, name: str, inputs: dict[str, Any], result: dict[str, An
         Console(stderr=True, highlight=False).print(f"afford: warning: {exc}", markup=False, soft_wrap=True)
 
 
+@contextmanager
+def _working(text: str) -> Iterator[None]:
+    """A spinner on stderr while something slow runs (only when stderr is a terminal; stdout stays clean)."""
+    console = Console(stderr=True)
+    if not console.is_terminal:
+        yield
+        return
+    with console.status(text):
+        yield
+
+
 def _emit_json(data: dict[str, Any]) -> None:
     sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
 
@@ -128,17 +140,18 @@ def assess(
     budget (or --available), the verdict and the plans that make it affordable."""
     from afford.assess import assess as run
 
-    result = _guarded(lambda: run(model, train_samples=train_samples, epochs=epochs, train_tokens=train_tokens,
-                                  infer_samples=infer_samples, batch_size=batch_size, seq_len=seq_len,
-                                  image_size=image_size, precision=precision, optimizer=optimizer,
-                                  freeze=tuple(freeze or ()), depth=depth, allow_longer=allow_longer,
-                                  trust_remote_code=trust_remote_code, allow_hub=hub, hardware=hardware,
-                                  count=count, nodes=nodes, gpus_per_node=gpus_per_node, parallel=parallel,
-                                  tp=tp, pp=pp, grad_accum=grad_accum, recompute=recompute,
-                                  price_per_hour=price_per_hour, region=region, grid_gco2_kwh=grid_gco2_kwh,
-                                  pue=pue, mfu=mfu, hardware_file=hardware_file, budget_usd=budget_usd,
-                                  deadline=deadline, max_kwh=max_kwh, max_co2_kg=max_co2_kg, available=available,
-                                  electricity_usd_kwh=electricity_usd_kwh))
+    with _working(f"tracing {model} on the meta device"):
+        result = _guarded(lambda: run(model, train_samples=train_samples, epochs=epochs, train_tokens=train_tokens,
+                                      infer_samples=infer_samples, batch_size=batch_size, seq_len=seq_len,
+                                      image_size=image_size, precision=precision, optimizer=optimizer,
+                                      freeze=tuple(freeze or ()), depth=depth, allow_longer=allow_longer,
+                                      trust_remote_code=trust_remote_code, allow_hub=hub, hardware=hardware,
+                                      count=count, nodes=nodes, gpus_per_node=gpus_per_node, parallel=parallel,
+                                      tp=tp, pp=pp, grad_accum=grad_accum, recompute=recompute,
+                                      price_per_hour=price_per_hour, region=region, grid_gco2_kwh=grid_gco2_kwh,
+                                      pue=pue, mfu=mfu, hardware_file=hardware_file, budget_usd=budget_usd,
+                                      deadline=deadline, max_kwh=max_kwh, max_co2_kg=max_co2_kg, available=available,
+                                      electricity_usd_kwh=electricity_usd_kwh))
     data = result.to_dict()
     _remember("assessment", str(data["model"]["name"]), {"model": model, "argv": sys.argv[1:]}, data)
     if as_json:
@@ -276,6 +289,86 @@ def compare_command(
     from afford.report.terminal import render_comparison
 
     render_comparison(data, Console())
+
+
+@app.command("calibrate")
+def calibrate_command(
+    device: Annotated[str, typer.Option(help="cpu | cuda")] = "cpu",
+    as_json: AsJson = False,
+) -> None:
+    """Measure this machine's matmul and convolution throughput, memory bandwidth and per-op overhead, and keep
+    them as the calibrated profile `cpu-local` (or `cuda-local`) that later assessments can use."""
+    from rich.progress import Progress
+
+    from afford.measure.calibrate import calibrate
+    from afford.store import Store
+
+    with Progress(transient=True, console=Console(stderr=True)) as bar:
+        task = bar.add_task("calibrating", total=1.0)
+        profile = _guarded(lambda: calibrate(device, lambda what, frac: bar.update(task, completed=frac,
+                                                                                      description=what)))
+
+    def save() -> int:
+        with Store() as store:
+            return store.add("calibration", profile["id"], {"device": device}, profile)
+
+    record = _guarded(save)
+    if as_json:
+        _emit_json({"record": record, "profile": profile})
+        return
+    p = profile["peak_tflops"]
+    Console().print(f"{profile['id']}: matmul fp32 {p['fp32']:.3f} TFLOP/s, bf16 {p['bf16']:.3f} TFLOP/s, "
+                    f"conv fp32 {p['tf32']:.3f} TFLOP/s, bandwidth {profile['memory_bandwidth_gb_s']:.1f} GB/s, "
+                    f"op overhead {profile['op_overhead_s'] * 1e6:.1f} us (stored as record {record}; use "
+                    f"--hardware {profile['id']})")
+
+
+@app.command("measure")
+def measure_command(
+    model: ModelArg,
+    steps: Annotated[int, typer.Option(help="timed training steps and inference batches")] = 5,
+    device: Annotated[str, typer.Option(help="cpu | cuda")] = "cpu",
+    batch_size: Annotated[int, typer.Option(help="samples per step")] = 1,
+    seq_len: SeqLen = None,
+    image_size: ImageSize = None,
+    precision: Annotated[str, typer.Option(help="fp32 | fp16-mixed | bf16-mixed | bf16")] = "fp32",
+    optimizer: Optim = "adamw",
+    hardware: Annotated[str | None, typer.Option(help="profile to predict with (default: the calibrated one)")] = None,
+    as_json: AsJson = False,
+) -> None:
+    """Run real training steps and inference batches here and compare them with afford's prediction."""
+    from rich.progress import Progress
+
+    from afford.measure.run import measure
+
+    with Progress(transient=True, console=Console(stderr=True)) as bar:
+        task = bar.add_task("preparing", total=None)
+
+        def tick(what: str, i: int, n: int) -> None:
+            bar.update(task, description=what, completed=i, total=n)
+
+        result = _guarded(lambda: measure(model, steps=steps, device=device, batch_size=batch_size,
+                                          seq_len=seq_len, image_size=image_size, precision=precision,
+                                          optimizer=optimizer, hardware=hardware, progress=tick))
+    data = result.to_dict()
+    _remember("measurement", result.model, {"model": model, "argv": sys.argv[1:]}, data)
+    if as_json:
+        _emit_json(data)
+        return
+    from rich.table import Table
+
+    table = Table(title=f"{result.model} on {device}: measured vs predicted ({result.hardware})", header_style="bold")
+    for col in ("figure", "measured", "predicted", "error"):
+        table.add_column(col, justify="left" if col == "figure" else "right")
+    err = result.error_pct
+    for key, label in (("train_step_seconds", "training step"), ("infer_batch_seconds", "inference batch")):
+        table.add_row(label, f"{result.measured[key]:.3f} s", f"{result.predicted[key]:.3f} s", f"{err[key]:+.1f}%")
+    table.add_row("peak memory", f"{result.measured['peak_bytes'] / 2**20:,.0f} MiB",
+                  f"{result.predicted['peak_bytes'] / 2**20:,.0f} MiB", f"{err['peak_bytes']:+.1f}%")
+    Console().print(table)
+    Console().print(f"[dim]peak memory: {result.peak_method}[/dim]")
+    for note in result.notes:
+        Console().print(f"[yellow]note:[/yellow] {note}")
 
 
 history_app = typer.Typer(help="Past assessments, measurements and calibrations kept in the local store.",

@@ -62,6 +62,9 @@ class Efficiency:
 
     @classmethod
     def for_device(cls, device: Device, system: float | None = None) -> Efficiency:
+        if device.extra.get("calibrated"):
+            # measured, achieved figures on one local device: nothing to discount
+            return cls(matmul=1.0, bandwidth=1.0, system=1.0, overlap=1.0)
         fp8 = factors().get("matmul", {}).get(device.id, {}).get("fp8_fraction")
         return cls(matmul=_lookup("matmul", device.id), bandwidth=_lookup("bandwidth", device.id),
                    system=system if system is not None else _lookup("system", "default"),
@@ -69,6 +72,8 @@ class Efficiency:
 
     def scaled(self, end: str) -> Efficiency:
         """The pessimistic ('low') or optimistic ('high') end of the documented range of each factor."""
+        if self.system == 1.0 and self.matmul == 1.0 and self.bandwidth == 1.0:
+            return self  # a calibrated device: its measured figures carry no range of their own
         sys_table = factors()["system"]["default"]
         key = "low" if end == "low" else "high"
         return Efficiency(matmul=self.matmul, bandwidth=self.bandwidth, system=float(sys_table[key]),
@@ -94,6 +99,7 @@ def phase_seconds(phase: PhaseProfile | None, device: Device, eff: Efficiency, p
     if phase is None:
         return 0.0, 0.0
     bw = device.memory_bandwidth_gb_s * 1e9 * eff.bandwidth / byte_scale
+    overhead = float(device.extra.get("op_overhead_s", 0.0))  # measured by afford calibrate
     total = busy = 0.0
     for (op, flops, nbytes), calls in phase.events.items():
         t_mem = nbytes / bw
@@ -105,7 +111,7 @@ def phase_seconds(phase: PhaseProfile | None, device: Device, eff: Efficiency, p
             busy += calls * t_cmp
         else:
             t = t_mem
-        total += calls * t
+        total += calls * (t + overhead)
     return total, busy
 
 

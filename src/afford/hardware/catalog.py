@@ -155,9 +155,27 @@ class Catalog:
         key = name.strip().lower()
         if key in self._names:
             return self.devices[self._names[key]]
+        if key in ("cpu-local", "cuda-local", "local"):
+            return self._calibrated("cuda-local" if key == "cuda-local" else "cpu-local")
         near = closest(key, list(self._names))
         ids = list(dict.fromkeys(self._names[n] for n in near))
         raise InputError(f"unknown hardware {name!r}; closest: {', '.join(ids)} (see: afford hardware list)")
+
+    def _calibrated(self, key: str) -> Device:
+        """The latest profile `afford calibrate` stored for this machine."""
+        from afford.store import Store, StoreError
+
+        try:
+            with Store() as store:
+                record = store.latest("calibration", key)
+        except StoreError as exc:
+            raise InputError(f"cannot read calibrations: {exc}") from None
+        if record is None:
+            device = "cuda" if key == "cuda-local" else "cpu"
+            raise InputError(f"no calibration of this machine yet; run `afford calibrate --device {device}`")
+        device_obj = _device(record.result, f"calibration #{record.id}")
+        self.devices[device_obj.id] = device_obj
+        return device_obj
 
     def rentable(self) -> list[Device]:
         """Devices with an on-demand price in the catalog."""

@@ -63,7 +63,9 @@ class ModelSpec:
     name: str
     source: str
     kind: ModelKind
-    build: Callable[[torch.dtype, Dims], nn.Module]  # on meta, in that dtype, for that sample shape
+    # builds the module in that dtype for that sample shape: on meta by default (no weights), on a real device
+    # (random weights) for `afford measure`
+    build: Callable[..., nn.Module]
     make_inputs: Callable[[int, Dims, bool], dict[str, Any]]
     loss: Callable[[Any, dict[str, Any]], torch.Tensor]
     native_image_size: int | None = None

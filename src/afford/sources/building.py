@@ -10,10 +10,14 @@ from torch import nn
 from afford.errors import TraceError
 
 
-def build_on_meta(factory: Callable[[], nn.Module], dtype: torch.dtype) -> nn.Module:
+def build_on_meta(factory: Callable[[], nn.Module], dtype: torch.dtype, device: str = "meta") -> nn.Module:
     """Call `factory` with meta as the default device; if its constructor needs real values (e.g. a
     `linspace(...).tolist()` for drop-path rates), fall back to accelerate's `init_empty_weights`, which moves
     each parameter to meta as it is registered and leaves small helper tensors on the CPU."""
+    if device != "meta":  # a real model with random weights (afford measure)
+        with torch.device(device):
+            module = factory()
+        return module.to(dtype=dtype) if dtype != torch.float32 else module
     try:
         with torch.device("meta"):
             module = factory()

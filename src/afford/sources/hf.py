@@ -283,7 +283,7 @@ def spec_from_config(data: dict[str, Any], name: str, *, trust_remote_code: bool
         default_seq = cfg.text_config.max_position_embeddings
         max_pos = default_seq
 
-    def build(dtype: torch.dtype, dims: Dims) -> nn.Module:
+    def build(dtype: torch.dtype, dims: Dims, device: str = "meta") -> nn.Module:
         import transformers
 
         transformers.logging.set_verbosity_error()
@@ -295,7 +295,7 @@ def spec_from_config(data: dict[str, Any], name: str, *, trust_remote_code: bool
         last: Exception | None = None
         for extra in attempts:
             try:
-                with torch.device("meta"):
+                with torch.device(device):
                     return cls._from_config(copy.deepcopy(cfg), **kwargs, **extra)
             except (ValueError, TypeError, ImportError) as exc:
                 last = exc
@@ -367,9 +367,9 @@ def _remote_code_spec(folder: Path, data: dict[str, Any]) -> ModelSpec:
         raise ConfigError(f"{folder}: its remote code failed to load the config: {exc}") from None
     kind = ModelKind.CAUSAL_LM if "causal" in str(getattr(cfg, "auto_map", {})).lower() else ModelKind.ENCODER
 
-    def build(dtype: torch.dtype, dims: Dims) -> nn.Module:
+    def build(dtype: torch.dtype, dims: Dims, device: str = "meta") -> nn.Module:
         auto = transformers.AutoModelForCausalLM if kind is ModelKind.CAUSAL_LM else transformers.AutoModel
-        with torch.device("meta"):
+        with torch.device(device):
             return auto.from_config(cfg, trust_remote_code=True, dtype=dtype)
 
     max_pos = _max_positions(cfg, kind)

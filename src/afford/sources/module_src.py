@@ -44,7 +44,7 @@ def from_module(module: nn.Module, name: str | None = None, input_shape: tuple[i
     """A ModelSpec around an existing module; its weights stay where they are (the trace uses stand-ins)."""
     make, kind = _guess_inputs(module, input_shape)
     return ModelSpec(name=name or f"module:{type(module).__name__}", source="module", kind=kind,
-                     build=lambda dtype, dims: module, make_inputs=make, loss=_generic_loss,
+                     build=lambda dtype, dims, device="meta": module, make_inputs=make, loss=_generic_loss,
                      native_image_size=image_size if kind is ModelKind.IMAGE else None)
 
 
@@ -64,4 +64,13 @@ def resolve(target: str) -> ModelSpec:
         built = factory()
     if not isinstance(built, nn.Module):
         raise InputError(f"{target} returned {type(built).__name__}, not a torch.nn.Module")
-    return from_module(built, name=f"module:{target}")
+    spec = from_module(built, name=f"module:{target}")
+
+    def build(dtype: torch.dtype, dims: Any, device: str = "meta") -> nn.Module:
+        if device == "meta":
+            return built
+        with torch.device(device):
+            return factory().to(dtype=dtype)
+
+    spec.build = build
+    return spec

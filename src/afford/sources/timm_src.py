@@ -42,14 +42,14 @@ def resolve(name: str) -> ModelSpec:
     input_size = pcfg.get("input_size") or (3, 224, 224)
     channels, size = int(input_size[0]), int(input_size[-1])
 
-    def build(dtype: torch.dtype, dims: Dims) -> nn.Module:
+    def build(dtype: torch.dtype, dims: Dims, device: str = "meta") -> nn.Module:
         if dims.image_size and dims.image_size != size:
             try:  # models with position embeddings are built for the image size
                 return build_on_meta(lambda: timm.create_model(name, pretrained=False, img_size=dims.image_size),
-                                     dtype)
+                                     dtype, device)
             except TypeError:
                 pass
-        return build_on_meta(lambda: timm.create_model(name, pretrained=False), dtype)
+        return build_on_meta(lambda: timm.create_model(name, pretrained=False), dtype, device)
 
     meta: dict[str, Any] = {"source": "timm pretrained_cfg"} if pcfg else {}
     return ModelSpec(name=f"timm:{name}", source="timm", kind=ModelKind.IMAGE, build=build,

@@ -107,7 +107,7 @@ def resolve(name: str) -> ModelSpec:
 
     native = _native_size(name) or 224
 
-    def build(dtype: torch.dtype, dims: Dims) -> nn.Module:
+    def build(dtype: torch.dtype, dims: Dims, device: str = "meta") -> nn.Module:
         kwargs: dict[str, Any] = {"weights": None}
         if "aux_loss" in inspect.signature(tvm.get_model_builder(name)).parameters:
             kwargs["aux_loss"] = True  # the published segmentation weights carry the auxiliary head
@@ -119,7 +119,7 @@ def resolve(name: str) -> ModelSpec:
             kwargs["aux_logits"] = False  # the released weights drop GoogLeNet's auxiliary heads
         if name.startswith("vit_") and dims.image_size:
             kwargs["image_size"] = dims.image_size  # ViT's position embeddings are sized to the image
-        return build_on_meta(lambda: tvm.get_model(name, **kwargs), dtype)
+        return build_on_meta(lambda: tvm.get_model(name, **kwargs), dtype, device)
 
     return ModelSpec(name=f"torchvision:{name}", source="torchvision", kind=kind, build=build,
                      make_inputs=inputs, loss=loss, native_image_size=native,

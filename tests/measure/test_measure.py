@@ -1,0 +1,67 @@
+"""`afford calibrate` and `afford measure` on this machine's CPU (small models; no timing asserted)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from afford.cli import app
+from afford.errors import InputError
+from afford.hardware.catalog import Catalog
+
+runner = CliRunner()
+
+
+@pytest.fixture()
+def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv("AFFORD_HOME", str(tmp_path))
+    return tmp_path
+
+
+def test_calibrate_stores_a_profile_that_assessments_use(home: Path) -> None:
+    with pytest.raises(InputError, match="afford calibrate"):
+        Catalog.load().get("cpu-local")
+    result = runner.invoke(app, ["calibrate", "--json"])
+    assert result.exit_code == 0, result.output
+    profile = json.loads(result.stdout)["profile"]
+    assert profile["id"] == "cpu-local" and profile["calibrated"]
+    assert profile["peak_tflops"]["fp32"] > 0 and profile["memory_bandwidth_gb_s"] > 0
+    assert 0 < profile["op_overhead_s"] < 1e-3
+    device = Catalog.load().get("cpu-local")
+    assert device.peak_flops("fp32") == pytest.approx(profile["peak_tflops"]["fp32"] * 1e12)
+    out = runner.invoke(app, ["assess", "torchvision:resnet18", "--train-samples", "8", "--batch-size", "8",
+                              "--hardware", "cpu-local", "--json"])
+    d = json.loads(out.stdout)
+    assert d["hardware"]["name"] == "cpu-local"
+    low, high = d["time"]["train_seconds_range"]
+    assert low == high == d["time"]["train_seconds"]  # measured figures carry no efficiency range
+
+
+def test_measure_runs_real_steps_and_reports_errors(home: Path) -> None:
+    result = runner.invoke(app, ["measure", "module:fixture_models:mlp", "--batch-size", "16", "--steps", "2",
+                                 "--json"])
+    assert result.exit_code == 0, result.output
+    d = json.loads(result.stdout)
+    for key in ("train_step_seconds", "infer_batch_seconds", "peak_bytes"):
+        assert d["measured"][key] > 0 and d["predicted"][key] > 0
+        assert d["error_pct"][key] == pytest.approx(
+            100 * (d["predicted"][key] - d["measured"][key]) / d["measured"][key])
+    assert "resident set" in d["peak_method"]
+    assert any("no calibration" in n for n in d["notes"])  # predicted with the generic CPU, and says so
+    history = json.loads(runner.invoke(app, ["history", "--kind", "measurement", "--json"]).stdout)["records"]
+    assert history and history[0]["kind"] == "measurement"
+
+
+def test_measure_refuses_what_will_not_fit(home: Path) -> None:
+    result = runner.invoke(app, ["measure", "hf:meta-llama/Llama-2-70b-hf", "--seq-len", "128"])
+    assert result.exit_code == 2
+    assert "free" in result.output and "smaller" in result.output
+
+
+def test_measure_bad_input(home: Path) -> None:
+    assert runner.invoke(app, ["measure", "torchvision:resnet18", "--steps", "0"]).exit_code == 2
+    bad = runner.invoke(app, ["measure", "torchvision:resnet18", "--device", "cuda"])
+    assert bad.exit_code == 2 and "cuda" in bad.output
