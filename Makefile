@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck bench validate calibrate clean
+.PHONY: demo test lint typecheck bench validate calibrate-system clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -35,7 +35,7 @@ bench: $(STAMP)
 validate: $(STAMP)
 	$(BIN)/python bench/validate_runs.py
 
-calibrate: $(STAMP)
+calibrate-system: $(STAMP)
 	$(BIN)/python bench/calibrate_system.py
 
 clean:

@@ -220,9 +220,26 @@ def assess(model: Any, *, train_samples: int | None = None, epochs: float = 1, t
     a config.json path, `module:pkg.mod:fn`, a bare name) or an nn.Module (its weights are not copied).
     """
     catalog = Catalog.load(Path(hardware_file) if hardware_file else None)
+    if available and hardware is None:
+        # the job as asked runs on the hardware the user owns
+        from afford.decide.budget import parse_available
+
+        owned = parse_available(available, catalog)[0]
+        hardware, count = owned.device, count or owned.count
+        owned_energy = price_per_hour is None
+        price_per_hour = 0.0 if price_per_hour is None else price_per_hour
+    else:
+        owned_energy = False
     req = request(hardware=hardware, count=count, nodes=nodes, gpus_per_node=gpus_per_node, parallel=parallel,
                   tp=tp, pp=pp, grad_accum=grad_accum, price_per_hour=price_per_hour, region=region,
                   grid_gco2_kwh=grid_gco2_kwh, pue=pue, mfu=mfu, recompute=recompute, catalog=catalog)
+    if owned_energy:
+        from dataclasses import replace
+
+        from afford.estimate.footprint import electricity_price
+
+        req = replace(req, energy_usd_per_kwh=electricity_usd_kwh if electricity_usd_kwh is not None
+                      else electricity_price())
     if depth < 0:
         raise WorkloadError(f"--depth must be 0 or more, got {depth}")
     workload = Workload(train_samples=train_samples, epochs=epochs, train_tokens=train_tokens,

@@ -30,6 +30,7 @@ class HardwareRequest:
     mfu: float | None = None
     recompute: bool = False
     default_device: bool = False
+    energy_usd_per_kwh: float = 0.0  # owned hardware: its electricity is what it costs
 
 
 def request(*, hardware: str | None = None, count: int | None = None, nodes: int | None = None,
@@ -242,7 +243,7 @@ def estimate(a: Assessment, req: HardwareRequest) -> Estimate:
             secs = variants["point"]["train_s"] if idx is None else time_out["train_seconds_range"][idx]
             f = fp.footprint(dev, lay.count, secs, busy, price_per_hour=req.price_per_hour, pue=req.pue,
                              grid_=req.grid)
-            cost[f"train_usd{key}"] = f.usd
+            cost[f"train_usd{key}"] = None if f.usd is None else f.usd + f.kwh * req.energy_usd_per_kwh
             energy[f"train_kwh{key}"] = f.kwh
             co2[f"train_kg{key}"] = f.co2_kg
         cost["train_usd_range"] = [cost.pop("train_usd_low"), cost.pop("train_usd_high")]
@@ -250,8 +251,9 @@ def estimate(a: Assessment, req: HardwareRequest) -> Estimate:
         co2["train_kg_range"] = [co2.pop("train_kg_low"), co2.pop("train_kg_high")]
     fi = fp.footprint(dev, lay.count, time_out["infer_seconds"], b_busy / (t_batch or 1),
                       price_per_hour=req.price_per_hour, pue=req.pue, grid_=req.grid)
-    cost["infer_usd"], energy["infer_kwh"], co2["infer_kg"] = fi.usd, fi.kwh, fi.co2_kg
-    cost["infer_usd_range"] = [fi.usd * spread[0], fi.usd * spread[1]] if fi.usd is not None else None
+    infer_usd = None if fi.usd is None else fi.usd + fi.kwh * req.energy_usd_per_kwh
+    cost["infer_usd"], energy["infer_kwh"], co2["infer_kg"] = infer_usd, fi.kwh, fi.co2_kg
+    cost["infer_usd_range"] = [infer_usd * spread[0], infer_usd * spread[1]] if infer_usd is not None else None
     energy["infer_kwh_range"] = [fi.kwh * spread[0], fi.kwh * spread[1]]
     out.update({"cost": cost, "energy": energy, "co2": co2})
     out["hardware"] = {"name": dev.id, "count": lay.count, "device": dev.name, **lay.to_dict(),
