@@ -10,6 +10,7 @@ from typing import Any
 from afford.assess import Assessment, assess
 from afford.decide.budget import Budget
 from afford.decide.run import make_budget
+from afford.decide.verdict import limit_reasons
 from afford.errors import AffordError, InputError
 from afford.hardware.catalog import Catalog
 
@@ -76,18 +77,10 @@ def _row(model: str, a: Assessment, budget: Budget) -> Row:
     cost = d["cost"].get("train_usd")
     secs = d["time"].get("train_seconds", 0.0)
     mem = d["memory"]
-    reasons = []
-    if not mem["fits"]:
-        reasons.append(f"needs {mem['per_device_bytes'] / 2**30:,.1f} GiB per device, has "
-                       f"{mem['usable_bytes'] / 2**30:,.1f} GiB usable")
-    if budget.usd is not None and (cost or 0.0) > budget.usd:
-        reasons.append(f"costs ${cost:,.2f}, budget ${budget.usd:,.2f}")
-    if budget.deadline_s is not None and secs > budget.deadline_s:
-        reasons.append(f"takes {secs / 3600:,.1f} h, deadline {budget.deadline_s / 3600:,.1f} h")
-    if budget.max_kwh is not None and d["energy"]["train_kwh"] > budget.max_kwh:
-        reasons.append(f"uses {d['energy']['train_kwh']:,.1f} kWh, limit {budget.max_kwh:,.1f}")
-    if budget.max_co2_kg is not None and d["co2"]["train_kg"] > budget.max_co2_kg:
-        reasons.append(f"emits {d['co2']['train_kg']:,.1f} kg CO2e, limit {budget.max_co2_kg:,.1f}")
+    reasons = limit_reasons(fits=mem["fits"], per_device_bytes=mem["per_device_bytes"],
+                            device_bytes=mem["device_bytes"], cost_usd=cost, seconds=secs,
+                            kwh=d["energy"]["train_kwh"], co2_kg=d["co2"]["train_kg"], budget=budget,
+                            device_name=d["hardware"]["device"])
     accuracy = a.spec.metadata.get("accuracy")
     per_dollar = accuracy["value"] / cost if accuracy and cost else None
     return Row(model=model, params=d["model"]["params"], accuracy=accuracy, cost_usd=cost, train_seconds=secs,

@@ -83,22 +83,29 @@ class Verdict:
         return out
 
 
-def as_asked_reasons(p: Plan, budget: Budget, device_name: str) -> list[str]:
-    """Why the job as asked fails (or, if it passes, its margins), each with the numbers."""
+def limit_reasons(*, fits: bool, per_device_bytes: float, device_bytes: float, cost_usd: float | None,
+                  seconds: float, kwh: float, co2_kg: float, budget: Budget, device_name: str) -> list[str]:
+    """Every limit a job breaks (memory, budget, deadline, energy, carbon), each with its numbers."""
     fails: list[str] = []
-    usable = p.device_bytes - (1 << 30)
-    if not p.fits:
-        fails.append(f"needs {_gb(p.per_device_bytes)} per device, the {device_name} has {_gb(p.device_bytes)} "
-                     f"({_gb(usable)} usable)")
-    if budget.usd is not None and (p.cost_usd or 0.0) > budget.usd:
-        fails.append(f"costs {_usd(p.cost_usd)}, budget {_usd(budget.usd)}")
-    if budget.deadline_s is not None and p.train_seconds > budget.deadline_s:
-        fails.append(f"takes {duration(p.train_seconds)}, deadline {duration(budget.deadline_s)}")
-    if budget.max_kwh is not None and p.kwh > budget.max_kwh:
-        fails.append(f"uses {p.kwh:,.0f} kWh, limit {budget.max_kwh:,.0f} kWh")
-    if budget.max_co2_kg is not None and p.co2_kg > budget.max_co2_kg:
-        fails.append(f"emits {p.co2_kg:,.0f} kg CO2e, limit {budget.max_co2_kg:,.0f} kg")
+    if not fits:
+        fails.append(f"needs {_gb(per_device_bytes)} per device, the {device_name} has {_gb(device_bytes)} "
+                     f"({_gb(device_bytes - (1 << 30))} usable)")
+    if budget.usd is not None and (cost_usd or 0.0) > budget.usd:
+        fails.append(f"costs {_usd(cost_usd)}, budget {_usd(budget.usd)}")
+    if budget.deadline_s is not None and seconds > budget.deadline_s:
+        fails.append(f"takes {duration(seconds)}, deadline {duration(budget.deadline_s)}")
+    if budget.max_kwh is not None and kwh > budget.max_kwh:
+        fails.append(f"uses {kwh:,.1f} kWh, limit {budget.max_kwh:,.1f} kWh")
+    if budget.max_co2_kg is not None and co2_kg > budget.max_co2_kg:
+        fails.append(f"emits {co2_kg:,.1f} kg CO2e, limit {budget.max_co2_kg:,.1f} kg")
     return fails
+
+
+def as_asked_reasons(p: Plan, budget: Budget, device_name: str) -> list[str]:
+    """Why the job as asked fails, each with the numbers (empty when it passes)."""
+    return limit_reasons(fits=p.fits, per_device_bytes=p.per_device_bytes, device_bytes=p.device_bytes,
+                         cost_usd=p.cost_usd, seconds=p.train_seconds, kwh=p.kwh, co2_kg=p.co2_kg, budget=budget,
+                         device_name=device_name)
 
 
 def margins(p: Plan, budget: Budget) -> list[str]:
