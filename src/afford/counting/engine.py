@@ -33,8 +33,16 @@ _NO_WORK_OPS = frozenset({"size", "sym_size", "stride", "sym_stride", "numel", "
                           "empty", "empty_like", "empty_strided", "new_empty", "new_empty_strided"})
 
 
-def _storage_key(t: torch.Tensor) -> int:
+def storage_key(t: torch.Tensor) -> int:
     return int(t.untyped_storage()._cdata)
+
+
+def storage_of(t: torch.Tensor) -> torch.UntypedStorage | None:
+    """A tensor's storage, or None for tensors without one (sparse, nested, some subclasses)."""
+    try:
+        return t.untyped_storage()
+    except (RuntimeError, NotImplementedError):
+        return None
 
 
 def _tensors(obj: Any) -> Iterator[torch.Tensor]:
@@ -64,9 +72,8 @@ class LiveBytes:
         self.peak = 0
 
     def add(self, t: torch.Tensor) -> None:
-        try:
-            storage = t.untyped_storage()
-        except (RuntimeError, NotImplementedError):
+        storage = storage_of(t)
+        if storage is None:
             return
         key = int(storage._cdata)
         if key in self.known or key in self.live:
@@ -155,8 +162,8 @@ class Counter(fc.FlopCounterMode):
             flops = self.flop_counts["Global"][func_packet] - before
         outs = list(_tensors(out))
         ins = list(_tensors(args)) + list(_tensors(kwargs))
-        in_keys = {_storage_key(t) for t in ins if t.layout == torch.strided}
-        aliasing = any(t.layout == torch.strided and _storage_key(t) in in_keys for t in outs)
+        in_keys = {storage_key(t) for t in ins if t.layout == torch.strided}
+        aliasing = any(t.layout == torch.strided and storage_key(t) in in_keys for t in outs)
         is_view = aliasing and not name.endswith("_") and flops == 0
         nbytes = 0 if is_view else sum(tensor_bytes(t) for t in ins + outs)
         phase = self.phase
@@ -264,13 +271,9 @@ def saved_activations(known: set[int]) -> Iterator[dict[int, int]]:
     saved: dict[int, int] = {}
 
     def pack(t: torch.Tensor) -> torch.Tensor:
-        try:
-            storage = t.untyped_storage()
-        except (RuntimeError, NotImplementedError):
-            return t
-        key = int(storage._cdata)
-        if key not in known:
-            saved[key] = int(storage.nbytes())
+        storage = storage_of(t)
+        if storage is not None and int(storage._cdata) not in known:
+            saved[int(storage._cdata)] = int(storage.nbytes())
         return t
 
     with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
@@ -279,8 +282,8 @@ def saved_activations(known: set[int]) -> Iterator[dict[int, int]]:
 
 def storage_keys(module: nn.Module, tensors: dict[str, torch.Tensor]) -> set[int]:
     """Storages of a module's parameters and buffers (and their stand-ins): never counted as activations."""
-    keys = {_storage_key(p) for p in module.parameters()} | {_storage_key(b) for b in module.buffers()}
-    return keys | {_storage_key(t) for t in tensors.values()}
+    keys = {storage_key(p) for p in module.parameters()} | {storage_key(b) for b in module.buffers()}
+    return keys | {storage_key(t) for t in tensors.values()}
 
 
 def collect() -> None:

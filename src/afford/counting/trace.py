@@ -22,6 +22,7 @@ from afford.counting.engine import (
     collect,
     extra_formulas,
     saved_activations,
+    storage_key,
     storage_keys,
     tensor_bytes,
 )
@@ -107,7 +108,7 @@ def _cache_tensors(cache: Any) -> Iterator[torch.Tensor]:
 def _cache_bytes(cache: Any) -> int:
     seen: dict[int, int] = {}
     for t in _cache_tensors(cache):
-        seen[int(t.untyped_storage()._cdata)] = max(tensor_bytes(t), 0)
+        seen[storage_key(t)] = tensor_bytes(t)
     return sum(seen.values())
 
 
