@@ -20,7 +20,7 @@ from afford.estimate.memory import MemoryBreakdown, memory
 from afford.hardware.catalog import Catalog
 from afford.sources import ModelKind, ModelSpec, resolve
 from afford.sources.base import Dims
-from afford.workload import Optimizer, Precision, Workload, parse_enum
+from afford.workload import Optimizer, Precision, Task, Workload, parse_enum
 
 CONVENTION = ("FLOPs count 2 per multiply-accumulate for matmul, convolution and attention ops (PyTorch's "
               "torch.utils.flop_counter registry); element-wise ops, norms and softmax count 0 FLOPs and are "
@@ -154,6 +154,18 @@ class Assessment:
             }
         return out
 
+    def _repr_html_(self) -> str:
+        """Rich display in Jupyter: the same page as `--report PATH.html`, without the page chrome."""
+        from afford.report.notebook import repr_html
+
+        return repr_html(self)
+
+    def to_dataframe(self) -> Any:
+        """A pandas DataFrame of the result's rows (pandas is optional: `pip install afford[notebook]`)."""
+        from afford.report.notebook import to_dataframe
+
+        return to_dataframe(self)
+
     def _per_sample_attention(self, phase: PhaseProfile) -> float:
         return phase.attention_flops() / self.trace.batch_size
 
@@ -212,12 +224,17 @@ def assess(model: Any, *, train_samples: int | None = None, epochs: float = 1, t
            pue: float | None = None, mfu: float | None = None, recompute: bool = False,
            hardware_file: str | Path | None = None, budget_usd: float | None = None,
            deadline: str | float | None = None, max_kwh: float | None = None, max_co2_kg: float | None = None,
-           available: str | None = None, electricity_usd_kwh: float | None = None) -> Assessment:
+           available: str | None = None, electricity_usd_kwh: float | None = None, task: str | Task = "auto",
+           prompt_tokens: int | None = None, generate_tokens: int | None = None,
+           model_options: dict[str, Any] | None = None, trust_pickle: bool = False) -> Assessment:
     """Count compute and memory of `model` for a job, by tracing it on the meta device (no weights), and
     time and price it on `hardware` (default a100-80gb) x `count` devices under a parallel layout.
 
     `model` is a spec string (`torchvision:resnet50`, `timm:vit_base_patch16_224`, `hf:meta-llama/Llama-2-7b-hf`,
     a config.json path, `module:pkg.mod:fn`, a bare name) or an nn.Module (its weights are not copied).
+    `task="generate"` with `prompt_tokens` P and `generate_tokens` G makes each of the `infer_samples` requests
+    a prefill of P tokens and G cached decode steps. `model_options` size built-in specs (`recsys:dlrm`);
+    pickled checkpoints are read only with `trust_pickle`.
     """
     catalog = Catalog.load(Path(hardware_file) if hardware_file else None)
     if available and hardware is None:
@@ -246,8 +263,13 @@ def assess(model: Any, *, train_samples: int | None = None, epochs: float = 1, t
                         infer_samples=infer_samples, batch_size=batch_size, seq_len=seq_len, image_size=image_size,
                         precision=parse_enum(Precision, precision, "precision"),
                         optimizer=parse_enum(Optimizer, optimizer, "optimizer"), freeze=tuple(freeze),
-                        allow_longer=allow_longer)
-    spec = resolve(model, trust_remote_code=trust_remote_code, allow_hub=allow_hub)
+                        allow_longer=allow_longer, task=parse_enum(Task, task, "task"),
+                        prompt_tokens=prompt_tokens, generate_tokens=generate_tokens)
+    spec = resolve(model, trust_remote_code=trust_remote_code, allow_hub=allow_hub, options=model_options,
+                   trust_pickle=trust_pickle)
+    if spec.metadata.get("inference_only") and workload.wants_training:
+        raise WorkloadError(f"{spec.name} is inference-only ({spec.metadata['inference_only']}); drop "
+                            "--train-samples/--train-tokens and ask for --infer-samples")
     notes: list[str] = []
     dims = _dims(spec, workload, notes)
     module = spec.build(workload.precision.compute_dtype, dims)

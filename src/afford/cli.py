@@ -18,6 +18,7 @@ import typer
 from rich.console import Console
 
 from afford.errors import AffordError
+from afford.sources.options import parse_pairs
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Is a pretrained model affordable for your job? Exact compute and memory, no weights.")
@@ -43,6 +44,11 @@ PricePerHour = Annotated[float | None, typer.Option(help="USD per device-hour (o
 Region = Annotated[str | None, typer.Option(help="grid region for CO2 (default: world average)")]
 HardwareFile = Annotated[str | None, typer.Option(help="TOML/YAML file adding or overriding devices")]
 AsJson = Annotated[bool, typer.Option("--json", help="print exactly one JSON object")]
+ModelOption = Annotated[list[str] | None, typer.Option("--model-option", "-O",
+                                                       help="KEY=VALUE size of a built-in spec (recsys:, diffusers:); "
+                                                            "repeatable")]
+TrustPickle = Annotated[bool, typer.Option(help="unpickle .bin/.pt checkpoints (runs code from the file: only if "
+                                                "you trust it)")]
 
 
 def _fail(message: str, code: int = 2) -> None:
@@ -133,6 +139,11 @@ def assess(
     max_co2_kg: MaxCo2 = None,
     available: Available = None,
     electricity_usd_kwh: Electricity = None,
+    task: Annotated[str, typer.Option(help="auto | generate (prefill + cached decode per request)")] = "auto",
+    prompt_tokens: Annotated[int | None, typer.Option(help="prompt tokens per request (--task generate)")] = None,
+    generate_tokens: Annotated[int | None, typer.Option(help="generated tokens per request (--task generate)")] = None,
+    model_option: ModelOption = None,
+    trust_pickle: TrustPickle = False,
     as_json: AsJson = False,
     verbose: Annotated[bool, typer.Option(help="show every module row")] = False,
 ) -> None:
@@ -151,7 +162,9 @@ def assess(
                                       price_per_hour=price_per_hour, region=region, grid_gco2_kwh=grid_gco2_kwh,
                                       pue=pue, mfu=mfu, hardware_file=hardware_file, budget_usd=budget_usd,
                                       deadline=deadline, max_kwh=max_kwh, max_co2_kg=max_co2_kg, available=available,
-                                      electricity_usd_kwh=electricity_usd_kwh))
+                                      electricity_usd_kwh=electricity_usd_kwh, task=task,
+                                      prompt_tokens=prompt_tokens, generate_tokens=generate_tokens,
+                                      model_options=parse_pairs(model_option or ()), trust_pickle=trust_pickle))
     data = result.to_dict()
     _remember("assessment", str(data["model"]["name"]), {"model": model, "argv": sys.argv[1:]}, data)
     if as_json:

@@ -51,6 +51,14 @@ class Optimizer(enum.StrEnum):
     ADAFACTOR = "adafactor"
 
 
+class Task(enum.StrEnum):
+    """What an inference request does: one forward pass per sample (`auto`), or prefill P prompt tokens and
+    generate G tokens with a KV cache (`generate`, causal and encoder-decoder language models)."""
+
+    AUTO = "auto"
+    GENERATE = "generate"
+
+
 def parse_enum(kind: type[E], value: str | E, what: str) -> E:
     """An enum member from its value, or a WorkloadError listing the valid values."""
     if isinstance(value, kind):
@@ -81,9 +89,13 @@ class Workload:
     optimizer: Optimizer = Optimizer.ADAMW
     freeze: tuple[str, ...] = field(default_factory=tuple)
     allow_longer: bool = False
+    task: Task = Task.AUTO
+    prompt_tokens: int | None = None
+    generate_tokens: int | None = None
 
     def __post_init__(self) -> None:
-        for name in ("train_samples", "train_tokens", "infer_samples", "seq_len", "image_size"):
+        for name in ("train_samples", "train_tokens", "infer_samples", "seq_len", "image_size", "prompt_tokens",
+                     "generate_tokens"):
             value = getattr(self, name)
             if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value <= 0):
                 raise WorkloadError(f"--{name.replace('_', '-')} must be a positive integer, got {value!r}")
@@ -99,6 +111,13 @@ class Workload:
             raise WorkloadError(f"--image-size {self.image_size} is beyond 16384 pixels; check the value")
         if self.seq_len is not None and self.seq_len > 10_000_000:
             raise WorkloadError(f"--seq-len {self.seq_len} is beyond 10M tokens; check the value")
+        if self.task is Task.GENERATE:
+            if self.prompt_tokens is None or self.generate_tokens is None:
+                raise WorkloadError("--task generate needs --prompt-tokens P and --generate-tokens G")
+            if self.prompt_tokens + self.generate_tokens > 10_000_000:
+                raise WorkloadError("--prompt-tokens + --generate-tokens is beyond 10M tokens; check the values")
+        elif self.prompt_tokens is not None or self.generate_tokens is not None:
+            raise WorkloadError("--prompt-tokens and --generate-tokens apply to --task generate")
 
     @property
     def wants_training(self) -> bool:

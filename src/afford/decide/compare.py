@@ -71,6 +71,18 @@ class Comparison:
         return {"hardware": {"name": self.hardware, "count": self.count}, "models": [r.to_dict() for r in self.rows],
                 "pareto": [r.model for r in self.rows if r.pareto], "notes": self.notes}
 
+    def _repr_html_(self) -> str:
+        """Rich display in Jupyter: the same page as `--report PATH.html`, without the page chrome."""
+        from afford.report.notebook import repr_html
+
+        return repr_html(self)
+
+    def to_dataframe(self) -> Any:
+        """A pandas DataFrame of the result's rows (pandas is optional: `pip install afford[notebook]`)."""
+        from afford.report.notebook import to_dataframe
+
+        return to_dataframe(self)
+
 
 def _row(model: str, a: Assessment, budget: Budget) -> Row:
     d = a.to_dict()

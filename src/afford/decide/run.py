@@ -42,6 +42,18 @@ class PlanResult:
                 "fastest": self.found.fastest.to_dict() if self.found.fastest else None,
                 "searched": len(self.found.plans), "notes": self.notes + self.found.notes}
 
+    def _repr_html_(self) -> str:
+        """Rich display in Jupyter: the same page as `--report PATH.html`, without the page chrome."""
+        from afford.report.notebook import repr_html
+
+        return repr_html(self)
+
+    def to_dataframe(self) -> Any:
+        """A pandas DataFrame of the result's rows (pandas is optional: `pip install afford[notebook]`)."""
+        from afford.report.notebook import to_dataframe
+
+        return to_dataframe(self)
+
 
 def make_budget(*, budget_usd: float | None = None, deadline: str | float | None = None,
                 max_kwh: float | None = None, max_co2_kg: float | None = None, available: str | None = None,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -11,39 +12,85 @@ from afford.errors import UnknownModelError
 from afford.sources import hf, module_src, timm_src, torchvision_src
 from afford.sources.base import Dims, ModelKind, ModelSpec
 from afford.sources.names import closest
+from afford.sources.options import refuse
 
-PREFIXES = ("torchvision", "timm", "hf", "module")
+PREFIXES = ("torchvision", "timm", "hf", "module", "keras", "recsys", "diffusers")
+# file suffixes that name a format of their own rather than a Hugging Face config
+ONNX_SUFFIXES = (".onnx",)
+KERAS_SUFFIXES = (".keras", ".h5", ".hdf5")
+CHECKPOINT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".ckpt", ".pkl")
 
 __all__ = ["Dims", "ModelKind", "ModelSpec", "resolve"]
 
 
-def resolve(model: Any, *, trust_remote_code: bool = False, allow_hub: bool = False) -> ModelSpec:
-    """A ModelSpec for `model`: `torchvision:NAME`, `timm:NAME`, `hf:ORG/NAME`, `module:pkg.mod:fn`, a path
-    to a config.json or model directory, a bare NAME looked up across sources, or an nn.Module object."""
+def resolve(model: Any, *, trust_remote_code: bool = False, allow_hub: bool = False,
+            options: Mapping[str, Any] | None = None, trust_pickle: bool = False) -> ModelSpec:
+    """A ModelSpec for `model`: `torchvision:NAME`, `timm:NAME`, `hf:ORG/NAME`, `keras:NAME`, `recsys:NAME`,
+    `diffusers:NAME`, `module:pkg.mod:fn`, a path (config.json, model directory, .onnx, .keras/.h5,
+    .safetensors or a pickled checkpoint), a bare NAME looked up across sources, or an nn.Module object.
+
+    `options` are the source's sizes (`--model-option KEY=VALUE`); a source that takes none refuses them.
+    Pickled files are never unpickled unless `trust_pickle` is set."""
     if isinstance(model, ModelSpec):
+        refuse(options, model.name)
         return model
     if isinstance(model, nn.Module):
+        refuse(options, "an nn.Module")
         return module_src.from_module(model)
     if isinstance(model, Path):
-        return hf.resolve_path(model, trust_remote_code=trust_remote_code)
+        return _resolve_path(model, trust_remote_code=trust_remote_code, options=options, trust_pickle=trust_pickle)
     if not isinstance(model, str) or not model.strip():
         raise UnknownModelError(f"a model spec must be a name, a path or an nn.Module, got {model!r}")
     spec = model.strip()
     prefix, sep, rest = spec.partition(":")
     if sep and prefix in PREFIXES:
+        if prefix == "recsys":
+            from afford.sources import recsys
+
+            return recsys.resolve(rest, options or {})
+        if prefix == "diffusers":
+            from afford.sources import diffusers_src
+
+            return diffusers_src.resolve(rest, options or {})
+        refuse(options, f"{prefix}:{rest}")
         if prefix == "torchvision":
             return torchvision_src.resolve(rest)
         if prefix == "timm":
             return timm_src.resolve(rest)
         if prefix == "hf":
             return hf.resolve_hub_id(rest, trust_remote_code=trust_remote_code, allow_hub=allow_hub)
+        if prefix == "keras":
+            from afford.sources import keras_src
+
+            return keras_src.resolve(rest)
         return module_src.resolve(rest)
     path = Path(spec).expanduser()
     if path.exists() or spec.endswith(".json") or spec.startswith(("./", "/", "~")):
         if not path.exists():
             raise UnknownModelError(f"{spec}: no such file or directory")
-        return hf.resolve_path(path, trust_remote_code=trust_remote_code)
+        return _resolve_path(path, trust_remote_code=trust_remote_code, options=options, trust_pickle=trust_pickle)
+    refuse(options, spec)
     return _bare(spec, trust_remote_code=trust_remote_code)
+
+
+def _resolve_path(path: Path, *, trust_remote_code: bool, options: Mapping[str, Any] | None,
+                  trust_pickle: bool) -> ModelSpec:
+    """A file or directory: dispatched on its suffix (ONNX, Keras, checkpoints), else a Hugging Face config."""
+    name = path.name.lower()
+    refuse(options, str(path))
+    if name.endswith(ONNX_SUFFIXES):
+        from afford.sources import onnx_src
+
+        return onnx_src.resolve_path(path)
+    if name.endswith(KERAS_SUFFIXES):
+        from afford.sources import keras_src
+
+        return keras_src.resolve_path(path)
+    if name.endswith(CHECKPOINT_SUFFIXES) or name.endswith(".safetensors.index.json"):
+        from afford.sources import checkpoint
+
+        return checkpoint.resolve_path(path, trust_pickle=trust_pickle, trust_remote_code=trust_remote_code)
+    return hf.resolve_path(path, trust_remote_code=trust_remote_code)
 
 
 def _bare(name: str, *, trust_remote_code: bool) -> ModelSpec:
