@@ -25,6 +25,12 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_
 
 ModelArg = Annotated[str, typer.Argument(help="torchvision:NAME, timm:NAME, hf:ORG/NAME, module:pkg.mod:fn, a "
                                               "config.json or model directory, or a bare name")]
+JobModelArg = Annotated[str | None, typer.Argument(
+    help="torchvision:NAME, timm:NAME, hf:ORG/NAME, keras:NAME, recsys:NAME, diffusers:NAME, module:pkg.mod:fn, a "
+         "config.json, model directory, .onnx, .keras or .safetensors path, or a bare name (or set it in --job)")]
+Job = Annotated[str | None, typer.Option(help="a job file (.toml/.yaml) with model, workload, hardware and budget; "
+                                              "flags override it")]
+Report = Annotated[str | None, typer.Option(help="also write a report: PATH.html (self-contained) or PATH.md")]
 
 # Options shared by assess, plan and compare (one declaration each).
 TrainSamples = Annotated[int | None, typer.Option(help="training samples per epoch (N)")]
@@ -96,13 +102,44 @@ def _working(text: str) -> Iterator[None]:
         yield
 
 
+def _with_job(ctx: typer.Context, command: str) -> dict[str, Any]:
+    """The command's parameters, with a --job file's values under the flags typed on the command line."""
+    params = dict(ctx.params)
+    # compared by name: typer may ship its own copy of click's ParameterSource enum
+    explicit = {name for name in params
+                if getattr(ctx.get_parameter_source(name), "name", "") in ("COMMANDLINE", "ENVIRONMENT")}
+    if params.get("job"):
+        from afford import jobfile
+
+        params = _guarded(lambda: jobfile.merge(params["job"], params, explicit, command))
+    if not params.get("model"):
+        _fail(f"afford {command}: give MODEL (or a --job file that sets model)")
+    return params
+
+
+def _write_report(result: Any, path: str | None) -> str | None:
+    """Write `--report PATH` (.html or .md) for a result; the path written, or None when not asked."""
+    if not path:
+        return None
+    from afford.report import write_report
+
+    return str(_guarded(lambda: write_report(result, Path(path))))
+
+
+def _explain(data: dict[str, Any]) -> Any:
+    from afford.report.explain import explain
+
+    return _guarded(lambda: explain(data))
+
+
 def _emit_json(data: dict[str, Any]) -> None:
     sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
 
 
 @app.command()
 def assess(
-    model: ModelArg,
+    ctx: typer.Context,
+    model: JobModelArg = None,
     train_samples: TrainSamples = None,
     epochs: Epochs = 1.0,
     train_tokens: TrainTokens = None,
@@ -144,45 +181,60 @@ def assess(
     generate_tokens: Annotated[int | None, typer.Option(help="generated tokens per request (--task generate)")] = None,
     model_option: ModelOption = None,
     trust_pickle: TrustPickle = False,
+    job: Job = None,
+    report: Report = None,
+    explain: Annotated[bool, typer.Option(help="show each headline figure's formula, inputs and sources")] = False,
     as_json: AsJson = False,
-    verbose: Annotated[bool, typer.Option(help="show every module row")] = False,
+    verbose: Annotated[bool, typer.Option(help="every table: compute, memory parts, hardware, modules, coverage")]
+    = False,
 ) -> None:
     """Count compute and memory of MODEL for a job, and its time, cost, energy and CO2 on hardware; with a
     budget (or --available), the verdict and the plans that make it affordable."""
     from afford.assess import assess as run
 
-    with _working(f"tracing {model} on the meta device"):
-        result = _guarded(lambda: run(model, train_samples=train_samples, epochs=epochs, train_tokens=train_tokens,
-                                      infer_samples=infer_samples, batch_size=batch_size, seq_len=seq_len,
-                                      image_size=image_size, precision=precision, optimizer=optimizer,
-                                      freeze=tuple(freeze or ()), depth=depth, allow_longer=allow_longer,
-                                      trust_remote_code=trust_remote_code, allow_hub=hub, hardware=hardware,
-                                      count=count, nodes=nodes, gpus_per_node=gpus_per_node, parallel=parallel,
-                                      tp=tp, pp=pp, grad_accum=grad_accum, recompute=recompute,
-                                      price_per_hour=price_per_hour, region=region, grid_gco2_kwh=grid_gco2_kwh,
-                                      pue=pue, mfu=mfu, hardware_file=hardware_file, budget_usd=budget_usd,
-                                      deadline=deadline, max_kwh=max_kwh, max_co2_kg=max_co2_kg, available=available,
-                                      electricity_usd_kwh=electricity_usd_kwh, task=task,
-                                      prompt_tokens=prompt_tokens, generate_tokens=generate_tokens,
-                                      model_options=parse_pairs(model_option or ()), trust_pickle=trust_pickle))
+    p = _with_job(ctx, "assess")
+    with _working(f"tracing {p['model']} on the meta device"):
+        result = _guarded(lambda: run(
+            p["model"], train_samples=p["train_samples"], epochs=p["epochs"], train_tokens=p["train_tokens"],
+            infer_samples=p["infer_samples"], batch_size=p["batch_size"], seq_len=p["seq_len"],
+            image_size=p["image_size"], precision=p["precision"], optimizer=p["optimizer"],
+            freeze=tuple(p["freeze"] or ()), depth=p["depth"], allow_longer=p["allow_longer"],
+            trust_remote_code=p["trust_remote_code"], allow_hub=p["hub"], hardware=p["hardware"], count=p["count"],
+            nodes=p["nodes"], gpus_per_node=p["gpus_per_node"], parallel=p["parallel"], tp=p["tp"], pp=p["pp"],
+            grad_accum=p["grad_accum"], recompute=p["recompute"], price_per_hour=p["price_per_hour"],
+            region=p["region"], grid_gco2_kwh=p["grid_gco2_kwh"], pue=p["pue"], mfu=p["mfu"],
+            hardware_file=p["hardware_file"], budget_usd=p["budget_usd"], deadline=p["deadline"],
+            max_kwh=p["max_kwh"], max_co2_kg=p["max_co2_kg"], available=p["available"],
+            electricity_usd_kwh=p["electricity_usd_kwh"], task=p["task"], prompt_tokens=p["prompt_tokens"],
+            generate_tokens=p["generate_tokens"], model_options=parse_pairs(p["model_option"] or ()),
+            trust_pickle=p["trust_pickle"]))
     data = result.to_dict()
-    _remember("assessment", str(data["model"]["name"]), {"model": model, "argv": sys.argv[1:]}, data)
-    if as_json:
+    explained = _explain(data) if p["explain"] else None
+    if explained is not None:
+        data["explain"] = [x.to_dict() for x in explained]
+    _remember("assessment", str(data["model"]["name"]), {"model": p["model"], "argv": sys.argv[1:]}, data)
+    written = _write_report(result, p["report"])
+    if p["as_json"]:
+        if written:
+            data["report"] = written
         _emit_json(data)
         return
     from afford.report.terminal import render_assessment
 
-    render_assessment(data, Console(), verbose=verbose)
-    if "verdict" in data:
-        from afford.report.terminal import render_verdict
+    console = Console()
+    render_assessment(data, console, verbose=p["verbose"])
+    if explained is not None:
+        from afford.report.explain import render_explanations
 
-        shown = data["plans"] if data["verdict"]["status"] != "affordable" else []
-        render_verdict(data["verdict"], shown, Console())
+        render_explanations(explained, console)
+    if written:
+        console.print(f"report: {written}")
 
 
 @app.command("plan")
 def plan_command(
-    model: ModelArg,
+    ctx: typer.Context,
+    model: JobModelArg = None,
     train_samples: TrainSamples = None,
     epochs: Epochs = 1.0,
     train_tokens: TrainTokens = None,
@@ -206,6 +258,8 @@ def plan_command(
     emit: Annotated[tuple[str, str] | None, typer.Option(help="write launch config: accelerate|deepspeed DIR")] = None,
     hardware_file: HardwareFile = None,
     allow_longer: Annotated[bool, typer.Option(help="allow --seq-len beyond the model's maximum")] = False,
+    job: Job = None,
+    report: Report = None,
     as_json: AsJson = False,
 ) -> None:
     """Search precisions, LoRA/QLoRA, memory savers, sharding and hardware for the cheapest and fastest
@@ -214,15 +268,19 @@ def plan_command(
 
     if emit is not None and emit[0] not in ("accelerate", "deepspeed"):
         _fail(f"--emit {emit[0]!r}: choose accelerate or deepspeed")
-    result = _guarded(lambda: run_plan(model, train_samples=train_samples, epochs=epochs, train_tokens=train_tokens,
-                                       batch_size=batch_size, seq_len=seq_len, image_size=image_size,
-                                       precision=precision, optimizer=optimizer, hardware=hardware, count=count,
-                                       budget_usd=budget_usd, deadline=deadline, max_kwh=max_kwh,
-                                       max_co2_kg=max_co2_kg, available=available,
-                                       electricity_usd_kwh=electricity_usd_kwh, price_per_hour=price_per_hour,
-                                       region=region, lora_rank=lora_rank, max_count=max_count,
-                                       hardware_file=hardware_file, allow_longer=allow_longer))
+    p = _with_job(ctx, "plan")
+    result = _guarded(lambda: run_plan(
+        p["model"], train_samples=p["train_samples"], epochs=p["epochs"], train_tokens=p["train_tokens"],
+        batch_size=p["batch_size"], seq_len=p["seq_len"], image_size=p["image_size"], precision=p["precision"],
+        optimizer=p["optimizer"], hardware=p["hardware"], count=p["count"], budget_usd=p["budget_usd"],
+        deadline=p["deadline"], max_kwh=p["max_kwh"], max_co2_kg=p["max_co2_kg"], available=p["available"],
+        electricity_usd_kwh=p["electricity_usd_kwh"], price_per_hour=p["price_per_hour"], region=p["region"],
+        lora_rank=p["lora_rank"], max_count=p["max_count"], hardware_file=p["hardware_file"],
+        allow_longer=p["allow_longer"]))
     data = result.to_dict()
+    written = _write_report(result, p["report"])
+    if written:
+        data["report"] = written
     if emit is not None:
         from afford.decide.emit import write
 
@@ -234,7 +292,7 @@ def plan_command(
     from afford.report.terminal import render_verdict
 
     render_verdict(data["verdict"], data["plans"], Console())
-    for path in data.get("emitted", []):
+    for path in [*data.get("emitted", []), *([written] if written else [])]:
         Console().print(f"wrote {path}")
 
 
@@ -282,6 +340,7 @@ def compare_command(
     max_co2_kg: MaxCo2 = None,
     plot: Annotated[str | None, typer.Option(help="write accuracy-against-cost to a .png or .svg file")] = None,
     hardware_file: HardwareFile = None,
+    report: Report = None,
     as_json: AsJson = False,
 ) -> None:
     """Rank candidate models for one job and budget: cost, time, memory, verdict, accuracy per dollar."""
@@ -296,12 +355,17 @@ def compare_command(
     data = result.to_dict()
     if plot:
         data["plot"] = str(_guarded(lambda: draw(result, Path(plot))))
+    written = _write_report(result, report)
+    if written:
+        data["report"] = written
     if as_json:
         _emit_json(data)
         return
     from afford.report.terminal import render_comparison
 
     render_comparison(data, Console())
+    if written:
+        Console().print(f"wrote {written}")
 
 
 # Commands defined in sibling modules register themselves on `app` when imported.

@@ -11,7 +11,80 @@ from afford import units
 
 
 def render_assessment(data: dict[str, Any], console: Console, verbose: bool = False) -> None:
-    """Print an assessment's dict (the JSON contract) as tables."""
+    """Print an assessment's dict (the JSON contract): one screen by default, every table with `verbose`."""
+    if not verbose:
+        render_summary(data, console)
+        return
+    _render_full(data, console)
+    if "verdict" in data:
+        shown = data["plans"] if data["verdict"]["status"] != "affordable" else []
+        render_verdict(data["verdict"], shown, console)
+
+
+SHORT_PLANS = 3  # plans shown without --verbose
+
+
+def render_summary(data: dict[str, Any], console: Console) -> None:
+    """The verdict and the five figures that matter (compute, memory per device, time, cost, energy and CO2)."""
+    m, w, comp, mem = data["model"], data["workload"], data["compute"], data["memory"]
+    shape = f"seq {w['seq_len']}" if w.get("seq_len") else f"{w.get('image_size')} px" if w.get("image_size") else ""
+    job = ", ".join(x for x in (f"batch {w['batch_size']}", shape, w["precision"], w["optimizer"]) if x)
+    console.print(f"[bold]{m['name']}[/bold]  {units.count(m['params'])} params "
+                  f"({units.count(m['trainable_params'])} trainable); {job}")
+    verdict = data.get("verdict")
+    if verdict is not None:
+        render_verdict(verdict, [], console)
+    training = bool(comp["train_samples"])
+    t = Table(show_header=False, box=None, padding=(0, 2))
+    t.add_column("figure", style="bold")
+    t.add_column("value", justify="right")
+    t.add_column("detail", style="dim")
+    if training:
+        t.add_row("compute", units.flops(comp["train_flops"]),
+                  f"C_train = {units.count(comp['train_samples'])} samples x (fwd + bwd)")
+    if comp["infer_samples"]:
+        t.add_row("compute" if not training else "", units.flops(comp["infer_flops"]),
+                  f"C_infer = {units.count(comp['infer_samples'])} requests x forward"
+                  if "generate" in data else f"C_infer = {units.count(comp['infer_samples'])} samples x forward")
+    if not training and not comp["infer_samples"]:
+        t.add_row("compute", units.flops(data["per_sample"]["forward_flops"]), "forward per sample")
+    if "hardware" in data:
+        hw, tm, c, e, co2 = data["hardware"], data["time"], data["cost"], data["energy"], data["co2"]
+        on = f"{hw['count']} x {hw['name']}"
+        per_dev = mem["per_device_bytes"] if training else mem.get("infer_per_device_bytes", mem["per_device_bytes"])
+        fits = mem["fits"] if training else mem.get("infer_fits", mem["fits"])
+        fit_text = f"fits in {units.gib(mem['usable_bytes'])} usable" if fits else \
+            f"[red]DOES NOT FIT[/red] in {units.gib(mem['usable_bytes'])} usable"
+        t.add_row("memory / device", units.gib(per_dev), f"{fit_text} on {on}")
+        if training and tm.get("train_steps"):
+            lo, hi = tm["train_seconds_range"]
+            t.add_row("time", _duration(tm["train_seconds"]), f"{_duration(lo)} .. {_duration(hi)}, "
+                      f"MFU {tm['train_mfu']:.0%}")
+            if c.get("train_usd") is not None:
+                u_lo, u_hi = c["train_usd_range"]
+                t.add_row("cost", _usd(c["train_usd"]), f"{_usd(u_lo)} .. {_usd(u_hi)} at "
+                          f"{_usd(c['price_per_device_hour'])}/device-hour")
+            t.add_row("energy, CO2", f"{_num(e['train_kwh'])} kWh", f"{_num(co2['train_kg'])} kg CO2e ({co2['grid']})")
+        elif tm.get("infer_seconds"):
+            t.add_row("time", _duration(tm["infer_seconds"]), f"{tm['infer_samples_per_second']:,.1f} samples/s")
+            if c.get("infer_usd") is not None:
+                t.add_row("cost", _usd(c["infer_usd"]), f"at {_usd(c['price_per_device_hour'])}/device-hour")
+            t.add_row("energy, CO2", f"{_num(e['infer_kwh'])} kWh", f"{_num(co2.get('infer_kg', 0))} kg CO2e")
+    else:
+        t.add_row("memory (training peak)", units.gib(mem["train_peak_bytes"]), "one device")
+    console.print(t)
+    if verdict is not None and verdict["status"] != "affordable" and data.get("plans"):
+        plans = data["plans"]
+        render_verdict({**verdict, "reasons": []}, plans[:SHORT_PLANS], console, header=False)
+        if len(plans) > SHORT_PLANS:
+            console.print(f"[dim]{len(plans) - SHORT_PLANS} more plans: --verbose or `afford plan`[/dim]")
+    hidden = len(data.get("notes", []))
+    console.print(f"[dim]{hidden} note{'s' if hidden != 1 else ''}; compute, memory parts, modules and coverage: "
+                  "--verbose; formulas and sources: --explain; everything: --json or --report PATH.html[/dim]")
+
+
+def _render_full(data: dict[str, Any], console: Console) -> None:
+    """Every table of an assessment: compute, memory parts, hardware, modules, coverage, notes."""
     m, w, ps, comp, mem = data["model"], data["workload"], data["per_sample"], data["compute"], data["memory"]
     title = f"{m['name']}  ({units.count(m['params'])} params, {units.count(m['trainable_params'])} trainable)"
     shape = f"seq {w['seq_len']}" if w.get("seq_len") else f"{w.get('image_size')} px"
@@ -53,18 +126,15 @@ def render_assessment(data: dict[str, Any], console: Console, verbose: bool = Fa
         _render_hardware(data, console)
 
     rows = data.get("modules", [])
-    if rows and verbose:
+    if rows:
         tt = Table(title="Modules", header_style="bold")
         tt.add_column("module")
         tt.add_column("params", justify="right")
         tt.add_column("fwd FLOPs", justify="right")
         tt.add_column("bwd FLOPs", justify="right")
-        limit = None if verbose else 25
-        for r in rows[:limit]:
+        for r in rows:
             tt.add_row("  " * r["depth"] + r["module"].split(".")[-1] if r["depth"] else r["module"],
                        units.count(r["params"]), units.flops(r["forward_flops"]), units.flops(r["backward_flops"]))
-        if limit is not None and len(rows) > limit:
-            tt.add_row(f"... {len(rows) - limit} more (--verbose or --depth)", "", "", "")
         console.print(tt)
 
     unc = data["coverage"]["uncounted_ops"]
@@ -159,10 +229,12 @@ def render_device(device: Any, console: Console) -> None:
     console.print(t)
 
 
-def render_verdict(verdict: dict[str, Any], plans: list[dict[str, Any]], console: Console) -> None:
+def render_verdict(verdict: dict[str, Any], plans: list[dict[str, Any]], console: Console,
+                   header: bool = True) -> None:
     """The verdict first, its reasons, then the plans (Pareto set and best per adapter)."""
     colour = {"affordable": "green", "affordable_with_changes": "yellow", "not_affordable": "red"}[verdict["status"]]
-    console.print(f"[bold {colour}]verdict: {verdict['status'].replace('_', ' ')}[/bold {colour}]")
+    if header:
+        console.print(f"[bold {colour}]verdict: {verdict['status'].replace('_', ' ')}[/bold {colour}]")
     for reason in verdict["reasons"]:
         console.print(f"  - {reason}", soft_wrap=True)
     if not plans:

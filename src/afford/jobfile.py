@@ -1,0 +1,151 @@
+"""Job files (`--job job.toml` or `.yaml`): model, workload, hardware and budget in one versionable file.
+
+Keys are checked strictly: an unknown section or key, a value of the wrong type or a missing model is a
+one-line InputError naming the file, the section and the key. Command-line flags override the file.
+
+    model = "hf:meta-llama/Llama-2-7b-hf"
+    [workload]   train_samples, epochs, train_tokens, infer_samples, batch_size, seq_len, image_size, precision,
+                 optimizer, freeze, allow_longer, task, prompt_tokens, generate_tokens, model_options
+    [hardware]   device, count, nodes, gpus_per_node, parallel, tp, pp, grad_accum, recompute, price_per_hour,
+                 region, grid_gco2_kwh, pue, mfu, file
+    [budget]     usd, deadline, max_kwh, max_co2_kg, available, electricity_usd_kwh
+"""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Any
+
+from afford.errors import InputError
+from afford.sources.names import closest
+
+# section -> {job key: (CLI parameter name, type)}; None is the file's top level
+SCHEMA: dict[str | None, dict[str, tuple[str, type]]] = {
+    None: {"model": ("model", str), "trust_remote_code": ("trust_remote_code", bool), "hub": ("hub", bool),
+           "trust_pickle": ("trust_pickle", bool), "depth": ("depth", int), "report": ("report", str)},
+    "workload": {
+        "train_samples": ("train_samples", int), "epochs": ("epochs", float), "train_tokens": ("train_tokens", int),
+        "infer_samples": ("infer_samples", int), "batch_size": ("batch_size", int), "seq_len": ("seq_len", int),
+        "image_size": ("image_size", int), "precision": ("precision", str), "optimizer": ("optimizer", str),
+        "freeze": ("freeze", list), "allow_longer": ("allow_longer", bool), "task": ("task", str),
+        "prompt_tokens": ("prompt_tokens", int), "generate_tokens": ("generate_tokens", int),
+        "model_options": ("model_option", dict)},
+    "hardware": {
+        "device": ("hardware", str), "count": ("count", int), "nodes": ("nodes", int),
+        "gpus_per_node": ("gpus_per_node", int), "parallel": ("parallel", str), "tp": ("tp", int), "pp": ("pp", int),
+        "grad_accum": ("grad_accum", int), "recompute": ("recompute", bool),
+        "price_per_hour": ("price_per_hour", float), "region": ("region", str),
+        "grid_gco2_kwh": ("grid_gco2_kwh", float), "pue": ("pue", float), "mfu": ("mfu", float),
+        "file": ("hardware_file", str)},
+    "budget": {
+        "usd": ("budget_usd", float), "deadline": ("deadline", str), "max_kwh": ("max_kwh", float),
+        "max_co2_kg": ("max_co2_kg", float), "available": ("available", str),
+        "electricity_usd_kwh": ("electricity_usd_kwh", float)},
+}
+
+_TYPE_NAMES = {int: "an integer", float: "a number", str: "a string", bool: "true or false",
+               list: "a list of strings", dict: "a table of KEY = VALUE"}
+
+
+def _read(path: Path) -> dict[str, Any]:
+    """The file's mapping; a parse error names the file and the line."""
+    if not path.is_file():
+        raise InputError(f"--job {path}: no such file")
+    text = path.read_text(encoding="utf-8", errors="replace")
+    suffix = path.suffix.lower()
+    if suffix == ".toml":
+        try:
+            data: Any = tomllib.loads(text)
+        except tomllib.TOMLDecodeError as exc:
+            raise InputError(f"{path}: not valid TOML: {exc}") from None
+    elif suffix in (".yaml", ".yml"):
+        import yaml
+
+        try:
+            data = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            mark = getattr(exc, "problem_mark", None)
+            where = f"line {mark.line + 1}: " if mark is not None else ""
+            raise InputError(f"{path}: not valid YAML: {where}{getattr(exc, 'problem', None) or exc}") from None
+    else:
+        raise InputError(f"--job {path}: use a .toml, .yaml or .yml file")
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise InputError(f"{path}: the top level must be a table of keys, got {type(data).__name__}")
+    return data
+
+
+def _check(path: Path, where: str, key: str, value: Any, kind: type) -> Any:
+    """`value` as `kind`, or an InputError naming the place."""
+    ok: bool
+    if kind is bool:
+        ok = isinstance(value, bool)
+    elif kind is int:
+        ok = isinstance(value, int) and not isinstance(value, bool)
+    elif kind is float:
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+        value = float(value) if ok else value
+    elif kind is list:
+        ok = isinstance(value, list) and all(isinstance(v, str) for v in value)
+    elif kind is dict:
+        ok = isinstance(value, dict) and all(isinstance(v, (str, int, float, bool)) for v in value.values())
+    else:
+        ok = isinstance(value, str)
+    if not ok:
+        raise InputError(f"{path}: {where}{key} must be {_TYPE_NAMES[kind]}, got {value!r}")
+    return value
+
+
+def _unknown(path: Path, where: str, key: str, valid: list[str]) -> InputError:
+    near = closest(key, valid)
+    hint = f" (did you mean {near[0]!r}?)" if near else ""
+    return InputError(f"{path}: {where}unknown key {key!r}{hint}; valid keys: {', '.join(valid)}")
+
+
+def load(path: str | Path) -> dict[str, Any]:
+    """The job file as {CLI parameter name: value}; strict about sections, keys and types."""
+    path = Path(path).expanduser()
+    data = _read(path)
+    out: dict[str, Any] = {}
+    sections = [s for s in SCHEMA if s is not None]
+    for key, value in data.items():
+        if isinstance(value, dict) and key not in SCHEMA[None]:
+            if key not in SCHEMA:
+                near = closest(key, sections)
+                hint = f" (did you mean [{near[0]}]?)" if near else ""
+                raise InputError(f"{path}: unknown section [{key}]{hint}; sections: "
+                                 f"{', '.join(f'[{s}]' for s in sections)}")
+            schema = SCHEMA[key]
+            for sub, sub_value in value.items():
+                if sub not in schema:
+                    raise _unknown(path, f"[{key}] ", sub, list(schema))
+                param, kind = schema[sub]
+                out[param] = _check(path, f"[{key}] ", sub, sub_value, kind)
+            continue
+        if key not in SCHEMA[None]:
+            if key in {k for s in sections for k in SCHEMA[s]}:
+                home = next(s for s in sections if key in SCHEMA[s])
+                raise InputError(f"{path}: key {key!r} belongs in the [{home}] section")
+            raise _unknown(path, "", key, [*SCHEMA[None], *(f"[{s}]" for s in sections)])
+        param, kind = SCHEMA[None][key]
+        out[param] = _check(path, "", key, value, kind)
+    if "model_option" in out:
+        out["model_option"] = [f"{k}={v}" for k, v in out["model_option"].items()]
+    return out
+
+
+def merge(path: str | Path, given: dict[str, Any], explicit: set[str], command: str) -> dict[str, Any]:
+    """The command's parameters with the job file's values under them: flags in `explicit` (typed on the
+    command line) win; a job key the command does not take is an error naming it."""
+    job = load(path)
+    merged = dict(given)
+    for param, value in job.items():
+        if param not in given:
+            raise InputError(f"{path}: {param!r} does not apply to `afford {command}`")
+        if param not in explicit:
+            merged[param] = value
+    if not merged.get("model"):
+        raise InputError(f"{path}: no model; set model = \"...\" at the top of the file or pass MODEL")
+    return merged
