@@ -31,6 +31,7 @@ typecheck: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python bench/trace_bench.py
 	$(BIN)/python bench/plan_bench.py
+	$(BIN)/python bench/checkpoint_bench.py
 
 validate: $(STAMP)
 	$(BIN)/python bench/validate_runs.py

@@ -117,6 +117,37 @@ def _with_job(ctx: typer.Context, command: str) -> dict[str, Any]:
     return params
 
 
+def _weights_only(p: dict[str, Any]) -> bool:
+    """A checkpoint with no config.json beside it: print what its headers tell (parameters, dtypes, the static
+    memory of the job) and say that compute needs the architecture. True when that was the case."""
+    from afford.sources import CHECKPOINT_SUFFIXES
+
+    spec = str(p["model"])
+    if not (spec.lower().endswith(CHECKPOINT_SUFFIXES) or spec.lower().endswith(".index.json")):
+        return False
+    from afford.sources import checkpoint
+    from afford.workload import Optimizer, Precision, parse_enum
+
+    try:
+        checkpoint.resolve_path(Path(spec).expanduser(), trust_pickle=p["trust_pickle"],
+                                trust_remote_code=p["trust_remote_code"])
+    except checkpoint.NoArchitecture as exc:
+        info, why = exc.info, str(exc)
+        data = _guarded(lambda: checkpoint.summary(info, parse_enum(Precision, p["precision"], "precision"),
+                                                   parse_enum(Optimizer, p["optimizer"], "optimizer")))
+        data["notes"] = [why]
+        if p["as_json"]:
+            _emit_json(data)
+        else:
+            console = Console()
+            checkpoint.render(data, console)
+            console.print(f"[yellow]note:[/yellow] {why}")
+        return True
+    except AffordError:
+        return False  # the full path below reports it in one line
+    return False
+
+
 def _write_report(result: Any, path: str | None) -> str | None:
     """Write `--report PATH` (.html or .md) for a result; the path written, or None when not asked."""
     if not path:
@@ -193,6 +224,8 @@ def assess(
     from afford.assess import assess as run
 
     p = _with_job(ctx, "assess")
+    if _weights_only(p):
+        return
     with _working(f"tracing {p['model']} on the meta device"):
         result = _guarded(lambda: run(
             p["model"], train_samples=p["train_samples"], epochs=p["epochs"], train_tokens=p["train_tokens"],

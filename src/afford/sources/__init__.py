@@ -86,7 +86,11 @@ def _resolve_path(path: Path, *, trust_remote_code: bool, options: Mapping[str, 
         from afford.sources import keras_src
 
         return keras_src.resolve_path(path)
-    if name.endswith(CHECKPOINT_SUFFIXES) or name.endswith(".safetensors.index.json"):
+    weights_dir = path.is_dir() and (
+        any(path.glob("*.safetensors")) or any(path.glob("*.safetensors.index.json"))
+        or any((path / n).is_file() for n in ("pytorch_model.bin", "pytorch_model.bin.index.json")))
+    if name.endswith((*CHECKPOINT_SUFFIXES, ".safetensors.index.json", ".bin.index.json")) or weights_dir:
+        # weight files (or a directory holding them): counted from their headers, assessed with a config beside
         from afford.sources import checkpoint
 
         return checkpoint.resolve_path(path, trust_pickle=trust_pickle, trust_remote_code=trust_remote_code)

@@ -1,0 +1,619 @@
+"""Checkpoints on disk: parameter count, dtypes and bytes read from safetensors headers, never from the data.
+
+A `.safetensors` file is an 8-byte little-endian header length N, N bytes of JSON
+`{name: {dtype, shape, data_offsets: [begin, end]}, "__metadata__": {str: str}}`, then the tensor bytes
+(https://github.com/huggingface/safetensors, README "Format"). Reading 8 + N bytes is enough to count a 10 GB
+file. Pickled checkpoints (`torch.save`) are refused unless the user trusts them, then read on the meta device.
+With a config.json beside the weights the checkpoint becomes a full Hugging Face assessment (docs/checkpoints.md).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import struct
+import warnings
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from afford.errors import AffordError, ConfigError, InputError
+from afford.estimate.memory import optimizer_state_bytes
+from afford.sources.base import ModelSpec
+from afford.workload import Optimizer, Precision
+
+# The reference implementation refuses headers over 100 MB (safetensors/src/tensor.rs, MAX_HEADER_SIZE).
+MAX_HEADER_SIZE = 100_000_000
+# Bits per element of every dtype the format defines (safetensors/src/tensor.rs, `Dtype::bitsize`).
+DTYPE_BITS: dict[str, int] = {
+    "BOOL": 8, "F4": 4, "F6_E2M3": 6, "F6_E3M2": 6, "U8": 8, "I8": 8, "F8_E5M2": 8, "F8_E4M3": 8, "F8_E8M0": 8,
+    "F8_E4M3FNUZ": 8, "F8_E5M2FNUZ": 8, "I16": 16, "U16": 16, "F16": 16, "BF16": 16, "I32": 32, "U32": 32,
+    "F32": 32, "C64": 64, "F64": 64, "I64": 64, "U64": 64,
+}
+# Floating dtypes are the trainable ones; integer and bool tensors (ids, masks, packed quantized weights) are not.
+FLOAT_DTYPES = frozenset(d for d in DTYPE_BITS if d.startswith(("F", "BF", "C")))
+# torch dtype names -> the safetensors spelling, so pickles and safetensors report dtypes alike.
+_TORCH_TO_ST = {
+    "float64": "F64", "float32": "F32", "float16": "F16", "bfloat16": "BF16", "int64": "I64", "int32": "I32",
+    "int16": "I16", "int8": "I8", "uint8": "U8", "uint16": "U16", "uint32": "U32", "uint64": "U64", "bool": "BOOL",
+    "float8_e4m3fn": "F8_E4M3", "float8_e5m2": "F8_E5M2", "float8_e4m3fnuz": "F8_E4M3FNUZ",
+    "float8_e5m2fnuz": "F8_E5M2FNUZ", "float8_e8m0fnu": "F8_E8M0", "complex64": "C64",
+}
+PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
+# file magics of formats that are not safetensors, for a message that names what the file is
+_MAGICS = ((b"GGUF", "a GGUF file (llama.cpp)"), (b"\x89HDF\r\n\x1a\n", "an HDF5 file (Keras .h5: give it as .h5)"),
+           (b"\x93NUMPY", "a NumPy .npy array"))
+# keys under which training frameworks nest the weights (PyTorch Lightning, timm, fairseq, DeepSpeed, ...)
+_NESTED_KEYS = ("state_dict", "model_state_dict", "model", "module", "net", "network", "params", "weights",
+                "model_ema", "ema")
+TRUST_HINT = "nothing was unpickled; pass --trust-pickle only if you trust its author (or convert it to .safetensors)"
+
+
+@dataclass(frozen=True)
+class TensorEntry:
+    """One stored tensor: its name, safetensors dtype and shape."""
+
+    name: str
+    dtype: str
+    shape: tuple[int, ...]
+
+    @property
+    def numel(self) -> int:
+        return math.prod(self.shape)
+
+    @property
+    def nbytes(self) -> int:
+        return self.numel * DTYPE_BITS.get(self.dtype, 8) // 8
+
+
+@dataclass
+class CheckpointInfo:
+    """What a checkpoint holds, from its headers: files, tensors, elements and bytes, by dtype."""
+
+    path: str
+    format: str
+    files: list[dict[str, Any]]
+    entries: list[TensorEntry] = field(repr=False)
+    metadata: dict[str, Any] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def tensors(self) -> int:
+        return len(self.entries)
+
+    @property
+    def params(self) -> int:
+        return sum(e.numel for e in self.entries)
+
+    @property
+    def weight_bytes(self) -> int:
+        return sum(e.nbytes for e in self.entries)
+
+    @property
+    def params_by_dtype(self) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for e in self.entries:
+            out[e.dtype] = out.get(e.dtype, 0) + e.numel
+        return dict(sorted(out.items(), key=lambda kv: -kv[1]))
+
+    @property
+    def bytes_by_dtype(self) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for e in self.entries:
+            out[e.dtype] = out.get(e.dtype, 0) + e.nbytes
+        return dict(sorted(out.items(), key=lambda kv: -kv[1]))
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON form (numbers unformatted); per-tensor entries are left out."""
+        return {"path": self.path, "format": self.format, "files": list(self.files), "tensors": self.tensors,
+                "params": self.params, "weight_bytes": self.weight_bytes, "params_by_dtype": self.params_by_dtype,
+                "bytes_by_dtype": self.bytes_by_dtype, "metadata": dict(self.metadata), "notes": list(self.notes)}
+
+
+class PickleRefused(InputError):
+    """A pickled checkpoint that the user has not said to trust; `zipped` for torch.save's zip archive."""
+
+    def __init__(self, message: str, zipped: bool = False) -> None:
+        super().__init__(message)
+        self.zipped = zipped
+
+
+class NotSafetensors(ConfigError):
+    """A file whose first bytes are no safetensors header at all (as opposed to a malformed one)."""
+
+
+class NoArchitecture(InputError):
+    """Weights without a config.json beside them: counted, but compute and activations need the architecture."""
+
+    def __init__(self, info: CheckpointInfo, reason: str = "") -> None:
+        from afford.units import count, gib
+
+        dtypes = ", ".join(info.params_by_dtype) or "no tensors"
+        files = f"{len(info.files)} file{'s' if len(info.files) != 1 else ''}"
+        why = f" ({reason})" if reason else ""
+        super().__init__(f"{info.path}: {count(info.params)} parameters ({info.params:,}), {gib(info.weight_bytes)} "
+                         f"of weights ({dtypes}) in {info.tensors:,} tensors, {files}; compute, activations and "
+                         f"time need the architecture: put the model's config.json beside it{why}")
+        self.info = info
+
+
+# --- safetensors headers ----------------------------------------------------------------------------------
+
+def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in out:
+            raise ValueError(f"duplicate key {key!r}")
+        out[key] = value
+    return out
+
+
+def _what_else(head: bytes) -> str | None:
+    """What a file that is not safetensors is, from its first bytes: 'pickle', 'zip' or a format name."""
+    if head.startswith(b"PK\x03\x04") or head.startswith(b"PK\x05\x06"):
+        return "zip"
+    if len(head) >= 2 and head[0] == 0x80 and 2 <= head[1] <= 5:  # PROTO opcode, pickle protocols 2..5
+        return "pickle"
+    for magic, name in _MAGICS:
+        if head.startswith(magic):
+            return name
+    return None
+
+
+def _read_safetensors(path: Path) -> tuple[list[TensorEntry], dict[str, str]]:
+    """Tensors and metadata of one safetensors file, reading 8 + N bytes; ConfigError on anything malformed."""
+    try:
+        size = path.stat().st_size
+        with open(path, "rb") as f:
+            head = f.read(8)
+            n = struct.unpack("<Q", head)[0] if len(head) == 8 else -1
+            sane = 0 < n <= min(MAX_HEADER_SIZE, size - 8)
+            raw = f.read(n) if sane else b""
+    except OSError as exc:
+        raise InputError(f"cannot read {path}: {exc.strerror or exc}") from None
+    if not sane or not raw.startswith(b"{"):
+        other = _what_else(head)
+        if other in ("zip", "pickle"):
+            _refuse_pickle(path, _pickle_kind(path, other), zipped=other == "zip")
+        if other is not None:
+            raise ConfigError(f"{path} is {other}, not safetensors")
+        if len(head) < 8:
+            raise NotSafetensors(f"{path} is {size} bytes, too short for a safetensors header (8-byte length first)")
+        if n > MAX_HEADER_SIZE or n <= 0:
+            raise NotSafetensors(f"{path} is not safetensors: its first 8 bytes give a header of {n:,} bytes (the "
+                                 f"format allows 1..{MAX_HEADER_SIZE:,})")
+        if n > size - 8:
+            raise NotSafetensors(f"{path} is truncated or not safetensors: the header claims {n:,} bytes, the file "
+                                 f"holds {size:,}")
+        raise NotSafetensors(f"{path} is not safetensors: the header does not start with '{{'")
+    try:
+        header = json.loads(raw.decode("utf-8"), object_pairs_hook=_no_duplicates)
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise ConfigError(f"{path}: the safetensors header is not valid JSON ({str(exc).splitlines()[0]})") from None
+    if not isinstance(header, dict):
+        raise ConfigError(f"{path}: the safetensors header must be a JSON object")
+    meta = header.pop("__metadata__", None) or {}
+    if not isinstance(meta, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in meta.items()):
+        raise ConfigError(f"{path}: __metadata__ must map strings to strings")
+    spans: list[tuple[int, int, TensorEntry]] = []
+    for name, desc in header.items():
+        spans.append(_entry(path, name, desc))
+    spans.sort(key=lambda s: (s[0], s[1]))
+    end = 0
+    for begin, stop, entry in spans:
+        if begin != end:
+            what = "overlaps the tensor before it" if begin < end else f"leaves a gap of {begin - end:,} bytes"
+            raise ConfigError(f"{path}: tensor {entry.name!r} starts at byte {begin:,}, which {what} (offsets "
+                              "must be contiguous from 0)")
+        end = stop
+    data = size - 8 - n
+    if end > data:
+        raise ConfigError(f"{path} is truncated: its header describes {end:,} bytes of tensor data, the file holds "
+                          f"{data:,} after the header")
+    if end < data:
+        raise ConfigError(f"{path}: {data - end:,} bytes follow the last tensor the header describes (corrupt or "
+                          "not safetensors)")
+    return [s[2] for s in spans], meta
+
+
+def _entry(path: Path, name: str, desc: Any) -> tuple[int, int, TensorEntry]:
+    """One header record checked: a known dtype, a shape of non-negative ints, offsets matching shape x dtype."""
+    if not isinstance(desc, dict) or set(desc) - {"dtype", "shape", "data_offsets"}:
+        raise ConfigError(f"{path}: tensor {name!r} must have exactly dtype, shape and data_offsets")
+    dtype, shape, offsets = desc.get("dtype"), desc.get("shape"), desc.get("data_offsets")
+    if dtype not in DTYPE_BITS:
+        raise ConfigError(f"{path}: tensor {name!r} has unknown dtype {dtype!r} (known: {', '.join(DTYPE_BITS)})")
+    if not isinstance(shape, list) or not all(type(d) is int and d >= 0 for d in shape):
+        raise ConfigError(f"{path}: tensor {name!r} has an invalid shape {shape!r}")
+    if (not isinstance(offsets, list) or len(offsets) != 2 or not all(type(o) is int for o in offsets)
+            or not 0 <= offsets[0] <= offsets[1]):
+        raise ConfigError(f"{path}: tensor {name!r} has invalid data_offsets {offsets!r}")
+    entry = TensorEntry(name, dtype, tuple(shape))
+    bits = entry.numel * DTYPE_BITS[dtype]
+    if bits % 8:
+        raise ConfigError(f"{path}: tensor {name!r} ({dtype} x {entry.numel:,}) does not fill whole bytes")
+    if offsets[1] - offsets[0] != bits // 8:
+        raise ConfigError(f"{path}: tensor {name!r} spans {offsets[1] - offsets[0]:,} bytes, but {dtype} x shape "
+                          f"{list(shape)} needs {bits // 8:,}")
+    return offsets[0], offsets[1], entry
+
+
+# --- pickles ----------------------------------------------------------------------------------------------
+
+def _pickle_kind(path: Path, sniffed: str) -> str:
+    """'PyTorch zip archive' or 'raw pickle'; a zip without data.pkl is no PyTorch checkpoint."""
+    if sniffed != "zip":
+        return "raw pickle"
+    try:
+        with zipfile.ZipFile(path) as z:  # reads the central directory only
+            names = z.namelist()
+    except (zipfile.BadZipFile, OSError):
+        raise ConfigError(f"{path} looks like a zip archive but its directory cannot be read (truncated?)") from None
+    if not any(n.endswith("data.pkl") for n in names):
+        raise ConfigError(f"{path} is a zip archive without data.pkl: not a PyTorch checkpoint")
+    return "PyTorch zip archive (torch.save)"
+
+
+def _refuse_pickle(path: Path, kind: str, zipped: bool = False) -> None:
+    named = " named .safetensors" if path.name.lower().endswith(".safetensors") else ""
+    raise PickleRefused(f"{path} is a pickle{named} ({kind}); {TRUST_HINT}", zipped)
+
+
+def _tensors_in(obj: Any, prefix: str = "") -> dict[str, Any]:
+    """Every tensor in a nest of dicts, lists and tuples, by dotted name."""
+    import torch
+
+    if isinstance(obj, torch.Tensor):
+        return {prefix or "tensor": obj}
+    out: dict[str, Any] = {}
+    items = obj.items() if isinstance(obj, dict) else enumerate(obj) if isinstance(obj, (list, tuple)) else ()
+    for key, value in items:
+        out.update(_tensors_in(value, f"{prefix}.{key}" if prefix else str(key)))
+    return out
+
+
+def _state_dict(obj: Any) -> tuple[dict[str, Any], str | None]:
+    """The weights of a loaded checkpoint and the key they sat under: a flat state dict, one nested under a
+    known key ({"state_dict": ...}, {"model": ...}), else every tensor outside optimizer state."""
+    import torch
+
+    if isinstance(obj, dict) and obj and all(isinstance(v, torch.Tensor) for v in obj.values()):
+        return dict(obj), None
+    if isinstance(obj, dict):
+        for key in _NESTED_KEYS:
+            if key in obj:
+                inner, _ = _state_dict(obj[key])
+                if inner:
+                    return inner, key
+        kept = {k: v for k, v in obj.items() if "optim" not in str(k).lower() and "scheduler" not in str(k).lower()}
+        return _tensors_in(kept), "*"
+    return _tensors_in(obj), "*"
+
+
+def _load_pickle(path: Path, zipped: bool) -> tuple[list[TensorEntry], dict[str, Any]]:
+    """Entries of a trusted pickle, loaded with weights_only=True and no tensor data materialised.
+
+    A zip archive is memory-mapped on the CPU (mmap=True: storages map the file, no byte of data is read), so
+    tensors saved under two names from one storage (tied embeddings) share it and count once; a meta load would
+    give each its own storage. A legacy (pre-1.6) file cannot be mapped and is loaded onto meta."""
+    import pickle
+
+    import torch
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            if zipped:
+                obj = torch.load(path, map_location="cpu", mmap=True, weights_only=True)
+            else:
+                obj = torch.load(path, map_location="meta", weights_only=True)
+    except pickle.UnpicklingError:
+        raise InputError(f"{path} holds objects other than tensors and plain containers; torch.load("
+                         "weights_only=True) refused it and afford does not unpickle arbitrary objects") from None
+    except (RuntimeError, EOFError, OSError, ValueError, KeyError) as exc:
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise InputError(f"{path}: torch.load cannot read it ({first})") from None
+    tensors, key = _state_dict(obj)
+    if not tensors:
+        raise InputError(f"{path} holds no tensors")
+    seen: set[tuple[Any, ...]] = set()
+    entries: list[TensorEntry] = []
+    shared = 0
+    for name, t in tensors.items():
+        where = t.untyped_storage().data_ptr() if t.device.type == "cpu" else id(t)
+        ident = (where, t.storage_offset(), tuple(t.shape), tuple(t.stride()), t.dtype)
+        if ident in seen:  # tied weights: one storage saved under two names counts once
+            shared += 1
+            continue
+        seen.add(ident)
+        dname = str(t.dtype).removeprefix("torch.")
+        entries.append(TensorEntry(name, _TORCH_TO_ST.get(dname, dname.upper()), tuple(int(d) for d in t.shape)))
+    meta: dict[str, Any] = {"loaded": "memory-mapped, no data read" if zipped else "meta device (legacy format)"}
+    if key is not None:
+        meta["state_dict_key"] = key
+    if shared:
+        meta["shared_tensors_counted_once"] = shared
+    return entries, meta
+
+
+# --- files, indexes and directories -----------------------------------------------------------------------
+
+def _file(path: Path) -> dict[str, Any]:
+    return {"path": str(path), "bytes": path.stat().st_size}
+
+
+def _one(path: Path, trust_pickle: bool) -> tuple[list[TensorEntry], dict[str, Any], str]:
+    """One weight file, by content: safetensors when its header parses, else a pickle (read only if trusted).
+    A file named like a pickle whose bytes are neither safetensors nor a known format is taken as a pickle."""
+    try:
+        entries, st_meta = _read_safetensors(path)
+        return entries, dict(st_meta), "safetensors"
+    except PickleRefused as exc:
+        if not trust_pickle:
+            raise
+        zipped = exc.zipped
+    except NotSafetensors:
+        if not path.name.lower().endswith(PICKLE_SUFFIXES):
+            raise
+        if not trust_pickle:
+            _refuse_pickle(path, "by its name; its bytes are not safetensors")
+        zipped = False
+    entries, meta = _load_pickle(path, zipped)
+    return entries, meta, "pytorch-pickle"
+
+
+def _index(path: Path, trust_pickle: bool) -> CheckpointInfo:
+    """A sharded checkpoint's index (`*.safetensors.index.json`, `pytorch_model.bin.index.json`): every shard
+    read, every weight_map entry found in the shard it names."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise InputError(f"cannot read {path}: {exc.strerror or exc}") from None
+    except ValueError as exc:
+        raise ConfigError(f"{path} is not valid JSON ({str(exc).splitlines()[0]})") from None
+    weight_map = data.get("weight_map") if isinstance(data, dict) else None
+    if not isinstance(weight_map, dict) or not all(isinstance(v, str) for v in weight_map.values()):
+        raise ConfigError(f"{path} has no weight_map of tensor name -> shard file; it is not a sharded index")
+    entries: list[TensorEntry] = []
+    files = [_file(path)]
+    fmt = "pytorch-pickle"
+    held: dict[str, set[str]] = {}
+    shard_meta: dict[str, Any] = {}
+    for shard in sorted(set(weight_map.values())):
+        shard_path = path.parent / shard
+        if not shard_path.is_file():
+            raise ConfigError(f"{path} names shard {shard}, which is missing")
+        got, meta, fmt = _one(shard_path, trust_pickle)
+        entries.extend(got)
+        files.append(_file(shard_path))
+        held[shard] = {e.name for e in got}
+        shard_meta = shard_meta or meta
+    for name, shard in weight_map.items():
+        if name not in held[shard]:
+            raise ConfigError(f"{path} maps tensor {name!r} to {shard}, which does not hold it")
+    info = CheckpointInfo(str(path), f"{fmt}-sharded", files, entries,
+                          metadata={**shard_meta, **(data.get("metadata") or {})})
+    names = [e.name for e in entries]
+    extra = len(names) - len(set(weight_map))
+    if len(set(names)) != len(names):
+        info.notes.append(f"{len(names) - len(set(names))} tensor names appear in more than one shard")
+    elif extra:
+        info.notes.append(f"the shards hold {extra} tensors the index does not list (counted)")
+    declared = data.get("metadata") or {}
+    for key, found, unit in (("total_size", info.weight_bytes, "bytes"), ("total_parameters", info.params, "params")):
+        if isinstance(declared.get(key), int) and declared[key] != found:
+            info.notes.append(f"the index's {key} ({declared[key]:,} {unit}) differs from the shards' {found:,}")
+    return info
+
+
+def weight_files(folder: Path) -> list[Path]:
+    """The weight files of a model directory, in Hugging Face's order of preference: a safetensors index, the
+    safetensors files, a pickle index, pytorch_model.bin. Empty when it holds none."""
+    indexes = sorted(folder.glob("*.safetensors.index.json"))
+    if indexes:
+        preferred = [p for p in indexes if p.name == "model.safetensors.index.json"]
+        return preferred or indexes
+    if (folder / "model.safetensors").is_file():
+        return [folder / "model.safetensors"]
+    found = sorted(p for p in folder.glob("*.safetensors") if p.is_file())
+    if found:
+        return found
+    for name in ("pytorch_model.bin.index.json", "pytorch_model.bin"):
+        if (folder / name).is_file():
+            return [folder / name]
+    return []
+
+
+def inspect(path: Path, *, trust_pickle: bool = False) -> CheckpointInfo:
+    """What a checkpoint holds: a `.safetensors` file, a sharded index, a pickle (only if trusted) or a model
+    directory. Safetensors are read from their headers alone."""
+    path = Path(path)
+    if not path.exists():
+        raise InputError(f"{path}: no such file or directory")
+    if path.is_dir():
+        found = weight_files(path)
+        if not found:
+            raise InputError(f"{path} holds no weight files (*.safetensors, *.safetensors.index.json, "
+                             "pytorch_model.bin)")
+        if len(found) > 1 and found[0].name.endswith(".index.json"):
+            raise InputError(f"{path} holds several indexes ({', '.join(p.name for p in found)}); give one of them")
+        if len(found) == 1:
+            info = inspect(found[0], trust_pickle=trust_pickle)
+            info.path = str(path)
+            return info
+        parts = [inspect(p, trust_pickle=trust_pickle) for p in found]
+        return CheckpointInfo(str(path), parts[0].format, [f for p in parts for f in p.files],
+                              [e for p in parts for e in p.entries], metadata=parts[0].metadata,
+                              notes=[n for p in parts for n in p.notes])
+    if path.name.lower().endswith(".index.json"):
+        return _index(path, trust_pickle)
+    entries, meta, fmt = _one(path, trust_pickle)
+    return CheckpointInfo(str(path), fmt, [_file(path)], entries, metadata=meta)
+
+
+# --- the spec, the comparison with the config, the static memory ------------------------------------------
+
+def resolve_path(path: Path, *, trust_pickle: bool, trust_remote_code: bool) -> ModelSpec:
+    """A checkpoint with a config.json beside it: the Hugging Face assessment of that config, the checkpoint's
+    counts in metadata and compared with the built model's. Without one: NoArchitecture, carrying the counts."""
+    from afford.sources import hf
+
+    path = Path(path)
+    folder = path if path.is_dir() else path.parent
+    config = folder / "config.json"
+    if not config.is_file():
+        raise NoArchitecture(inspect(path, trust_pickle=trust_pickle))
+    try:
+        hf.read_config_file(config)
+    except ConfigError as exc:
+        raise NoArchitecture(inspect(path, trust_pickle=trust_pickle), f"the config.json beside it is not "
+                             f"usable: {exc}") from None
+    skipped: str | None = None
+    info: CheckpointInfo | None = None
+    try:
+        info = inspect(path, trust_pickle=trust_pickle)
+    except PickleRefused as exc:
+        if not path.is_dir():
+            raise InputError(f"{exc}; or give {folder} (or its config.json) to assess the config alone") from None
+        skipped = f"weights not counted: {exc}"
+    spec = hf.resolve_path(folder, trust_remote_code=trust_remote_code)
+    spec.name = str(path)
+    notes: list[str] = list(spec.metadata.get("notes", []))
+    if info is None:
+        spec.metadata["checkpoint"] = {"path": str(path), "skipped": skipped}
+        notes.append(f"checkpoint {skipped}")
+    else:
+        spec.metadata["checkpoint"] = info.to_dict()
+        comparison = compare(spec, info)
+        spec.metadata["checkpoint_vs_config"] = comparison
+        notes.append(comparison["note"])
+        notes.extend(f"checkpoint: {n}" for n in info.notes)
+    spec.metadata["notes"] = notes
+    return spec
+
+
+def _align(model_names: set[str], ck_names: list[str]) -> dict[str, str]:
+    """Checkpoint name -> model name, trying the names as they are, with the model's top-level prefix added
+    (a base-model checkpoint under a task head) and with the checkpoint's first component dropped."""
+    prefixes = {""} | {n.split(".", 1)[0] + "." for n in model_names if "." in n}
+    best: dict[str, str] = {}
+    for prefix in sorted(prefixes):
+        for strip in (False, True):
+            mapping = {}
+            for name in ck_names:
+                base = name.split(".", 1)[1] if strip and "." in name else name
+                if prefix + base in model_names:
+                    mapping[name] = prefix + base
+            if len(mapping) > len(best):
+                best = mapping
+    return best
+
+
+def compare(spec: ModelSpec, info: CheckpointInfo) -> dict[str, Any]:
+    """The checkpoint's tensors against the model the config builds (on meta): matched, tied, missing, extra."""
+    import torch
+
+    from afford.units import count
+
+    try:
+        module = spec.build(torch.float32, spec.dims(None, None))
+    except AffordError as exc:
+        return {"checkpoint_params": info.params, "config_params": None,
+                "note": f"checkpoint holds {info.params:,} parameters; the config could not be built to compare "
+                        f"({exc})"}
+    config_params = sum(p.numel() for p in module.parameters())
+    state = module.state_dict(keep_vars=True)
+    param_ids = {id(p) for p in module.parameters()}
+    buffers = sum(t.numel() for t in state.values() if id(t) not in param_ids) if state else 0
+    mapping = _align(set(state), [e.name for e in info.entries])
+    covered = {id(state[m]) for m in mapping.values()}
+    tied = sorted(n for n in state if n not in mapping.values() and id(state[n]) in covered)
+    missing = sorted(n for n in state if n not in mapping.values() and id(state[n]) not in covered)
+    unexpected = [e for e in info.entries if e.name not in mapping]
+    reshaped = [e.name for e in info.entries if e.name in mapping and tuple(state[mapping[e.name]].shape) != e.shape]
+    missing_params = sum(state[n].numel() for n in missing)
+    out: dict[str, Any] = {
+        "checkpoint_params": info.params, "config_params": config_params, "config_buffer_elements": buffers,
+        "difference": info.params - config_params, "matched_tensors": len(mapping),
+        "tied_not_stored": tied, "missing": missing[:20], "missing_count": len(missing),
+        "missing_params": missing_params, "unexpected": [e.name for e in unexpected][:20],
+        "unexpected_count": len(unexpected), "unexpected_params": sum(e.numel for e in unexpected),
+        "shape_mismatches": reshaped[:20],
+    }
+    head = (f"checkpoint holds {info.params:,} parameters, the config builds {config_params:,}")
+    tied_txt = (f"; {', '.join(tied[:3])} {'is' if len(tied) == 1 else 'are'} tied to a stored tensor (tied "
+                "embeddings are stored once)") if tied else ""
+    if info.params == config_params and not missing and not unexpected and not reshaped:
+        out["note"] = f"{head}: they agree{tied_txt}"
+        return out
+    parts = []
+    if missing:
+        parts.append(f"{len(missing)} model tensors absent from the checkpoint ({', '.join(missing[:3])}: "
+                     f"{count(missing_params)})")
+    if unexpected:
+        names = ", ".join(e.name for e in unexpected[:3])
+        parts.append(f"{len(unexpected)} checkpoint tensors the model lacks ({names}: "
+                     f"{count(out['unexpected_params'])})")
+    if reshaped:
+        parts.append(f"{len(reshaped)} tensors differ in shape ({', '.join(reshaped[:3])})")
+    if not parts and buffers and info.params == config_params + buffers:
+        parts.append(f"the checkpoint also stores {buffers:,} buffer elements (running statistics, position ids)")
+    out["note"] = (f"{head} ({info.params - config_params:+,}): " + "; ".join(parts or ["tensors differ"])
+                   + (tied_txt or "; tied embeddings stored twice (or once) explain a gap of one embedding matrix")
+                   + "; the assessment counts the model the config builds")
+    return out
+
+
+def summary(info: CheckpointInfo, precision: Precision, optimizer: Optimizer) -> dict[str, Any]:
+    """Static memory a job needs from the parameters alone: inference holds the weights as stored; training holds
+    weights and gradients at the precision's compute dtype, fp32 master weights (mixed precision) and the
+    optimizer's state (afford.estimate.memory's rule, so figures agree with a traced assessment)."""
+    import torch
+
+    compute = torch.empty((), dtype=precision.compute_dtype).element_size()
+    trainable = [e for e in info.entries if e.dtype in FLOAT_DTYPES]
+    n_train = sum(e.numel for e in trainable)
+    frozen_bytes = sum(e.nbytes for e in info.entries if e.dtype not in FLOAT_DTYPES)
+    weights = n_train * compute + frozen_bytes
+    gradients = n_train * compute
+    master = 4 * n_train if precision.mixed else 0
+    optim = optimizer_state_bytes([(e.shape, e.dtype in FLOAT_DTYPES) for e in info.entries], optimizer, precision)
+    return {
+        "checkpoint": info.to_dict(), "precision": precision.value, "optimizer": optimizer.value,
+        "trainable_params": n_train,
+        "inference": {"weights_bytes": info.weight_bytes},
+        "training": {"weights_bytes": weights, "gradients_bytes": gradients, "master_weights_bytes": master,
+                     "optimizer_bytes": optim, "static_bytes": weights + gradients + master + optim},
+        "not_counted": "activations, KV cache, temporaries, FLOPs and time: they need the architecture (put the "
+                       "model's config.json beside the weights)",
+    }
+
+
+def render(data: dict[str, Any], console: Any) -> None:
+    """A short table of a checkpoint (`CheckpointInfo.to_dict()`) or of its `summary(...)`."""
+    from rich.table import Table
+
+    from afford.units import count, gb, gib
+
+    ck = data.get("checkpoint", data)
+    table = Table(title=f"{ck['path']}  ({ck['format']})", title_justify="left")
+    table.add_column("figure")
+    table.add_column("value", justify="right")
+    table.add_column("how")
+    table.add_row("parameters", f"{count(ck['params'])}", f"{ck['params']:,} elements in {ck['tensors']:,} tensors")
+    table.add_row("weights", gib(ck["weight_bytes"]), f"{gb(ck['weight_bytes'])} in {len(ck['files'])} file(s)")
+    for dtype, n in ck["params_by_dtype"].items():
+        table.add_row(f"  {dtype}", count(n), gib(ck["bytes_by_dtype"][dtype]))
+    if "training" in data:
+        tr = data["training"]
+        table.add_row("inference weights", gib(data["inference"]["weights_bytes"]), "as stored")
+        table.add_row("training, static", gib(tr["static_bytes"]),
+                      f"{data['precision']} weights {gib(tr['weights_bytes'])} + gradients {gib(tr['gradients_bytes'])}"
+                      f" + master {gib(tr['master_weights_bytes'])} + {data['optimizer']} {gib(tr['optimizer_bytes'])}")
+    console.print(table)
+    for note in ck.get("notes", []):
+        console.print(f"note: {note}")
+    if "not_counted" in data:
+        console.print(f"note: not counted: {data['not_counted']}")
+
