@@ -34,6 +34,14 @@ def resolve(model: Any, *, trust_remote_code: bool = False, allow_hub: bool = Fa
     if isinstance(model, ModelSpec):
         refuse(options, model.name)
         return model
+    if type(model).__module__.startswith("keras."):
+        # a Keras model object (an nn.Module too on the torch backend): Keras reads its own variables, so only the
+        # Keras source can swap them for meta stand-ins
+        from afford.sources import keras_src
+
+        if keras_src.is_keras_model(model):
+            refuse(options, "a Keras model")
+            return keras_src.from_model(model)
     if isinstance(model, nn.Module):
         refuse(options, "an nn.Module")
         return module_src.from_module(model)
@@ -52,9 +60,9 @@ def resolve(model: Any, *, trust_remote_code: bool = False, allow_hub: bool = Fa
             from afford.sources import diffusers_src
 
             return diffusers_src.resolve(rest, options or {})
+        if prefix == "torchvision":  # detection models take options (their fixed counts); the rest refuse them
+            return torchvision_src.resolve(rest, options)
         refuse(options, f"{prefix}:{rest}")
-        if prefix == "torchvision":
-            return torchvision_src.resolve(rest)
         if prefix == "timm":
             return timm_src.resolve(rest)
         if prefix == "hf":
