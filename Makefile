@@ -20,6 +20,7 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(BIN)/ruff check src tests bench
 	$(BIN)/mypy
+	sh scripts/install-test-deps.sh
 	$(BIN)/pytest
 
 lint: $(STAMP)

@@ -145,42 +145,11 @@ def plot(c: Comparison, path: Path) -> Path:
     """Accuracy against cost, the Pareto front drawn through, saved as PNG or SVG (by the file's suffix)."""
     if path.suffix.lower() not in (".png", ".svg"):
         raise InputError(f"--plot {path}: give a .png or .svg file")
-    import matplotlib
+    from afford.report.plots import pareto_figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    pts = [r for r in c.rows if r.accuracy and r.cost_usd is not None]
-    if not pts:
-        raise InputError("--plot: no model has both an accuracy figure and a cost")
-    def cost(r: Row) -> float:
-        return float(r.cost_usd or 0.0)
-
-    def acc(r: Row) -> float:
-        return float((r.accuracy or {}).get("value", 0.0))
-
-    fig, ax = plt.subplots(figsize=(9, 6))
-    for r in pts:
-        ax.scatter([cost(r)], [acc(r)], color="tab:blue" if r.verdict == "affordable" else "tab:gray", s=18)
-    front = sorted((r for r in pts if r.pareto), key=cost)
-    if front:
-        ax.plot([cost(r) for r in front], [acc(r) for r in front], color="tab:red", marker="o", label="Pareto front")
-        for r in front:
-            ax.annotate(r.model.split(":")[-1], (cost(r), acc(r)), fontsize=7, xytext=(4, 2),
-                        textcoords="offset points")
-    if c.budget.usd is not None:
-        ax.axvline(c.budget.usd, color="black", linestyle="--", linewidth=1, label=f"budget ${c.budget.usd:,.0f}")
-    ax.set_xscale("log")
-    ax.set_xlabel(f"training cost, USD ({c.count} x {c.hardware}, log scale)")
-    ax.set_ylabel("published top-1 accuracy, %")
-    ax.set_title("Accuracy against cost for the same job")
-    ax.legend(loc="lower right")
-    ax.grid(True, alpha=0.3)
-    fig.tight_layout()
+    fig = pareto_figure(c)
     try:
         fig.savefig(path)
     except OSError as exc:
         raise InputError(f"--plot: cannot write {path}: {exc.strerror or exc}") from None
-    finally:
-        plt.close(fig)
     return path

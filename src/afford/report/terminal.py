@@ -14,14 +14,42 @@ def render_assessment(data: dict[str, Any], console: Console, verbose: bool = Fa
     """Print an assessment's dict (the JSON contract): one screen by default, every table with `verbose`."""
     if not verbose:
         render_summary(data, console)
+        render_generation(data, console)
         return
     _render_full(data, console)
+    render_generation(data, console)
     if "verdict" in data:
         shown = data["plans"] if data["verdict"]["status"] != "affordable" else []
         render_verdict(data["verdict"], shown, console)
 
 
 SHORT_PLANS = 3  # plans shown without --verbose
+
+
+def render_generation(data: dict[str, Any], console: Console) -> None:
+    """--task generate: the request as traced (prefill + cached decode steps), its KV cache, time and cost."""
+    g = data.get("generate") or {}
+    if g.get("flops_per_request") is None:
+        return
+    t = Table(title=f"Generation: {units.count(g['requests'])} requests x ({g['prompt_tokens']} prompt + "
+                    f"{g['generate_tokens']} generated tokens), batch {g['batch_size']}", title_justify="left",
+              show_header=False, box=None, padding=(0, 2))
+    t.add_column("figure", style="bold")
+    t.add_column("value", justify="right")
+    t.add_column("detail", style="dim")
+    vs = f", {g['vs_approx_2n']:+.1%} vs 2N x tokens" if g.get("vs_approx_2n") is not None else ""
+    t.add_row("per request", units.flops(g["flops_per_request"]),
+              f"prefill {units.flops(g['prefill_flops'])} + {g['decode_steps']} decode steps "
+              f"{units.flops(g['decode_flops'])}{vs}")
+    t.add_row("KV cache", units.gib(g["kv_cache_bytes_per_request"]),
+              f"per request at {g['kv_cache_tokens']} tokens; {units.gib(g['kv_cache_bytes'])} for the batch")
+    if "seconds_per_request" in g:
+        t.add_row("time", _duration(g["total_seconds"]),
+                  f"prefill {_num(g['prefill_seconds'] * 1e3)} ms + decode {_num(g['decode_seconds'] * 1e3)} ms per "
+                  f"request; {g['tokens_per_second']:,.0f} tokens/s")
+        if g.get("total_usd") is not None:
+            t.add_row("cost", _usd(g["total_usd"]), f"{_usd(g['usd_per_million_tokens'])} per M generated tokens")
+    console.print(t)
 
 
 def render_summary(data: dict[str, Any], console: Console) -> None:
