@@ -3,15 +3,25 @@
 from __future__ import annotations
 
 import inspect
+from collections.abc import Mapping
 from typing import Any
 
 import torch
 from torch import nn
 
-from afford.errors import UnknownModelError
+from afford.errors import InputError, UnknownModelError
+from afford.sources import detection
 from afford.sources.base import Dims, ModelKind, ModelSpec, classification_loss, first_tensor, image_inputs
 from afford.sources.building import build_on_meta
 from afford.sources.names import closest
+from afford.sources.options import refuse
+
+# RAFT's input side: torchvision computed its published GFLOPS (`_ops`) on 512 x 512 frames (both raft_small's
+# 47.655 and raft_large's 211.007 are reproduced exactly at that size, docs/detection.md).
+RAFT_SIDE = 512
+# RAFT's training loss: torchvision's references/optical_flow/utils.py `sequence_loss` at its default gamma 0.8,
+# every pixel valid.
+RAFT_GAMMA = 0.8
 
 
 def _models() -> Any:
@@ -71,7 +81,6 @@ def _metadata(name: str) -> dict[str, Any]:
 
 def _kind_and_inputs(name: str) -> tuple[ModelKind, Any, Any]:
     tvm = _models()
-    detection = set(tvm.list_models(module=tvm.detection))
     segmentation = set(tvm.list_models(module=tvm.segmentation))
     video = set(tvm.list_models(module=tvm.video))
     optical = set(tvm.list_models(module=tvm.optical_flow))
@@ -89,23 +98,47 @@ def _kind_and_inputs(name: str) -> tuple[ModelKind, Any, Any]:
         def seg_loss(output: Any, inputs: dict[str, Any]) -> torch.Tensor:
             return first_tensor(output).sum()
         return ModelKind.IMAGE, image_inputs(), seg_loss
-    if name in detection or name in optical:
-        raise UnknownModelError(
-            f"torchvision:{name} is a detection/optical-flow model whose forward needs real data (box "
-            "matching, data-dependent shapes) and cannot be traced on meta; use its backbone, e.g. "
-            "torchvision:resnet50")
+    if name in optical:
+        return ModelKind.IMAGE, flow_inputs, flow_loss
     return ModelKind.IMAGE, image_inputs(), classification_loss
 
 
-def resolve(name: str) -> ModelSpec:
-    """The ModelSpec of torchvision model `name`."""
+def flow_inputs(batch: int, dims: Dims, train: bool) -> dict[str, Any]:
+    """Two frames (RAFT's positional image1, image2) and, for training, a ground-truth flow field."""
+    size = dims.image_size or RAFT_SIDE
+    if size % 8 or size < 128:  # 1/8-resolution features, halved three times by the correlation pyramid
+        raise InputError(f"RAFT needs frames whose side is a multiple of 8 and at least 128 (got {size})")
+    frames = tuple(torch.empty(batch, 3, size, size, device="meta") for _ in range(2))
+    out: dict[str, Any] = {"_args": frames}
+    if train:
+        out["_target"] = torch.empty(batch, 2, size, size, device="meta")
+    return out
+
+
+def flow_loss(output: Any, inputs: dict[str, Any]) -> torch.Tensor:
+    """RAFT's sequence loss: the L1 error of every refinement's flow, weighted gamma^(N - i - 1)."""
+    preds = torch.stack(list(output))
+    target = inputs.get("_target")
+    errors = (preds - target).abs().mean(dim=(1, 2, 3, 4)) if target is not None else preds.abs().mean(
+        dim=(1, 2, 3, 4))
+    n = preds.shape[0]
+    weights = RAFT_GAMMA ** torch.arange(n - 1, -1, -1, device=preds.device, dtype=preds.dtype)
+    return (errors * weights).sum()
+
+
+def resolve(name: str, options: Mapping[str, Any] | None = None) -> ModelSpec:
+    """The ModelSpec of torchvision model `name`; detection models (which take `--model-option`s for their
+    fixed counts) come from sources/detection.py."""
     names = list_names()
     if name not in names:
         raise UnknownModelError(f"unknown torchvision model {name!r}; closest: {', '.join(closest(name, names))}")
+    if name in detection.names():
+        return detection.resolve(name, options)
+    refuse(options, f"torchvision:{name}")
     kind, inputs, loss = _kind_and_inputs(name)
     tvm = _models()
 
-    native = _native_size(name) or 224
+    native = _native_size(name) or (RAFT_SIDE if name.startswith("raft_") else 224)
 
     def build(dtype: torch.dtype, dims: Dims, device: str = "meta") -> nn.Module:
         kwargs: dict[str, Any] = {"weights": None}
