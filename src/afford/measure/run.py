@@ -21,7 +21,7 @@ from typing import Any
 import torch
 
 from afford.assess import Assessment, assess
-from afford.errors import InputError
+from afford.errors import InputError, UnsupportedError
 from afford.sources.base import ModelSpec
 from afford.workload import Optimizer
 
@@ -164,6 +164,9 @@ def _run(a: Assessment, steps: int, device: str, progress: ProgressFn | None) ->
     if device.startswith("cuda"):
         torch.cuda.reset_peak_memory_stats()
         baseline = torch.cuda.memory_allocated()
+    why = spec.metadata.get("not_measurable")
+    if why:
+        raise UnsupportedError(f"afford measure cannot run {spec.name}: {why}")
     module = spec.build(dtype, a.dims, device)
     module.train()
     inputs = {k: _real(v, device, dtype) for k, v in spec.make_inputs(a.workload.batch_size, a.dims, True).items()}

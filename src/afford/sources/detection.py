@@ -329,6 +329,9 @@ def resolve(name: str, options: Mapping[str, Any] | None = None) -> ModelSpec:
         "counts": {"proposals": opts["proposals"] if opts["proposals"] is not None else default_proposals,
                    "detections": opts["detections"] if opts["detections"] is not None else default_detections,
                    "boxes": opts["boxes"]},
+        # `afford measure` feeds random tensors; detectors need valid per-image box/label targets and real scores
+        "not_measurable": "detectors need real images with valid box targets; afford measure feeds random "
+                          "tensors (measure a classification backbone instead)",
     }
     counts = spec.metadata["counts"]
     kept = (f"{counts['proposals']} proposals and " if counts["proposals"] is not None else "") + (
