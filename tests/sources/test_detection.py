@@ -201,10 +201,6 @@ def test_semantic_segmentation_matches_torchvision() -> None:
 
 def test_measure_refuses_detectors_in_one_line() -> None:
     """`afford measure` feeds random tensors, which cannot make valid box targets: a one-line refusal, exit 2."""
-    from typer.testing import CliRunner
-
-    from afford.cli import app
-
     out = CliRunner().invoke(app, ["measure", "torchvision:fasterrcnn_mobilenet_v3_large_320_fpn", "--steps", "1"])
     assert out.exit_code == 2
     assert len(out.stderr.strip().splitlines()) == 1 and "cannot run" in out.stderr
