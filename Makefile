@@ -15,7 +15,8 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/afford assess torchvision:resnet50 --train-samples 10000 --infer-samples 1000
+	$(BIN)/afford assess torchvision:resnet50 --train-samples 100000 --epochs 10 --infer-samples 10000 \
+		--batch-size 64 --hardware t4 --budget-usd 20 --deadline 24h --report afford-demo.html
 
 test: $(STAMP)
 	$(BIN)/ruff check src tests bench

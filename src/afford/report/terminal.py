@@ -93,6 +93,10 @@ def render_summary(data: dict[str, Any], console: Console) -> None:
                 t.add_row("cost", _usd(c["train_usd"]), f"{_usd(u_lo)} .. {_usd(u_hi)} at "
                           f"{_usd(c['price_per_device_hour'])}/device-hour")
             t.add_row("energy, CO2", f"{_num(e['train_kwh'])} kWh", f"{_num(co2['train_kg'])} kg CO2e ({co2['grid']})")
+            if tm.get("infer_seconds"):
+                t.add_row("inference", _duration(tm["infer_seconds"]),
+                          f"{tm['infer_samples_per_second']:,.1f} samples/s, {_usd(c.get('infer_usd'))}, "
+                          f"{_num(e['infer_kwh'])} kWh")
         elif tm.get("infer_seconds"):
             t.add_row("time", _duration(tm["infer_seconds"]), f"{tm['infer_samples_per_second']:,.1f} samples/s")
             if c.get("infer_usd") is not None:
