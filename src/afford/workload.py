@@ -49,6 +49,8 @@ class Optimizer(enum.StrEnum):
     ADAMW = "adamw"
     ADAM_8BIT = "adam-8bit"
     ADAFACTOR = "adafactor"
+    ADAGRAD = "adagrad"
+    ROWWISE_ADAGRAD = "rowwise-adagrad"
 
 
 class Task(enum.StrEnum):
@@ -64,6 +66,7 @@ def parse_enum(kind: type[E], value: str | E, what: str) -> E:
     if isinstance(value, kind):
         return value
     aliases = {"adamw8bit": "adam-8bit", "adam8bit": "adam-8bit", "8bit-adam": "adam-8bit", "momentum": "sgd-momentum",
+               "rowwiseadagrad": "rowwise-adagrad", "exactrowwiseadagrad": "rowwise-adagrad",
                "bf16mixed": "bf16-mixed", "fp16mixed": "fp16-mixed", "amp": "bf16-mixed"}
     key = str(value).strip().lower()
     key = aliases.get(key.replace("_", "").replace("-", ""), key).replace("_", "-")

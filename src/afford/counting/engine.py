@@ -30,7 +30,14 @@ aten = torch.ops.aten
 # Ops that only ask about metadata or allocate without writing; they do no arithmetic and move no data.
 _NO_WORK_OPS = frozenset({"size", "sym_size", "stride", "sym_stride", "numel", "sym_numel", "dim",
                           "is_contiguous", "storage_offset", "sym_storage_offset", "is_same_size",
-                          "empty", "empty_like", "empty_strided", "new_empty", "new_empty_strided"})
+                          "empty", "empty_like", "empty_strided", "new_empty", "new_empty_strided",
+                          # a sparse tensor's parts and counts: accessors, no kernel
+                          "_indices", "_values", "indices", "values", "_nnz", "sparse_dim", "dense_dim",
+                          "is_coalesced"})
+
+# Embedding lookups (table first, indices second) read only the rows their indices name: their bytes count
+# indices.numel() rows of the table, never the whole table (docs/recsys.md, "Time").
+_LOOKUP_OPS = frozenset({"embedding", "_embedding_bag", "_embedding_bag_forward_only", "embedding_bag"})
 
 
 def storage_key(t: torch.Tensor) -> int:
@@ -58,8 +65,18 @@ def _tensors(obj: Any) -> Iterator[torch.Tensor]:
 
 
 def tensor_bytes(t: torch.Tensor) -> int:
-    """Bytes a tensor's elements occupy (not its storage, which a view may share)."""
+    """Bytes a tensor's elements occupy (not its storage, which a view may share); a sparse COO tensor
+    (PyTorch's sparse embedding gradients) holds its stored values and their indices, not its dense size."""
+    if t.layout == torch.sparse_coo:
+        return tensor_bytes(t._values()) + tensor_bytes(t._indices())
     return int(t.numel()) * t.element_size()
+
+
+def lookup_bytes(args: Any) -> int:
+    """Bytes of an embedding lookup's table that the lookup reads: one row per index, at most the table."""
+    table, indices = args[0], args[1]
+    row = tensor_bytes(table) // max(int(table.shape[0]), 1) if table.dim() else 0
+    return min(tensor_bytes(table), int(indices.numel()) * row)
 
 
 class LiveBytes:
@@ -105,11 +122,21 @@ class _RecordingDispatch(fc._FlopCounterMode):
                     for x in args[2:]]
             out = func(a.to(torch.bfloat16), b.to(torch.bfloat16), *rest, **kwargs).to(a.dtype)
             return self.counter._count_flops(func._overloadpacket, out, args, kwargs)
+        if func is aten.clone.default and args[0].layout == torch.sparse_coo and args[0].device.type == "meta":
+            # meta's sparse clone keeps the shape but drops the stored values (nnz 0). Autograd clones a sparse
+            # gradient here only because the tracing mode holds references; without one, AccumulateGrad takes
+            # the tensor's parts as they are (torch/csrc/autograd/functions/accumulate_grad.h), so do the same
+            # and record no kernel
+            x = args[0]
+            return torch.sparse_coo_tensor(x._indices(), x._values(), x.shape, is_coalesced=x.is_coalesced(),
+                                           check_invariants=False)
         return super().__torch_dispatch__(func, types, args, kwargs)
 
 
 class Counter(fc.FlopCounterMode):
     """FlopCounterMode that also records, per leaf op, its bytes, module and phase, and follows live memory."""
+
+    repeat = 1  # identical runs each recorded op stands for (`repeated`: a diffusion sampler's steps)
 
     def __init__(self, live: LiveBytes) -> None:
         super().__init__(display=False, custom_mapping=custom_mapping())
@@ -160,26 +187,31 @@ class Counter(fc.FlopCounterMode):
             before = self.flop_counts["Global"].get(func_packet, 0)
             super()._count_flops(func_packet, out, args, kwargs)
             flops = self.flop_counts["Global"][func_packet] - before
+            for par in set(self.mod_tracker.parents) if self.repeat > 1 and flops else ():
+                self.flop_counts[par][func_packet] += flops * (self.repeat - 1)
         outs = list(_tensors(out))
         ins = list(_tensors(args)) + list(_tensors(kwargs))
         in_keys = {storage_key(t) for t in ins if t.layout == torch.strided}
         aliasing = any(t.layout == torch.strided and storage_key(t) in in_keys for t in outs)
         is_view = aliasing and not name.endswith("_") and flops == 0
         nbytes = 0 if is_view else sum(tensor_bytes(t) for t in ins + outs)
+        if name in _LOOKUP_OPS and nbytes:
+            nbytes += lookup_bytes(args) - tensor_bytes(args[0])
         phase = self.phase
         stat = phase.by_op.get(name)
         if stat is None:
             stat = phase.by_op[name] = OpStat()
-        stat.calls += 1
-        stat.flops += flops
-        stat.bytes += nbytes
-        phase.flops += flops
-        phase.bytes_moved += nbytes
+        r = self.repeat
+        stat.calls += r
+        stat.flops += flops * r
+        stat.bytes += nbytes * r
+        phase.flops += flops * r
+        phase.bytes_moved += nbytes * r
         if not is_view:
             key = (name, flops, nbytes)
-            phase.events[key] = phase.events.get(key, 0) + 1
+            phase.events[key] = phase.events.get(key, 0) + r
             if flops == 0 and func_packet not in self.flop_registry:
-                phase.uncounted[name] = phase.uncounted.get(name, 0) + 1
+                phase.uncounted[name] = phase.uncounted.get(name, 0) + r
         for t in outs:
             self.live.add(t)
         return out
@@ -248,7 +280,7 @@ class AttentionRouter(TorchFunctionMode):
                              causal=causal, window=window, forward_flops=fwd,
                              backward_flops=bwd if needs_grad else 0,
                              useful_fraction=useful_fraction(sq, sk, causal, window))
-        self.counter.phase.attention.append(call)
+        self.counter.phase.attention.extend([call] * self.counter.repeat)
         if q.device.type != "meta":
             return func(*args, **kwargs)
         bias = mask
@@ -263,6 +295,26 @@ class AttentionRouter(TorchFunctionMode):
         except (RuntimeError, TypeError, ValueError):
             return func(*args, **kwargs)  # a layout the fused kernel refuses: the math path, same FLOPs
         return out
+
+
+@contextmanager
+def repeated(times: int) -> Iterator[int]:
+    """Count a block as `times` identical runs (same weights, same shapes: a diffusion sampler's steps). Yields how
+    often the caller must run it: once while afford traces (FLOPs, bytes, calls, module FLOPs and attention calls
+    are scaled by `times`; live memory is not, the runs being sequential), `times` on a real run (`afford measure`)."""
+    from torch.utils._python_dispatch import _get_current_dispatch_mode_stack
+
+    counter = next((m.counter for m in reversed(_get_current_dispatch_mode_stack())
+                    if isinstance(m, _RecordingDispatch) and isinstance(m.counter, Counter)), None)
+    if counter is None:
+        yield times
+        return
+    before = counter.repeat
+    counter.repeat = before * times
+    try:
+        yield 1
+    finally:
+        counter.repeat = before
 
 
 @contextmanager

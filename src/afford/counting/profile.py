@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from fractions import Fraction
 
 
 @dataclass
@@ -67,6 +68,31 @@ class PhaseProfile:
 
 
 @dataclass
+class GenerationProfile:
+    """A traced generation batch: the prefill of P prompt tokens (it yields the first new token) and the G - 1
+    cached decode steps after it, summed exactly from a few traced contexts (docs/generation.md)."""
+
+    prompt_tokens: int
+    generate_tokens: int
+    prefill: PhaseProfile
+    # cache length before a step -> (that step as traced, its weight in the exact sum over all steps)
+    steps: dict[int, tuple[PhaseProfile, Fraction]] = field(default_factory=dict)
+    decode_flops: int = 0  # all G - 1 steps of the batch
+    decode_bytes: int = 0
+    decode_masked_flops: int = 0  # attention score entries a mask discards, over all steps
+    kv_cache_bytes: int = 0  # at the end of the request (batch)
+    kv_cache_tokens: int = 0  # decoder positions cached at the end: decoder prompt + G - 1
+    peak_live_bytes: int = 0
+    traced_steps: int = 0  # decode steps actually traced (each at its own context)
+    every_step: bool = False  # every step traced in sequence, no closed form
+
+    @property
+    def last_step(self) -> PhaseProfile | None:
+        """The decode step at the longest context (None when G = 1: the prefill alone yields the token)."""
+        return self.steps[max(self.steps)][0] if self.steps else None
+
+
+@dataclass
 class Trace:
     """Everything measured from one model at one batch shape."""
 
@@ -86,4 +112,8 @@ class Trace:
     kv_cache_tokens: int = 0
     train_peak_live_bytes: int = 0
     param_shapes: list[tuple[tuple[int, ...], bool]] = field(default_factory=list)
+    # positions in param_shapes of embedding tables (nn.Embedding / nn.EmbeddingBag weights): row-wise
+    # optimizers keep one state value per row of these
+    embedding_params: list[int] = field(default_factory=list)
     extra_registered: list[str] = field(default_factory=list)
+    generation: GenerationProfile | None = None  # --task generate: prefill + every decode step

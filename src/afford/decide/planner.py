@@ -21,7 +21,7 @@ from afford.decide.budget import Budget
 from afford.errors import AffordError
 from afford.estimate import footprint as fp
 from afford.estimate.job import live_peaks
-from afford.estimate.memory import optimizer_state_bytes
+from afford.estimate.memory import gradient_share, optimizer_state_bytes
 from afford.estimate.parallel import RESERVED_BYTES, Layout, Parallel, train_memory_per_device
 from afford.estimate.timing import Efficiency, phase_seconds, step_from_times, steps_for
 from afford.hardware.catalog import Catalog, Device
@@ -118,7 +118,8 @@ class Variant:
         """Optimizer state of the trainable parameters (memoised: the search asks thousands of times)."""
         key = (optimizer, precision.value)
         if key not in self._optim:
-            self._optim[key] = optimizer_state_bytes(self.a.trace.param_shapes, Optimizer(optimizer), precision)
+            self._optim[key] = optimizer_state_bytes(self.a.trace.param_shapes, Optimizer(optimizer), precision,
+                                                     self.a.trace.embedding_params)
         return self._optim[key]
 
     def times(self, device: Device, fmt: str, byte_scale: float) -> tuple[float, float, float, float]:
@@ -204,7 +205,8 @@ def evaluate(v: Variant, device: Device, s: Strategy, samples: float, *, price: 
     layout = Layout(count=s.count, gpus_per_node=min(device.gpus_per_node, s.count),
                     parallel=Parallel(s.parallel), tp=s.tp, pp=s.pp, grad_accum=s.grad_accum)
     weights = v.weights_bytes * (byte_scale if v.name != "qlora" else 1.0)
-    grads = v.trainable * prec.compute_dtype.itemsize
+    touched = gradient_share(t)  # < 1 only for sparse (embedding) gradients
+    grads = v.trainable * prec.compute_dtype.itemsize * touched
     master = 4 * v.trainable if prec.mixed else 0
     optim = v.optimizer_bytes(s.optimizer, prec)
     states = 0.0 if s.offload else optim + master
@@ -225,7 +227,7 @@ def evaluate(v: Variant, device: Device, s: Strategy, samples: float, *, price: 
     # optimizer step: gradients read, master (or the weights) and states read and written, and the trainable
     # parameters' 16-bit copy written back under mixed precision
     trainable_bytes = v.trainable * prec.compute_dtype.itemsize
-    traffic = grads + 2 * (master or trainable_bytes) + 2 * optim + (trainable_bytes if prec.mixed else 0)
+    traffic = grads + touched * (2 * (master or trainable_bytes) + 2 * optim + (trainable_bytes if prec.mixed else 0))
     offload_s = 0.0
     if s.offload:
         offload_s = (grads + weights) / (HOST_LINK_GB_S * 1e9) / (s.tp * s.pp)
@@ -289,7 +291,8 @@ def search(vs: list[Variant], budget: Budget, *, catalog: Catalog | None = None,
                 fp8_ok = device.has_format("fp8") and Efficiency.for_device(device).matmul_fp8 is not None
                 fp8_options = [False] + ([True] if fp8_ok and v.name != "qlora" and prec != "fp32" else [])
                 for count in _counts(limit, samples, asked.batch_size):
-                    big = v.params > 2e10
+                    # tensor/pipeline splits need a transformer's layer count (recommenders have none)
+                    big = v.params > 2e10 and bool(v.a.spec.metadata.get("num_layers"))
                     tps = [1] + ([8] if count >= 8 and count % 8 == 0 and big else [])
                     pps = [1] + ([4] if count >= 32 and big else [])
                     pars = ["dp"] if count == 1 else ["dp", "zero2", "fsdp"]

@@ -7,6 +7,7 @@ the optimizer's published storage rule per parameter shape (docs/methodology.md,
 from __future__ import annotations
 
 import math
+from collections.abc import Collection
 from dataclasses import dataclass
 
 from afford.counting.profile import Trace
@@ -17,25 +18,36 @@ from afford.workload import Optimizer, Precision
 # Quantization", sec. 2; bitsandbytes `min_8bit_size=4096`, `blocksize=2048`).
 ADAM_8BIT_BLOCK = 2048
 ADAM_8BIT_MIN_SIZE = 4096
+# FBGEMM's row-wise Adagrad keeps its per-row state in float32 whatever the weights' precision
+# (fbgemm_gpu split_table_batched_embeddings_ops_training.py: momentum1 `dtype=torch.float32`, `rows` values per
+# table when `rowwise`, `rows x dim` otherwise).
+ROWWISE_STATE_BYTES = 4
 
 
 def optimizer_state_bytes(shapes: list[tuple[tuple[int, ...], bool]], optimizer: Optimizer,
-                          precision: Precision) -> int:
+                          precision: Precision, tables: Collection[int] = ()) -> int:
     """Bytes of optimizer state for the trainable parameters, exact per shape.
 
     sgd: none; sgd-momentum: one buffer; adam/adamw: two moments (Kingma & Ba 2015); adam-8bit: two 8-bit
     moments plus block absmax; adafactor: factored second moment, row and column sums of each matrix, no
-    first moment (Shazeer & Stern 2018, beta1 = 0, the paper's and transformers' default).
+    first moment (Shazeer & Stern 2018, beta1 = 0, the paper's and transformers' default); adagrad: one sum of
+    squared gradients per value (torch.optim.Adagrad `state["sum"]`, the parameter's shape and dtype);
+    rowwise-adagrad: one fp32 sum per ROW of the embedding tables at positions `tables` (FBGEMM
+    EmbOptimType.EXACT_ROWWISE_ADAGRAD: `momentum1` of `rows` float32 values per table), full Adagrad for
+    every other parameter.
     """
     s = precision.state_bytes
+    rowwise = set(tables) if optimizer is Optimizer.ROWWISE_ADAGRAD else set()
     total = 0
-    for shape, trainable in shapes:
+    for i, (shape, trainable) in enumerate(shapes):
         if not trainable:
             continue
         n = math.prod(shape) if shape else 1
         if optimizer is Optimizer.SGD:
             continue
-        if optimizer is Optimizer.SGD_MOMENTUM:
+        if i in rowwise and shape:
+            total += shape[0] * ROWWISE_STATE_BYTES
+        elif optimizer in (Optimizer.SGD_MOMENTUM, Optimizer.ADAGRAD, Optimizer.ROWWISE_ADAGRAD):
             total += n * s
         elif optimizer in (Optimizer.ADAM, Optimizer.ADAMW):
             total += 2 * n * s
@@ -51,6 +63,14 @@ def optimizer_state_bytes(shapes: list[tuple[tuple[int, ...], bool]], optimizer:
             else:
                 total += n * 4
     return total
+
+
+def gradient_share(trace: Trace) -> float:
+    """Share of the trainable parameters' bytes that a step's gradients hold: 1 for dense gradients, the rows a
+    batch looked up for sparse embedding gradients (docs/recsys.md). The optimizer step reads and writes the
+    weights and states of those values only (torch.optim's sparse paths, FBGEMM's fused row updates)."""
+    trainable = trace.weights_bytes * trace.trainable_params / trace.params if trace.params else 0.0
+    return min(1.0, trace.gradients_bytes / trainable) if trainable else 0.0
 
 
 @dataclass(frozen=True)
@@ -72,7 +92,7 @@ class MemoryBreakdown:
 def memory(trace: Trace, optimizer: Optimizer, precision: Precision, training: bool) -> MemoryBreakdown:
     """Memory of one training step and one inference batch at the traced batch size."""
     master = 4 * trace.trainable_params if precision.mixed else 0
-    optim = optimizer_state_bytes(trace.param_shapes, optimizer, precision)
+    optim = optimizer_state_bytes(trace.param_shapes, optimizer, precision, trace.embedding_params)
     static = trace.weights_bytes + trace.buffers_bytes
     # Live bytes during forward+backward hold activations, temporaries and gradients as they appear; after
     # backward the gradients stay for the optimizer step.
@@ -80,7 +100,7 @@ def memory(trace: Trace, optimizer: Optimizer, precision: Precision, training: b
     train_peak = static + master + optim + step_live if training and trace.trainable_params else 0
     infer_peak = static + trace.infer.peak_live_bytes
     gen_live = max((p.peak_live_bytes for p in (trace.prefill, trace.decode) if p is not None), default=0)
-    generate_peak = static + gen_live if trace.decode is not None else 0
+    generate_peak = static + gen_live if trace.decode is not None or trace.generation is not None else 0
     return MemoryBreakdown(weights_bytes=trace.weights_bytes, buffers_bytes=trace.buffers_bytes,
                            gradients_bytes=trace.gradients_bytes if training else 0,
                            master_weights_bytes=master if training else 0,

@@ -25,6 +25,7 @@ class ModelKind(enum.StrEnum):
     SPEECH_SEQ2SEQ = "speech-seq2seq"
     VISION_TEXT = "vision-text"
     GENERIC = "generic"
+    RECSYS = "recsys"  # dense features and sparse ids in, a click logit or user/item embeddings out
 
     @property
     def uses_tokens(self) -> bool:
@@ -42,10 +43,16 @@ class Dims:
 
 @dataclass(frozen=True)
 class DecodeAdapter:
-    """How to prefill a prompt into a KV cache and run one cached decode step (causal LMs)."""
+    """How to prefill a prompt into a KV cache and run one cached decode step (causal LMs, encoder-decoders)."""
 
     prefill: Callable[[Run, int, int], Any]  # (run, batch, prompt_len) -> cache
     step: Callable[[Run, int, Any, int], Any]  # (run, batch, cache, position) -> output
+    # encoder-decoders: (run, batch, source_len, decoder_len) -> cache; the encoder runs over source_len tokens
+    # (speech: its fixed input) and the decoder prefills decoder_len positions. None for causal LMs.
+    encode_prefill: Callable[[Run, int, int, int], Any] | None = None
+    # decoder positions a generation request prefills for a prompt of P tokens: P where the prompt is the
+    # decoder's (causal LMs, Whisper), the start token where the prompt is the encoder's source (T5, BART)
+    decoder_prompt: Callable[[int], int] | None = None
 
 
 def _no(path: str) -> bool:
