@@ -47,6 +47,11 @@ def _optimizer(name: Optimizer, params: list[torch.nn.Parameter]) -> torch.optim
         return torch.optim.SGD(params, lr=1e-3, momentum=0.9)
     if name is Optimizer.ADAFACTOR:
         return torch.optim.Adafactor(params, lr=1e-2)
+    if name is Optimizer.ADAGRAD:
+        return torch.optim.Adagrad(params, lr=1e-2)
+    if name is Optimizer.ROWWISE_ADAGRAD:
+        raise InputError("afford measure runs torch.optim optimizers; rowwise-adagrad is FBGEMM's fused embedding "
+                         "optimizer: measure with --optimizer adagrad")
     raise InputError(f"afford measure cannot run {name.value} here (bitsandbytes needs CUDA); measure with adamw")
 
 

@@ -367,8 +367,7 @@ def module_groups(a: Assessment) -> list[tuple[str, int, float]]:
     ('layers.*.mlp.down_proj' x32): (label, instances, forward FLOPs), largest first.
 
     A container that is never called (an nn.ModuleList) records no FLOPs of its own; it counts as the sum of
-    its children. Backward is left out: PyTorch's ModuleTracker credits backward ops to modules imprecisely
-    (docs/reports.md), while the whole-model backward total is exact."""
+    its children. The plot shows forward only; per-module backward is in the JSON `modules` rows."""
     rows = a.module_rows(depth=10**6)
     recorded = {r["module"]: float(r["forward_flops"]) for r in rows}
     children: dict[str, list[str]] = {}
@@ -434,8 +433,8 @@ def _compute_section(a: Assessment, d: dict[str, Any]) -> Section:
     s.blocks.append(Table(["module (repeats folded as *)", "instances", "forward / sample", "share"], mrows,
                           caption="Top modules by forward FLOPs; each module's own ops (e.g. attention's score "
                                   "matmuls) are split from its children's, so the rows add up to the forward "
-                                  "total. Per-module backward is not shown (PyTorch's module tracker attributes "
-                                  "backward ops imprecisely); the backward total above is exact."))
+                                  "total. Per-module backward FLOPs (each backward op credited to the module "
+                                  "whose forward op it differentiates) are in --verbose and the JSON modules."))
     s.blocks.append(Figure("modules", "FLOPs by module",
                            plots.module_flops([(f"{g[0]} x{g[1]}" if g[1] > 1 else g[0], g[2]) for g in top],
                                               f"Top {len(top)} modules by forward FLOPs per sample"),
