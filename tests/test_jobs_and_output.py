@@ -96,7 +96,7 @@ def test_bad_job_files_are_one_line_errors_naming_the_place(tmp_path: Path, text
 
 def test_job_keys_a_command_does_not_take_are_errors(tmp_path: Path) -> None:
     path = _job(tmp_path, JOB + "\n[hardware.extra]\n")  # a nested table is not a key of [hardware]
-    with pytest.raises(InputError, match="\\[hardware\\] unknown key .extra."):
+    with pytest.raises(InputError, match=r"\[hardware\] unknown key .extra."):
         jobfile.load(path)
     plan_job = _job(tmp_path, 'model = "torchvision:resnet18"\n[workload]\ninfer_samples = 5\n', "plan.toml")
     out = runner.invoke(app, ["plan", "--job", str(plan_job)])

@@ -12,7 +12,7 @@ from typing import Any
 
 from torch import nn
 
-from afford.counting.profile import PhaseProfile, Trace
+from afford.counting.profile import GenerationProfile, PhaseProfile, Trace
 from afford.counting.trace import trace as run_trace
 from afford.errors import TraceError, WorkloadError
 from afford.estimate.job import Estimate, estimate, request
@@ -79,8 +79,56 @@ class Assessment:
         return self.train_samples_total * (self.train_forward_flops + self.backward_flops)
 
     @property
+    def generation(self) -> GenerationProfile | None:
+        """The traced generation request batch (--task generate), else None."""
+        return self.trace.generation
+
+    @property
+    def flops_per_request(self) -> float:
+        """--task generate: FLOPs of one request, its prefill and every decode step (docs/generation.md)."""
+        g = self.generation
+        return 0.0 if g is None else (g.prefill.flops + g.decode_flops) / self.trace.batch_size
+
+    @property
     def infer_flops(self) -> float:
-        return (self.workload.infer_samples or 0) * self.forward_flops
+        """C_infer: M x C_forward, or M x the FLOPs of a request (prefill + decode steps) for --task generate."""
+        per = self.flops_per_request if self.generation is not None else self.forward_flops
+        return (self.workload.infer_samples or 0) * per
+
+    def _infer_useful(self, fwd_masked: float) -> float:
+        g = self.generation
+        if g is None:
+            return (self.workload.infer_samples or 0) * (self.forward_flops - fwd_masked)
+        masked = (g.prefill.masked_attention_flops() + g.decode_masked_flops) / self.trace.batch_size
+        return (self.workload.infer_samples or 0) * (self.flops_per_request - masked)
+
+    def _generate_section(self) -> dict[str, Any]:
+        """--task generate: the request as traced (prefill + G - 1 cached decode steps), per request and in all."""
+        g, t, w = self.generation, self.trace, self.workload
+        assert g is not None
+        b = t.batch_size
+        steps = sorted(g.steps.items())
+        per_request = self.flops_per_request
+        approx = 2 * t.params * (g.prompt_tokens + g.generate_tokens)
+        encoder = g.prompt_tokens if self.spec.kind is ModelKind.SEQ2SEQ else self.spec.metadata.get(
+            "encoder_positions")
+        return {
+            "prompt_tokens": g.prompt_tokens, "generate_tokens": g.generate_tokens,
+            "requests": w.infer_samples or 0, "batch_size": b, "encoder_tokens": encoder,
+            "decoder_prompt_tokens": g.kv_cache_tokens - max(g.generate_tokens - 1, 0),
+            "decode_steps": max(g.generate_tokens - 1, 0), "traced_decode_steps": g.traced_steps,
+            "closed_form": not g.every_step and bool(steps),
+            "prefill_flops": g.prefill.flops / b, "decode_flops": g.decode_flops / b,
+            "decode_step_flops_first": steps[0][1][0].flops / b if steps else 0,
+            "decode_step_flops_last": steps[-1][1][0].flops / b if steps else 0,
+            "flops_per_request": per_request,
+            "flops_per_generated_token": per_request / g.generate_tokens,
+            "flops_total": self.infer_flops,
+            "approx_2n_flops_per_request": approx,
+            "vs_approx_2n": per_request / approx - 1 if approx else None,
+            "kv_cache_tokens": g.kv_cache_tokens, "kv_cache_bytes_per_request": g.kv_cache_bytes / b,
+            "kv_cache_bytes": g.kv_cache_bytes,
+        }
 
     def _masked(self, phase: PhaseProfile | None, backward: bool = False) -> float:
         return 0 if phase is None else phase.masked_attention_flops(backward) / self.trace.batch_size
@@ -119,7 +167,7 @@ class Assessment:
                 "train_flops_useful": self.train_samples_total * (
                     self.train_forward_flops + self.backward_flops - train_masked),
                 "infer_samples": w.infer_samples or 0, "infer_flops": self.infer_flops,
-                "infer_flops_useful": (w.infer_samples or 0) * (self.forward_flops - fwd_masked),
+                "infer_flops_useful": self._infer_useful(fwd_masked),
             },
             "memory": {
                 "weights_bytes": mem.weights_bytes, "buffers_bytes": mem.buffers_bytes,
@@ -136,6 +184,8 @@ class Assessment:
         }
         if self.estimate is not None:
             out["memory"].update(self.estimate.data["memory"])
+        if self.generation is not None:
+            out["generate"] = {**self._generate_section(), **out.get("generate", {})}
         if self.decision is not None:
             decided = self.decision.to_dict()
             out["verdict"], out["plans"] = decided["verdict"], decided["plans"]
@@ -270,7 +320,7 @@ def assess(model: Any, *, train_samples: int | None = None, epochs: float = 1, t
     if spec.metadata.get("inference_only") and workload.wants_training:
         raise WorkloadError(f"{spec.name} is inference-only ({spec.metadata['inference_only']}); drop "
                             "--train-samples/--train-tokens and ask for --infer-samples")
-    notes: list[str] = []
+    notes: list[str] = list(spec.metadata.get("notes", ()))  # a source's stated assumptions (recsys)
     dims = _dims(spec, workload, notes)
     module = spec.build(workload.precision.compute_dtype, dims)
     result = traced_assessment(spec, workload, dims, module, depth=depth, notes=notes)
@@ -298,15 +348,19 @@ def traced_assessment(spec: ModelSpec, workload: Workload, dims: Dims, module: n
     notes = [] if notes is None else notes
     dtype = workload.precision.compute_dtype
     want_decode = spec.decode is not None if decode is None else decode
+    # --task generate: the request (prefill of P, G - 1 cached steps) replaces the one-step decode
+    generate = (workload.prompt_tokens, workload.generate_tokens) if (
+        infer and workload.task is Task.GENERATE and workload.prompt_tokens and workload.generate_tokens) else None
+    want_decode = want_decode and generate is None
     try:
         traced = run_trace(spec, module, batch_size=workload.batch_size, dims=dims, dtype=dtype,
-                           freeze=workload.freeze, train=True, decode=want_decode, infer=infer)
+                           freeze=workload.freeze, train=True, decode=want_decode, infer=infer, generate=generate)
     except TraceError as exc:
         if workload.wants_training:
             raise
         # an inference-only job must not fail because a training step would (e.g. BatchNorm at batch 1)
         traced = run_trace(spec, module, batch_size=workload.batch_size, dims=dims, dtype=dtype,
-                           freeze=workload.freeze, train=False, decode=want_decode, infer=True)
+                           freeze=workload.freeze, train=False, decode=want_decode, infer=True, generate=generate)
         notes.append(f"training step not traced ({exc}); backward and training memory are 0")
     if traced.trainable_params == 0 and workload.wants_training:
         notes.append("every parameter is frozen: training does no backward pass")
@@ -334,12 +388,47 @@ def _dims(spec: ModelSpec, w: Workload, notes: list[str]) -> Dims:
         notes.append(f"--seq-len ignored: {spec.name} does not take token sequences")
     if w.image_size is not None and kind not in (ModelKind.IMAGE, ModelKind.VISION_TEXT):
         notes.append(f"--image-size ignored: {spec.name} does not take images")
-    dims = spec.dims(w.seq_len if text else None, w.image_size)
+    seq_len = w.seq_len
+    if w.task is Task.GENERATE:
+        default = _generation_dims(spec, w, notes)
+        if seq_len is None and text:
+            seq_len = default
+            notes.append(f"seq-len (one forward pass, training) defaults to {default} tokens, prompt + generated; "
+                         "set --seq-len")
+    dims = spec.dims(seq_len if text else None, w.image_size)
     if text and dims.seq_len and spec.max_seq_len and dims.seq_len > spec.max_seq_len:
         if not w.allow_longer:
             raise WorkloadError(f"--seq-len {dims.seq_len} exceeds {spec.name}'s maximum of {spec.max_seq_len} "
                                 "tokens; pass --allow-longer to count it anyway")
         notes.append(f"seq-len {dims.seq_len} is beyond the model's maximum of {spec.max_seq_len} tokens")
-    if text and w.seq_len is None and dims.seq_len:
+    if text and seq_len is None and dims.seq_len:
         notes.append(f"seq-len defaults to {dims.seq_len} tokens (the model's maximum, capped); set --seq-len")
     return dims
+
+
+def _generation_dims(spec: ModelSpec, w: Workload, notes: list[str]) -> int:
+    """Check a --task generate job against the model: it must generate, and its positions fit (unless
+    --allow-longer). Returns the sequence length of the one-forward and training figures: P + G, capped."""
+    if spec.decode is None:
+        article = "an" if spec.kind.value[0] in "aeiou" else "a"
+        raise WorkloadError(f"--task generate needs a causal or encoder-decoder language model; {spec.name} is "
+                            f"{article} {spec.kind.value} model, which does not generate tokens")
+    p, g = w.prompt_tokens or 0, w.generate_tokens or 0
+    start = spec.decode.decoder_prompt(p) if spec.decode.decoder_prompt is not None else p
+    limit = spec.max_seq_len
+    over = []
+    if limit and start + g > limit:
+        what = f"--prompt-tokens {p} + --generate-tokens {g}" if start == p else (
+            f"{start} decoder start token(s) + --generate-tokens {g}")
+        over.append(f"{what} = {start + g} positions")
+    if limit and spec.kind is ModelKind.SEQ2SEQ and p > limit:
+        over.append(f"--prompt-tokens {p} (the encoder's source)")
+    if over:
+        if not w.allow_longer:
+            raise WorkloadError(f"{'; '.join(over)} exceed {spec.name}'s maximum of {limit} positions; pass "
+                                "--allow-longer to count it anyway")
+        notes.append(f"{'; '.join(over)} beyond the model's maximum of {limit} positions")
+    if not w.infer_samples:
+        notes.append("--task generate without --infer-samples: figures per request only; give --infer-samples M "
+                     "(requests) for the job's totals")
+    return p + g if limit is None else min(p + g, limit)

@@ -49,10 +49,20 @@ def test_measure_runs_real_steps_and_reports_errors(home: Path) -> None:
         assert d["measured"][key] > 0 and d["predicted"][key] > 0
         assert d["error_pct"][key] == pytest.approx(
             100 * (d["predicted"][key] - d["measured"][key]) / d["measured"][key])
-    assert "resident set" in d["peak_method"]
+    assert "allocation events" in d["peak_method"] and d["measured"]["rss_peak_bytes"] > 0
     assert any("no calibration" in n for n in d["notes"])  # predicted with the generic CPU, and says so
     history = json.loads(runner.invoke(app, ["history", "--kind", "measurement", "--json"]).stdout)["records"]
     assert history and history[0]["kind"] == "measurement"
+
+
+def test_cpu_peak_from_allocation_events_matches_the_traced_prediction(home: Path) -> None:
+    """Issue 5's memory target (within 15%): the real step's tensor peak, from PyTorch's CPU allocation events,
+    against the peak afford traces on meta (ResNet-18, batch 2, AdamW: measured -1.3% at batch 8)."""
+    result = runner.invoke(app, ["measure", "torchvision:resnet18", "--batch-size", "2", "--steps", "1", "--json"])
+    assert result.exit_code == 0, result.output
+    d = json.loads(result.stdout)
+    assert abs(d["error_pct"]["peak_bytes"]) < 15
+    assert d["measured"]["rss_peak_bytes"] > 0  # kept beside it for comparison
 
 
 def test_measure_refuses_what_will_not_fit(home: Path) -> None:

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import fnmatch
 from collections.abc import Callable, Iterator
+from fractions import Fraction
+from functools import partial
 from typing import Any
 
 import torch
@@ -24,11 +26,12 @@ from afford.counting.engine import (
     saved_activations,
     storage_key,
     storage_keys,
+    storage_of,
     tensor_bytes,
 )
-from afford.counting.profile import PhaseProfile, Trace
+from afford.counting.profile import GenerationProfile, PhaseProfile, Trace
 from afford.errors import InputError, TraceError
-from afford.sources.base import Dims, ModelSpec
+from afford.sources.base import DecodeAdapter, Dims, ModelSpec, Run
 
 
 def trainable_mask(module: nn.Module, freeze: tuple[str, ...]) -> dict[str, bool]:
@@ -89,7 +92,16 @@ def _input_tensors(inputs: dict[str, Any]) -> list[torch.Tensor]:
 
 
 def _cache_tensors(cache: Any) -> Iterator[torch.Tensor]:
-    """Key/value tensors of a KV cache: a transformers Cache (layers of keys/values) or nested tuples."""
+    """Key/value tensors of a KV cache: a transformers Cache (layers of keys/values), an encoder-decoder cache
+    (self- and cross-attention caches), a decode state holding one (`.cache`), or nested tuples."""
+    for attr in ("self_attention_cache", "cross_attention_cache"):
+        part = getattr(cache, attr, None)
+        if part is not None:
+            yield from _cache_tensors(part)
+    inner = getattr(cache, "cache", None)
+    if inner is not None and inner is not cache:
+        yield from _cache_tensors(inner)
+        return
     layers = getattr(cache, "layers", None)
     if layers is not None:
         for layer in layers:
@@ -110,6 +122,37 @@ def _cache_bytes(cache: Any) -> int:
     for t in _cache_tensors(cache):
         seen[storage_key(t)] = tensor_bytes(t)
     return sum(seen.values())
+
+
+# The op a serving engine's in-place cache write runs (transformers' StaticCache: index_copy_).
+IN_PLACE_APPEND = "index_copy_"
+
+
+def append_in_place(phase: PhaseProfile, cache: Any) -> None:
+    """Re-cost a decode step's KV-cache growth as serving engines do it, for the roofline only.
+
+    transformers' DynamicCache concatenates: every step each layer's `cat` reads the c cached positions and
+    writes c + 1, twice what attention itself reads from the cache. gpt-fast's static cache, vLLM's paged
+    cache and TensorRT-LLM write the new position in place. Each `cat` whose output is a cache tensor's storage
+    (inputs and output together 2 x that storage) becomes an in-place write of one position (read it, write it).
+    FLOPs are 0 either way; `by_op` keeps the ops as traced."""
+    done: set[int] = set()
+    for t in _cache_tensors(cache):
+        storage = storage_of(t)
+        if storage is None or t.dim() < 3 or t.shape[-2] == 0:
+            continue
+        key = int(storage._cdata)
+        event = ("cat", 0, 2 * int(storage.nbytes()))
+        if key in done or not phase.events.get(event):
+            continue
+        done.add(key)
+        position = tensor_bytes(t) // int(t.shape[-2])  # one position of every batch row and head
+        phase.events[event] -= 1
+        if not phase.events[event]:
+            del phase.events[event]
+        write = (IN_PLACE_APPEND, 0, 2 * position)
+        phase.events[write] = phase.events.get(write, 0) + 1
+        phase.bytes_moved -= event[2] - write[2]
 
 
 def _forward(run: Callable[..., Any], inputs: dict[str, Any]) -> Callable[[], Any]:
@@ -139,10 +182,145 @@ def _guard(what: str, spec: ModelSpec, fn: Callable[[], Any]) -> Any:
         raise TraceError(f"{spec.name}: {what} failed: {type(exc).__name__}: {text[:300]}{hint}") from exc
 
 
+# A request with at most this many decode steps has every step traced in sequence (cheaper than the closed form).
+EVERY_STEP_MAX = 8
+
+
+def _next_cache(out: Any, cache: Any) -> Any:
+    """The cache a decode step leaves: the one the model returns, else the one passed in (updated in place)."""
+    if out is cache:  # a decode state the adapter updates and hands back (encoder-decoders)
+        return cache
+    for attr in ("cache", "past_key_values"):
+        found = getattr(out, attr, None)
+        if found is not None:
+            return found
+    return cache
+
+
+def affine_weights(f: Callable[[int], int], lo: int, hi: int) -> dict[int, Fraction]:
+    """Weights w_c on a few contexts c such that sum_c w_c f(c) equals f summed over every c in lo..hi, exactly.
+
+    f (a decode step's FLOPs at cache length c) is concave and piecewise affine: each attention layer reads c + 1
+    keys, or min(c + 1, window) with a sliding window, and nothing else depends on c. A concave function that meets
+    a line at both ends of an interval and at one interior point is that line on the whole interval, so three
+    points prove a piece affine, and its sum is the trapezoid (b - a + 1) (f(a) + f(b)) / 2. Where the test fails
+    the knee is where the lines through the first two and the last two points cross; failing that, halve.
+    """
+    weights: dict[int, Fraction] = {}
+
+    def add(c: int, w: Fraction) -> None:
+        weights[c] = weights.get(c, Fraction(0)) + w
+
+    def on_line(a: int, b: int, c: int) -> bool:
+        return (f(b) - f(a)) * (c - a) == (f(c) - f(a)) * (b - a)
+
+    def piece(a: int, b: int) -> None:
+        add(a, Fraction(b - a + 1, 2))
+        add(b, Fraction(b - a + 1, 2))
+
+    def solve(a: int, b: int) -> None:
+        if b - a < 3:
+            for c in range(a, b + 1):
+                add(c, Fraction(1))
+            return
+        if on_line(a, a + 1, b):
+            piece(a, b)
+            return
+        s1, s2 = f(a + 1) - f(a), f(b) - f(b - 1)
+        if s1 != s2:
+            x = Fraction(f(b) - f(a) + s1 * a - s2 * b, s1 - s2)
+            k = min(max(x.numerator // x.denominator, a + 1), b - 2)
+            if on_line(a, a + 1, k) and on_line(k + 1, b - 1, b):
+                piece(a, k)
+                piece(k + 1, b)
+                return
+        mid = (a + b) // 2
+        solve(a, mid)
+        solve(mid + 1, b)
+
+    solve(lo, hi)
+    return {c: w for c, w in weights.items() if w}
+
+
+def _weighted(values: dict[int, tuple[int, Fraction]]) -> int:
+    """sum w x value, exact; integral whenever the quantity is affine on each piece (FLOPs always are)."""
+    return round(sum((w * v for v, w in values.values()), Fraction(0)))
+
+
+def _generation(spec: ModelSpec, adapter: DecodeAdapter, run: Run, counter: Counter, batch: int, prompt: int,
+                new: int, every_step: bool) -> GenerationProfile:
+    """Trace a generation request batch: the prefill of `prompt` tokens, which yields the first new token, then
+    the `new` - 1 cached decode steps, each traced or summed in closed form from a few traced contexts."""
+    start = adapter.decoder_prompt(prompt) if adapter.decoder_prompt is not None else prompt
+
+    def prefill(context: int) -> Any:
+        if adapter.encode_prefill is not None:
+            return adapter.encode_prefill(run, batch, prompt, context)
+        return adapter.prefill(run, batch, context)
+
+    gen = GenerationProfile(prompt_tokens=prompt, generate_tokens=new, prefill=counter.start_phase("prefill"))
+    cache = _guard("prefill", spec, lambda: prefill(start))
+    counter.finish_phase()
+    gen.kv_cache_bytes, gen.kv_cache_tokens = _cache_bytes(cache), start
+    lo, hi = start, start + new - 2  # cache length before each of the G - 1 steps
+    traced: dict[int, PhaseProfile] = {}
+    if hi < lo:
+        weights: dict[int, Fraction] = {}
+    elif every_step or hi - lo + 1 <= EVERY_STEP_MAX:
+        for c in range(lo, hi + 1):
+            traced[c] = counter.start_phase(f"decode@{c}")
+            out = _guard("decode step", spec, partial(adapter.step, run, batch, cache, c))
+            counter.finish_phase()
+            cache = _next_cache(out, cache)
+            append_in_place(traced[c], cache)
+            del out
+        gen.every_step = True
+        gen.kv_cache_bytes = _cache_bytes(cache)
+        weights = {c: Fraction(1) for c in traced}
+    else:
+        cache = None  # each traced step brings its own cache; the prompt's would only inflate the live peak
+
+        def flops_at(c: int) -> int:
+            if c not in traced:
+                # a cache of c positions, its FLOPs no part of the request; for the last step (the memory peak) a
+                # prefill of c - 1 and one step, so that the cache's storage is what decoding leaves (after a
+                # prefill a sliding-window layer keeps a view of the whole prompt's keys until its first step)
+                counter.start_phase("setup")
+                settle = c == hi and c > lo
+                state = _guard("prefill", spec, lambda: prefill(c - 1 if settle else c))
+                if settle:
+                    state = _next_cache(_guard("decode step", spec, lambda: adapter.step(run, batch, state, c - 1)),
+                                        state)
+                counter.finish_phase()
+                traced[c] = counter.start_phase(f"decode@{c}")
+                out = _guard("decode step", spec, lambda: adapter.step(run, batch, state, c))
+                counter.finish_phase()
+                append_in_place(traced[c], _next_cache(out, state))
+                if c == hi:
+                    gen.kv_cache_bytes = _cache_bytes(_next_cache(out, state))
+                del out, state  # freed by reference counting (a full gc.collect costs ~0.5 s per call)
+            return traced[c].flops
+
+        weights = affine_weights(flops_at, lo, hi)
+    del cache
+    if traced:
+        gen.kv_cache_tokens = hi + 1
+    gen.steps = {c: (traced[c], w) for c, w in sorted(weights.items())}
+    gen.traced_steps = len(traced)
+    gen.decode_flops = _weighted({c: (p.flops, w) for c, (p, w) in gen.steps.items()})
+    gen.decode_bytes = _weighted({c: (p.bytes_moved, w) for c, (p, w) in gen.steps.items()})
+    gen.decode_masked_flops = _weighted({c: (p.masked_attention_flops(), w) for c, (p, w) in gen.steps.items()})
+    last = gen.last_step
+    gen.peak_live_bytes = max(gen.prefill.peak_live_bytes, last.peak_live_bytes if last is not None else 0)
+    return gen
+
+
 def trace(spec: ModelSpec, module: nn.Module, *, batch_size: int, dims: Dims, dtype: torch.dtype,
-          freeze: tuple[str, ...] = (), train: bool = True, decode: bool = False, infer: bool = True) -> Trace:
+          freeze: tuple[str, ...] = (), train: bool = True, decode: bool = False, infer: bool = True,
+          generate: tuple[int, int] | None = None, every_step: bool = False) -> Trace:
     """Trace one training step, one inference batch (unless `infer` is off: the planner needs training only)
-    and, if asked, a prefill plus one decode step."""
+    and, if asked, a prefill plus one decode step; with `generate` = (P, G) instead a generation request: the
+    prefill of P prompt tokens and its G - 1 decode steps (`every_step` traces each one, no closed form)."""
     extra = extra_formulas()
     mask = trainable_mask(module, freeze)
     tensors = _standins(module, dtype, mask)
@@ -153,9 +331,14 @@ def trace(spec: ModelSpec, module: nn.Module, *, batch_size: int, dims: Dims, dt
     weights_bytes = sum(tensor_bytes(p) for p in params.values())
     buffers_bytes = sum(tensor_bytes(b) for _, b in module.named_buffers())
     shapes = [(tuple(p.shape), mask[n]) for n, p in params.items()]
+    tables = {f"{m}.weight" if m else "weight" for m, sub in module.named_modules()
+              if isinstance(sub, (nn.Embedding, nn.EmbeddingBag))}
+    embedding_params = [i for i, n in enumerate(params) if n in tables]
 
     def run(*args: Any, **kwargs: Any) -> Any:
-        return functional_call(module, tensors, args=args, kwargs=kwargs, strict=False)
+        # floating inputs in the compute dtype: those a decode adapter makes too (Whisper's audio features)
+        return functional_call(module, tensors, args=_cast(args, dtype), kwargs=_cast_inputs(kwargs, dtype),
+                               strict=False)
 
     live = LiveBytes(known)
     counter = Counter(live)
@@ -202,7 +385,16 @@ def trace(spec: ModelSpec, module: nn.Module, *, batch_size: int, dims: Dims, dt
                     forward = infer_phase
                 prefill = decode_phase = None
                 kv_bytes = kv_tokens = 0
-                if decode and spec.decode is not None and dims.seq_len and dims.seq_len > 1:
+                generation = None
+                if generate is not None:
+                    if spec.decode is None:
+                        raise TraceError(f"{spec.name}: a {spec.kind.value} model has no decode step to trace")
+                    generation = _generation(spec, spec.decode, run, counter, batch_size, generate[0], generate[1],
+                                             every_step)
+                    prefill, decode_phase = generation.prefill, generation.last_step
+                    kv_bytes, kv_tokens = generation.kv_cache_bytes, generation.kv_cache_tokens
+                    collect()
+                elif decode and spec.decode is not None and dims.seq_len and dims.seq_len > 1:
                     # prefill seq_len - 1 tokens, then decode token seq_len: the step attends over a context of
                     # seq_len tokens and leaves a KV cache of seq_len tokens (never past the model's maximum)
                     adapter, context = spec.decode, dims.seq_len
@@ -212,7 +404,8 @@ def trace(spec: ModelSpec, module: nn.Module, *, batch_size: int, dims: Dims, dt
                     decode_phase = counter.start_phase("decode")
                     out = _guard("decode step", spec, lambda: adapter.step(run, batch_size, cache, context - 1))
                     counter.finish_phase()
-                    cache = getattr(out, "cache", None) or getattr(out, "past_key_values", None) or cache
+                    cache = _next_cache(out, cache)
+                    append_in_place(decode_phase, cache)
                     kv_bytes, kv_tokens = _cache_bytes(cache), context
                     del cache, out
                     collect()
@@ -222,4 +415,5 @@ def trace(spec: ModelSpec, module: nn.Module, *, batch_size: int, dims: Dims, dt
                  buffers_bytes=buffers_bytes, gradients_bytes=grad_bytes, saved_activations_bytes=saved_bytes,
                  forward=forward, backward=backward, infer=infer_phase, prefill=prefill, decode=decode_phase,
                  kv_cache_bytes=kv_bytes, kv_cache_tokens=kv_tokens, train_peak_live_bytes=train_peak,
-                 param_shapes=shapes, extra_registered=extra)
+                 param_shapes=shapes, embedding_params=embedding_params,
+                 extra_registered=extra, generation=generation)

@@ -8,12 +8,14 @@ from typing import TYPE_CHECKING, Any
 
 from afford.errors import InputError
 from afford.estimate import footprint as fp
+from afford.estimate.memory import gradient_share
 from afford.estimate.parallel import RESERVED_BYTES, Layout, Parallel, train_memory_per_device
 from afford.estimate.timing import Efficiency, phase_seconds, steps_for, train_step
 from afford.hardware.catalog import Catalog, Device
 
 if TYPE_CHECKING:
     from afford.assess import Assessment
+    from afford.counting.profile import GenerationProfile
 
 DEFAULT_HARDWARE = "a100-80gb"
 
@@ -85,9 +87,10 @@ def _optimizer_traffic(a: Assessment) -> float:
     t = a.trace
     share = t.trainable_params / t.params if t.params else 0.0
     trainable_weights = m.weights_bytes * share
+    touched = gradient_share(t)  # < 1 only for sparse (embedding) gradients: the rows looked up are updated
     if a.workload.precision.mixed:
-        return m.gradients_bytes + 2 * m.master_weights_bytes + 2 * m.optimizer_bytes + trainable_weights
-    return m.gradients_bytes + 2 * trainable_weights + 2 * m.optimizer_bytes
+        return m.gradients_bytes + touched * (2 * m.master_weights_bytes + 2 * m.optimizer_bytes + trainable_weights)
+    return m.gradients_bytes + touched * (2 * trainable_weights + 2 * m.optimizer_bytes)
 
 
 def live_peaks(a: Assessment, recompute: bool, notes: list[str]) -> tuple[float, float]:
@@ -123,6 +126,45 @@ def _mfu_format(a: Assessment) -> str:
         return "fp16"
     convs = sum(s.flops for op, s in a.trace.forward.by_op.items() if "conv" in op)
     return "tf32" if convs > a.trace.forward.flops / 2 else "fp32"
+
+
+def generation_seconds(gen: GenerationProfile, device: Device, eff: Efficiency,
+                       precision: str) -> tuple[float, float, float]:
+    """Roofline kernel seconds of a generation batch: its prefill, all its decode steps (the traced steps with
+    the weights of the exact FLOP sum, docs/generation.md) and the compute-bound part of both (for power)."""
+    prefill, busy = phase_seconds(gen.prefill, device, eff, precision)
+    decode = 0.0
+    for phase, weight in gen.steps.values():
+        step, step_busy = phase_seconds(phase, device, eff, precision)
+        decode += float(weight) * step
+        busy += float(weight) * step_busy
+    return prefill, decode, busy
+
+
+def _generation_time(gen: GenerationProfile, prefill_k: float, decode_k: float, batch_s: float, b: int,
+                     count: int, price_per_hour: float | None, spread: tuple[float, float]) -> dict[str, Any]:
+    """Time figures of a generation batch of `b` requests per device: prefill (time to first token), the decode
+    steps, the request as a whole, generated tokens per second over `count` devices, dollars per M tokens."""
+    kernel = prefill_k + decode_k
+    scale = batch_s / kernel if kernel else 0.0  # the system efficiency, or a fixed --mfu
+    prefill_s, decode_s = prefill_k * scale, decode_k * scale
+    steps = max(gen.generate_tokens - 1, 0)
+    step_s = decode_s / steps if steps else 0.0
+    step_tps = b / step_s if step_s else 0.0
+    tps = b * count * gen.generate_tokens / batch_s if batch_s else 0.0
+    usd_m = price_per_hour * count / 3600 / tps * 1e6 if (tps and price_per_hour) else None
+    lo, hi = spread
+    return {
+        "batch_size": b, "prompt_tokens": gen.prompt_tokens, "generate_tokens": gen.generate_tokens,
+        "prefill_seconds": prefill_s, "prefill_seconds_range": [prefill_s * lo, prefill_s * hi],
+        "decode_seconds": decode_s, "decode_seconds_range": [decode_s * lo, decode_s * hi],
+        "decode_seconds_per_token": step_s, "decode_tokens_per_second": step_tps,
+        "decode_tokens_per_second_range": [step_tps / hi, step_tps / lo],
+        "seconds_per_request": batch_s, "seconds_per_request_range": [batch_s * lo, batch_s * hi],
+        "tokens_per_second": tps, "tokens_per_second_range": [tps / hi, tps / lo],
+        "usd_per_million_tokens": usd_m,
+        "usd_per_million_tokens_range": [usd_m * lo, usd_m * hi] if usd_m is not None else None,
+    }
 
 
 def estimate(a: Assessment, req: HardwareRequest) -> Estimate:
@@ -188,10 +230,15 @@ def estimate(a: Assessment, req: HardwareRequest) -> Estimate:
                                          b * lay.grad_accum * lay.dp / variants["point"]["step_s"]),
         })
     # ---- inference ---------------------------------------------------------------------------------------
-    t_batch, b_busy = phase_seconds(t.infer, dev, base, precision)
-    t_batch /= base.system
+    gen = t.generation
+    if gen is not None:  # --task generate: a batch of requests is its prefill and every decode step
+        pre_k, dec_k, b_busy = generation_seconds(gen, dev, base, precision)
+        t_batch = (pre_k + dec_k) / base.system
+    else:
+        t_batch, b_busy = phase_seconds(t.infer, dev, base, precision)
+        t_batch /= base.system
     if req.mfu is not None:
-        t_batch = a.forward_flops * b / (mfu_peak * req.mfu)
+        t_batch = (a.flops_per_request if gen is not None else a.forward_flops) * b / (mfu_peak * req.mfu)
     infer_samples = a.workload.infer_samples or 0
     infer_batches = math.ceil(infer_samples / (b * lay.count)) if infer_samples else 0
     sys_lo, sys_hi = base.scaled("low").system, base.scaled("high").system
@@ -204,7 +251,11 @@ def estimate(a: Assessment, req: HardwareRequest) -> Estimate:
     out["time"] = time_out
 
     # ---- generation -------------------------------------------------------------------------------------
-    if t.decode is not None and t.prefill is not None:
+    if gen is not None:
+        out["generate"] = _generation_time(gen, pre_k, dec_k, t_batch, b, lay.count, req.price_per_hour, spread)
+        out["generate"]["total_seconds"] = time_out["infer_seconds"]
+        out["generate"]["total_seconds_range"] = time_out["infer_seconds_range"]
+    elif t.decode is not None and t.prefill is not None:
         prefill_s = phase_seconds(t.prefill, dev, base, precision)[0] / base.system
         decode_s = phase_seconds(t.decode, dev, base, precision)[0] / base.system
         tps = b / decode_s if decode_s else 0.0
@@ -225,14 +276,15 @@ def estimate(a: Assessment, req: HardwareRequest) -> Estimate:
                                       optimizer=mem.optimizer_bytes + mem.master_weights_bytes,
                                       live=live_peaks(a, req.recompute, notes))
     usable = dev.memory_bytes - RESERVED_BYTES
-    training = a.workload.wants_training or not a.workload.infer_samples
-    per_device = per_dev.total_bytes if training and t.backward is not None else mem.infer_peak_bytes
+    training = a.workload.wants_training or (not a.workload.infer_samples and gen is None)
+    infer_bytes = mem.generate_peak_bytes if gen is not None else mem.infer_peak_bytes  # generate: KV cache at P+G
+    per_device = per_dev.total_bytes if training and t.backward is not None else infer_bytes
     out["memory"] = {"per_device_bytes": per_device, "fits": per_device <= usable,
                      "device_bytes": dev.memory_bytes, "usable_bytes": usable,
                      "train_per_device_bytes": per_dev.total_bytes if t.backward is not None else 0,
                      "model_states_per_device_bytes": per_dev.model_states_bytes,
-                     "infer_per_device_bytes": mem.infer_peak_bytes,
-                     "infer_fits": mem.infer_peak_bytes <= usable}
+                     "infer_per_device_bytes": infer_bytes,
+                     "infer_fits": infer_bytes <= usable}
 
     # ---- money, energy, carbon ---------------------------------------------------------------------------
     cost: dict[str, Any] = {"price_per_device_hour": req.price_per_hour}
@@ -255,6 +307,9 @@ def estimate(a: Assessment, req: HardwareRequest) -> Estimate:
     cost["infer_usd"], energy["infer_kwh"], co2["infer_kg"] = infer_usd, fi.kwh, fi.co2_kg
     cost["infer_usd_range"] = [infer_usd * spread[0], infer_usd * spread[1]] if infer_usd is not None else None
     energy["infer_kwh_range"] = [fi.kwh * spread[0], fi.kwh * spread[1]]
+    if gen is not None:
+        out["generate"].update({"total_usd": infer_usd, "total_usd_range": cost["infer_usd_range"],
+                                "total_kwh": fi.kwh, "total_co2_kg": fi.co2_kg})
     out.update({"cost": cost, "energy": energy, "co2": co2})
     out["hardware"] = {"name": dev.id, "count": lay.count, "device": dev.name, **lay.to_dict(),
                        "memory_bytes": dev.memory_bytes, "price_source": dev.price_source,

@@ -14,7 +14,7 @@ import gc
 import statistics
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -201,6 +201,18 @@ def _run(a: Assessment, steps: int, device: str, progress: ProgressFn | None) ->
         if sampler:
             sampler.__exit__(None, None, None)
     peak = (sampler.peak - baseline) if sampler else torch.cuda.max_memory_allocated() - baseline
+    extra: dict[str, float] = {}
+    method = "torch.cuda.max_memory_allocated (caching allocator peak)"
+    if sampler:
+        extra["rss_peak_bytes"] = float(peak)
+        events_peak = _allocation_peak(train_step, module, opt, inputs)
+        if events_peak is not None:
+            peak = events_peak
+            method = ("PyTorch's CPU allocation events over one training step (torch.profiler, profile_memory) on "
+                      "top of the tensors alive when it starts; rss_peak_bytes is the process resident set for "
+                      "comparison")
+        else:
+            method = "process resident set (sampled every 1 ms) minus the resident set before the model was built"
     module.eval()
     infer_times = []
     for i in range(steps + 1):
@@ -208,7 +220,45 @@ def _run(a: Assessment, steps: int, device: str, progress: ProgressFn | None) ->
         if i >= 1:
             infer_times.append(t)
         report("inference batches", i + 1, steps + 1)
-    method = ("process resident set (sampled every 1 ms) minus the resident set before the model was built"
-              if sampler else "torch.cuda.max_memory_allocated (caching allocator peak)")
     return ({"train_step_seconds": statistics.median(train_times),
-             "infer_batch_seconds": statistics.median(infer_times), "peak_bytes": float(peak)}, method)
+             "infer_batch_seconds": statistics.median(infer_times), "peak_bytes": float(peak), **extra}, method)
+
+
+def _storage_bytes(tensors: Iterable[Any]) -> int:
+    """Bytes of the distinct storages behind `tensors` (views and shared storages once)."""
+    seen: dict[int, int] = {}
+    for t in tensors:
+        if isinstance(t, torch.Tensor) and t.device.type == "cpu" and t.layout == torch.strided:
+            storage = t.untyped_storage()
+            seen[storage.data_ptr()] = storage.nbytes()
+    return sum(seen.values())
+
+
+def _allocation_peak(step: Callable[[], Any], module: torch.nn.Module, opt: torch.optim.Optimizer,
+                     inputs: dict[str, Any]) -> float | None:
+    """Peak tensor memory of one CPU training step from PyTorch's own allocation events: the bytes alive when
+    the step starts (weights, buffers, optimizer state, inputs; gradients freed first) plus the highest running
+    sum of the allocations and frees the CPU allocator reports during the step. None when the profiler cannot
+    report them (the RSS figure is used then)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    opt.zero_grad(set_to_none=True)
+    gc.collect()
+    state = [v for st in opt.state.values() for v in st.values()]
+    flat = [t for v in inputs.values() for t in (v if isinstance(v, tuple) else (v,))]
+    alive = _storage_bytes([*module.parameters(), *module.buffers(), *state, *flat])
+    try:
+        with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+            step()
+        events = prof.profiler.kineto_results.events()
+        rows = sorted((e.start_ns(), e.nbytes()) for e in events
+                      if e.name() == "[memory]" and e.device_type() == torch.autograd.DeviceType.CPU)
+    except Exception:  # noqa: BLE001 - a profiler without memory events: fall back to the resident set
+        return None
+    if not rows:
+        return None
+    running = highest = 0
+    for _, nbytes in rows:
+        running += nbytes
+        highest = max(highest, running)
+    return float(alive + highest)

@@ -14,7 +14,6 @@ def render_assessment(data: dict[str, Any], console: Console, verbose: bool = Fa
     """Print an assessment's dict (the JSON contract): one screen by default, every table with `verbose`."""
     if not verbose:
         render_summary(data, console)
-        render_generation(data, console)
         return
     _render_full(data, console)
     render_generation(data, console)
@@ -72,8 +71,9 @@ def render_summary(data: dict[str, Any], console: Console) -> None:
                   f"C_train = {units.count(comp['train_samples'])} samples x (fwd + bwd)")
     if comp["infer_samples"]:
         t.add_row("compute" if not training else "", units.flops(comp["infer_flops"]),
-                  f"C_infer = {units.count(comp['infer_samples'])} requests x forward"
-                  if "generate" in data else f"C_infer = {units.count(comp['infer_samples'])} samples x forward")
+                  f"C_infer = {units.count(comp['infer_samples'])} samples x forward"
+                  if (data.get("generate") or {}).get("flops_per_request") is None
+                  else f"C_infer = {units.count(comp['infer_samples'])} requests x (prefill + decode steps)")
     if not training and not comp["infer_samples"]:
         t.add_row("compute", units.flops(data["per_sample"]["forward_flops"]), "forward per sample")
     if "hardware" in data:
@@ -98,7 +98,8 @@ def render_summary(data: dict[str, Any], console: Console) -> None:
                           f"{tm['infer_samples_per_second']:,.1f} samples/s, {_usd(c.get('infer_usd'))}, "
                           f"{_num(e['infer_kwh'])} kWh")
         elif tm.get("infer_seconds"):
-            t.add_row("time", _duration(tm["infer_seconds"]), f"{tm['infer_samples_per_second']:,.1f} samples/s")
+            per = "requests" if (data.get("generate") or {}).get("flops_per_request") is not None else "samples"
+            t.add_row("time", _duration(tm["infer_seconds"]), f"{tm['infer_samples_per_second']:,.1f} {per}/s")
             if c.get("infer_usd") is not None:
                 t.add_row("cost", _usd(c["infer_usd"]), f"at {_usd(c['price_per_device_hour'])}/device-hour")
             t.add_row("energy, CO2", f"{_num(e['infer_kwh'])} kWh", f"{_num(co2.get('infer_kg', 0))} kg CO2e")
@@ -110,6 +111,7 @@ def render_summary(data: dict[str, Any], console: Console) -> None:
         render_verdict({**verdict, "reasons": []}, plans[:SHORT_PLANS], console, header=False)
         if len(plans) > SHORT_PLANS:
             console.print(f"[dim]{len(plans) - SHORT_PLANS} more plans: --verbose or `afford plan`[/dim]")
+    render_generation(data, console)
     hidden = len(data.get("notes", []))
     console.print(f"[dim]{hidden} note{'s' if hidden != 1 else ''}; compute, memory parts, modules and coverage: "
                   "--verbose; formulas and sources: --explain; everything: --json or --report PATH.html[/dim]")
