@@ -331,7 +331,8 @@ def assess(model: Any, *, train_samples: int | None = None, epochs: float = 1, t
             raise WorkloadError("a budget verdict needs a training job: give --train-samples or --train-tokens")
         from afford.decide.run import plan
 
-        result.decision = plan(model, train_samples=train_samples, epochs=epochs, train_tokens=train_tokens,
+        # the resolved spec: its --model-option sizes and checkpoint checks carry into the plans
+        result.decision = plan(spec, train_samples=train_samples, epochs=epochs, train_tokens=train_tokens,
                                batch_size=batch_size, seq_len=seq_len, image_size=image_size,
                                precision=workload.precision.value, optimizer=workload.optimizer.value,
                                freeze=workload.freeze, hardware=hardware, count=count, budget_usd=budget_usd,

@@ -292,6 +292,8 @@ def plan_command(
     emit: Annotated[tuple[str, str] | None, typer.Option(help="write launch config: accelerate|deepspeed DIR")] = None,
     hardware_file: HardwareFile = None,
     allow_longer: Annotated[bool, typer.Option(help="allow --seq-len beyond the model's maximum")] = False,
+    model_option: ModelOption = None,
+    trust_pickle: TrustPickle = False,
     job: Job = None,
     report: Report = None,
     as_json: AsJson = False,
@@ -310,7 +312,8 @@ def plan_command(
         deadline=p["deadline"], max_kwh=p["max_kwh"], max_co2_kg=p["max_co2_kg"], available=p["available"],
         electricity_usd_kwh=p["electricity_usd_kwh"], price_per_hour=p["price_per_hour"], region=p["region"],
         lora_rank=p["lora_rank"], max_count=p["max_count"], hardware_file=p["hardware_file"],
-        allow_longer=p["allow_longer"]))
+        allow_longer=p["allow_longer"], model_options=parse_pairs(p["model_option"] or ()),
+        trust_pickle=p["trust_pickle"]))
     data = result.to_dict()
     written = _write_report(result, p["report"])
     if written:

@@ -277,3 +277,13 @@ def test_plan_for_a_recommender_beyond_20b_params_uses_no_tensor_parallelism() -
     data = result.to_dict()
     assert data["verdict"]["status"] in ("affordable", "affordable with changes", "not affordable")
     assert all(p["strategy"]["tp"] == 1 and p["strategy"]["pp"] == 1 for p in data["plans"])
+
+
+def test_budget_verdict_plans_the_sized_model_not_the_default() -> None:
+    """assess(..., budget) plans the spec as sized by --model-option (26 tables x 1000 rows x 64 here)."""
+    from afford.assess import assess
+
+    a = assess("recsys:dlrm", model_options={"rows": "1000"}, train_samples=10_000, batch_size=64, budget_usd=10)
+    assert a.decision is not None
+    assert a.decision.model["params"] == a.trace.params
+    assert a.trace.params < 26 * 1000 * 64 + 2_000_000  # tables of 1000 rows, not the default 100,000

@@ -75,9 +75,13 @@ def plan(model: Any, *, train_samples: int | None = None, epochs: float = 1, tra
          pue: float | None = None, price_per_hour: float | None = None, lora_rank: int = 16,
          adapters: tuple[str, ...] = ("full", "lora", "qlora"), max_count: int = 16384,
          hardware_file: str | Path | None = None, trust_remote_code: bool = False,
-         allow_longer: bool = False) -> PlanResult:
+         allow_longer: bool = False, model_options: dict[str, Any] | None = None,
+         trust_pickle: bool = False) -> PlanResult:
     """Is the training job affordable within the budget, and if not, the cheapest way it becomes so."""
+    from afford.sources import resolve
+
     catalog = Catalog.load(Path(hardware_file) if hardware_file else None)
+    model = resolve(model, trust_remote_code=trust_remote_code, options=model_options, trust_pickle=trust_pickle)
     budget = make_budget(budget_usd=budget_usd, deadline=deadline, max_kwh=max_kwh, max_co2_kg=max_co2_kg,
                          available=available, catalog=catalog)
     if electricity_usd_kwh is not None and electricity_usd_kwh < 0:
