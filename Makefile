@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck bench validate calibrate-system clean
+.PHONY: demo test lint typecheck bench validate calibrate-system cpu-check clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -37,6 +37,9 @@ bench: $(STAMP)
 
 validate: $(STAMP)
 	$(BIN)/python bench/validate_runs.py
+
+cpu-check: $(STAMP)
+	$(BIN)/python bench/cpu_check.py
 
 calibrate-system: $(STAMP)
 	$(BIN)/python bench/calibrate_system.py

@@ -63,8 +63,10 @@ class Efficiency:
     @classmethod
     def for_device(cls, device: Device, system: float | None = None) -> Efficiency:
         if device.extra.get("calibrated"):
-            # measured, achieved figures on one local device: nothing to discount
-            return cls(matmul=1.0, bandwidth=1.0, system=1.0, overlap=1.0)
+            # measured, achieved figures on one local device: kernels are not discounted; the system factor is
+            # what `afford calibrate` measured on its probe training steps (1 when absent)
+            return cls(matmul=1.0, bandwidth=1.0, system=float(device.extra.get("system_efficiency", 1.0)),
+                       overlap=1.0)
         fp8 = factors().get("matmul", {}).get(device.id, {}).get("fp8_fraction")
         return cls(matmul=_lookup("matmul", device.id), bandwidth=_lookup("bandwidth", device.id),
                    system=system if system is not None else _lookup("system", "default"),
@@ -72,7 +74,7 @@ class Efficiency:
 
     def scaled(self, end: str) -> Efficiency:
         """The pessimistic ('low') or optimistic ('high') end of the documented range of each factor."""
-        if self.system == 1.0 and self.matmul == 1.0 and self.bandwidth == 1.0:
+        if self.matmul == 1.0 and self.bandwidth == 1.0:
             return self  # a calibrated device: its measured figures carry no range of their own
         sys_table = factors()["system"]["default"]
         key = "low" if end == "low" else "high"
@@ -100,9 +102,12 @@ def phase_seconds(phase: PhaseProfile | None, device: Device, eff: Efficiency, p
         return 0.0, 0.0
     bw = device.memory_bandwidth_gb_s * 1e9 * eff.bandwidth / byte_scale
     overhead = float(device.extra.get("op_overhead_s", 0.0))  # measured by afford calibrate
+    # a calibrated profile's measured GB/s per op (random numbers, transcendental and normalisation ops run below
+    # the copy bandwidth on CPUs); every other op streams at the device bandwidth
+    rates = {op: float(r) * 1e9 * eff.bandwidth / byte_scale for op, r in device.extra.get("op_gb_s", {}).items()}
     total = busy = 0.0
     for (op, flops, nbytes), calls in phase.events.items():
-        t_mem = nbytes / bw
+        t_mem = nbytes / rates.get(op, bw)
         if flops:
             fmt = compute_format(precision, op)
             fraction = eff.matmul_fp8 if fmt == "fp8" and eff.matmul_fp8 else eff.matmul
@@ -194,7 +199,9 @@ def step_from_times(*, t_fwd: float, b_fwd: float, t_bwd: float, b_bwd: float, d
     last_bucket = ring_all_reduce_bytes(BUCKET_BYTES, layout.dp) / dp_link if dp_bytes else 0.0
     dp_exposed = max(0.0, dp_comm - eff.overlap * hideable / split) + min(dp_comm, last_bucket)
     shard = split * (layout.dp if layout.parallel.shards_optimizer else 1)
-    optimizer = optimizer_bytes_touched / shard / (device.memory_bandwidth_gb_s * 1e9 * eff.bandwidth)
+    # the optimizer step streams its state; a calibrated profile has the GB/s of a measured AdamW step
+    opt_gb_s = float(device.extra.get("optimizer_gb_s", device.memory_bandwidth_gb_s))
+    optimizer = optimizer_bytes_touched / shard / (opt_gb_s * 1e9 * eff.bandwidth)
     kernel = compute + bubble + tp_comm + dp_exposed + optimizer + offload_seconds
     step = kernel / eff.system
     busy = (b_fwd + b_bwd) / split * m

@@ -39,8 +39,194 @@ def _best_seconds(fn: Callable[[], Any], device: str, repeats: int, budget_s: fl
     return min(times)
 
 
+# (m, k, n): square matmuls and the rectangular ones of transformer layers (tokens x hidden x 4 hidden, and
+# the weight-gradient shapes of backward); the achieved rate is their median, not the best shape's
+MATMUL_SHAPES = ((1024, 1024, 1024), (2048, 2048, 2048), (512, 768, 3072), (512, 3072, 768), (768, 512, 3072),
+                 (2048, 1024, 4096), (4096, 2048, 1024))
+# (batch, channels, side, kernel): ResNet-like stages, forward and backward each
+CONV_SHAPES = ((8, 64, 56, 3), (8, 128, 28, 3), (8, 256, 14, 3), (8, 256, 28, 1))
+
+
+def _conv_pair(x: torch.Tensor, w: torch.Tensor, gy: torch.Tensor,
+               kernel: int) -> tuple[Callable[[], Any], Callable[[], Any]]:
+    """A 'same' convolution and its backward (input and weight gradients), as autograd runs them."""
+    pad = kernel // 2
+
+    def forward() -> Any:
+        return F.conv2d(x, w, padding=pad)
+
+    def backward() -> Any:
+        return torch.ops.aten.convolution_backward(gy, x, w, None, [1, 1], [pad, pad], [1, 1], False, [0, 0], 1,
+                                                   [True, True, False])
+
+    return forward, backward
+
+
 def _matmul(a: torch.Tensor, b: torch.Tensor) -> Callable[[], torch.Tensor]:
     return lambda: a @ b
+
+
+def _probes(device: str) -> list[Callable[[], Any]]:
+    """Forward and backward of the element-wise, normalisation, pooling and random ops that models spend their
+    non-matmul time in, on tensors of 16-26 MB (past the caches): dropout's mask (bernoulli_), GELU (erf and tanh
+    forms), tanh, softmax, log-softmax, LayerNorm, SiLU, sigmoid, ReLU, BatchNorm, max-pooling and the basic
+    arithmetic."""
+    x = torch.randn(4096, 1024, device=device, requires_grad=True)
+    y = torch.randn(4096, 1024, device=device)
+    g = torch.randn(4096, 1024, device=device)
+    x4 = torch.randn(8, 64, 56, 56, device=device, requires_grad=True)
+    g4 = torch.randn(8, 64, 56, 56, device=device)
+    gp = torch.randn(8, 64, 28, 28, device=device)
+    w, b = torch.ones(1024, device=device, requires_grad=True), torch.zeros(1024, device=device, requires_grad=True)
+    w4, b4 = torch.ones(64, device=device, requires_grad=True), torch.zeros(64, device=device, requires_grad=True)
+    rm, rv = torch.zeros(64, device=device), torch.ones(64, device=device)
+
+    def both(out: torch.Tensor, grad: torch.Tensor) -> Callable[[], Any]:
+        return lambda: out.backward(grad)
+
+    def run(make: Callable[[], torch.Tensor], grad: torch.Tensor) -> Callable[[], Any]:
+        def probe() -> None:
+            make().backward(grad)
+        return probe
+
+    return [
+        run(lambda: F.dropout(x, 0.1, training=True), g),
+        run(lambda: F.gelu(x), g),
+        run(lambda: F.gelu(x, approximate="tanh"), g),
+        run(lambda: torch.tanh(x), g),
+        run(lambda: torch.softmax(x, -1), g),
+        run(lambda: torch.log_softmax(x, -1), g),
+        run(lambda: F.layer_norm(x, (1024,), w, b), g),
+        run(lambda: F.silu(x), g),
+        run(lambda: torch.sigmoid(x), g),
+        run(lambda: x * y + y, g),
+        run(lambda: x / (y.abs() + 1), g),
+        run(lambda: F.relu(x4), g4),
+        run(lambda: F.batch_norm(x4, rm, rv, w4, b4, training=True), g4),
+        run(lambda: F.max_pool2d(x4, 3, 2, 1), gp),
+    ]
+
+
+def _op_rates(device: str) -> dict[str, float]:
+    """Achieved GB/s of each aten op the probes run: bytes as afford's trace counts them (inputs + outputs, from
+    the same counter) over the op's own time in PyTorch's profiler (mean of 3 runs after a warm-up)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    from afford.counting.engine import Counter, LiveBytes
+
+    probes = _probes(device)
+    nbytes: dict[str, float] = {}
+    counter = Counter(LiveBytes(set()))
+    with counter:
+        for probe in probes:
+            counter.start_phase("probe")
+            probe()
+            phase = counter.finish_phase()
+            for (op, _flops, size), calls in phase.events.items():
+                nbytes[op] = nbytes.get(op, 0.0) + size * calls
+    for probe in probes:
+        probe()  # warm-up outside the profiler
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.startswith("cuda") else [])
+    runs = 3
+    with profile(activities=activities) as prof:
+        for _ in range(runs):
+            for probe in probes:
+                probe()
+            _sync(device)
+    seconds: dict[str, float] = {}
+    for event in prof.events():
+        name = event.name.removeprefix("aten::")
+        if name not in nbytes or not event.name.startswith("aten::"):
+            continue
+        parent, nested = event.cpu_parent, False
+        while parent is not None:  # an op called inside another traced op's kernel is part of that op's time
+            nested = nested or (parent.name.startswith("aten::") and parent.name.removeprefix("aten::") in nbytes)
+            parent = parent.cpu_parent
+        if nested:
+            continue
+        # the op as afford's trace sees it: its whole time, the kernels it calls inside included
+        took = event.device_time_total if device.startswith("cuda") else event.cpu_time_total
+        seconds[name] = seconds.get(name, 0.0) + took / 1e6 / runs
+    # ops moving under 1 MB per probe are launch-bound, not rate-bound: the per-op overhead covers them
+    return {op: round(nbytes[op] / t / 1e9, 3) for op, t in sorted(seconds.items()) if nbytes[op] >= 2**20}
+
+
+def _optimizer_rate(device: str, budget: float) -> float:
+    """Achieved GB/s of an AdamW step (PyTorch's default multi-tensor implementation) over 8M fp32 parameters,
+    counting the bytes afford's time model charges an fp32 AdamW step: the gradient read, the weights and the
+    two moments read and written (4 + 2 x 4 + 2 x 8 = 28 bytes per parameter)."""
+    params = [torch.zeros(1 << 20, device=device, requires_grad=True) for _ in range(8)]
+    for p in params:
+        p.grad = torch.randn_like(p)
+    opt = torch.optim.AdamW(params, lr=1e-4)
+    s = _best_seconds(opt.step, device, 10, budget)
+    return 28 * 8 * (1 << 20) / s / 1e9
+
+
+def _probe_models() -> list[tuple[str, torch.nn.Module, torch.Tensor, torch.Tensor]]:
+    """Two small generic networks, neither of the models validated in docs/validation.md: a 2-layer transformer
+    encoder (d 256, 4 heads, ff 1024, dropout 0.1, 8 x 128 tokens) and a 4-stage conv-BN-ReLU net (8 x 64 px)."""
+    from torch import nn
+
+    torch.manual_seed(0)
+    layer = nn.TransformerEncoderLayer(256, 4, 1024, dropout=0.1, batch_first=True)
+    encoder = nn.Sequential(nn.TransformerEncoder(layer, 2, enable_nested_tensor=False), nn.Flatten(),
+                            nn.Linear(128 * 256, 10))
+    stages: list[nn.Module] = []
+    ch = 3
+    for out in (32, 64, 128, 256):
+        stages += [nn.Conv2d(ch, out, 3, padding=1, bias=False), nn.BatchNorm2d(out), nn.ReLU(), nn.MaxPool2d(2)]
+        ch = out
+    cnn = nn.Sequential(*stages, nn.Flatten(), nn.Linear(256 * 4 * 4, 10))
+    return [("transformer encoder", encoder, torch.randn(8, 128, 256), torch.zeros(8, dtype=torch.long)),
+            ("conv net", cnn, torch.randn(8, 3, 64, 64), torch.zeros(8, dtype=torch.long))]
+
+
+def _system_efficiency(entry: dict[str, Any]) -> tuple[float, dict[str, dict[str, float]]]:
+    """What the per-op roofline does not see on this machine (framework and Python overhead, caches shared
+    between ops): median over the probe networks of predicted kernel time / measured training step, each
+    predicted with the figures just measured (system factor 1) and measured over real AdamW steps."""
+    from afford.assess import assess
+    from afford.estimate import footprint as fp
+    from afford.estimate.job import HardwareRequest, estimate
+    from afford.estimate.parallel import Layout
+    from afford.hardware.catalog import _device
+    from afford.sources.module_src import from_module
+
+    device = _device({**entry, "id": "calibration-probe"}, "afford calibrate")
+    req = HardwareRequest(device=device, layout=Layout(count=1, gpus_per_node=1), price_per_hour=None,
+                          grid=fp.grid(None), pue=1.0)
+    probes: dict[str, dict[str, float]] = {}
+    for name, module, x, y in _probe_models():
+        spec = from_module(module, name=name, input_shape=tuple(x.shape[1:]))
+        make = spec.make_inputs
+
+        def with_target(batch: int, dims: Any, train: bool, make: Any = make) -> dict[str, Any]:
+            labels = {"_target": torch.zeros(batch, dtype=torch.long, device="meta")} if train else {}
+            return {**make(batch, dims, train), **labels}  # the cross-entropy the real steps train with
+
+        spec.make_inputs = with_target
+        a = assess(spec, train_samples=x.shape[0], batch_size=x.shape[0], hardware="cpu-generic")
+        predicted = estimate(a, req).data["time"]["train_step_seconds"]
+        opt = torch.optim.AdamW(module.parameters(), lr=1e-4)
+
+        def step(module: torch.nn.Module = module, x: torch.Tensor = x, y: torch.Tensor = y,
+                 opt: torch.optim.Optimizer = opt) -> None:
+            opt.zero_grad(set_to_none=True)
+            F.cross_entropy(module(x), y).backward()
+            opt.step()
+
+        for _ in range(2):
+            step()
+        times = []
+        for _ in range(9):
+            t = time.perf_counter()
+            step()
+            times.append(time.perf_counter() - t)
+        measured = statistics.median(times)
+        probes[name] = {"predicted_kernel_seconds": predicted, "measured_seconds": measured}
+    factor = statistics.median(p["predicted_kernel_seconds"] / p["measured_seconds"] for p in probes.values())
+    return min(1.0, max(0.1, factor)), probes
 
 
 def local_id(device: str) -> str:
@@ -58,20 +244,25 @@ def calibrate(device: str = "cpu", progress: ProgressFn | None = None) -> dict[s
     results: dict[str, float] = {}
     matmul: dict[str, float] = {}
     for dtype, name in ((torch.float32, "fp32"), (torch.bfloat16, "bf16")):
-        best = 0.0
-        for n in (512, 1024, 2048):
-            a = torch.randn(n, n, device=device, dtype=dtype)
-            b = torch.randn(n, n, device=device, dtype=dtype)
-            s = _best_seconds(_matmul(a, b), device, 10, budget)
-            best = max(best, 2 * n**3 / s)
-        matmul[name] = best
-        report(f"matmul {name}: {best / 1e12:.3f} TFLOP/s", 0.2 if name == "fp32" else 0.4)
-    # a ResNet-like 3x3 convolution (64 channels, 56 x 56, batch 8): fp32 convolutions run at this rate
-    x = torch.randn(8, 64, 56, 56, device=device)
-    w = torch.randn(64, 64, 3, 3, device=device)
-    s = _best_seconds(lambda: F.conv2d(x, w, padding=1), device, 10, budget)
-    conv = 2 * 8 * 64 * 64 * 9 * 56 * 56 / s
-    report(f"conv fp32: {conv / 1e12:.3f} TFLOP/s", 0.6)
+        shaped: list[float] = []
+        for m, k, n in MATMUL_SHAPES:
+            a = torch.randn(m, k, device=device, dtype=dtype)
+            b = torch.randn(k, n, device=device, dtype=dtype)
+            shaped.append(2 * m * k * n / _best_seconds(_matmul(a, b), device, 5, budget / len(MATMUL_SHAPES)))
+        matmul[name] = statistics.median(shaped)
+        report(f"matmul {name}: {matmul[name] / 1e12:.3f} TFLOP/s (median of {len(shaped)} shapes)",
+               0.2 if name == "fp32" else 0.4)
+    conv_rates: list[float] = []
+    for batch, ch, side, kernel in CONV_SHAPES:
+        x = torch.randn(batch, ch, side, side, device=device)
+        w = torch.randn(ch, ch, kernel, kernel, device=device)
+        gy = torch.randn(batch, ch, side, side, device=device)
+        macs = batch * ch * ch * kernel * kernel * side * side
+        forward, backward = _conv_pair(x, w, gy, kernel)
+        conv_rates.append(2 * macs / _best_seconds(forward, device, 5, budget / 8))
+        conv_rates.append(4 * macs / _best_seconds(backward, device, 5, budget / 8))  # input + weight gradients
+    conv = statistics.median(conv_rates)
+    report(f"conv fp32: {conv / 1e12:.3f} TFLOP/s (median of {len(conv_rates)} forward/backward shapes)", 0.6)
     # streaming bandwidth: a 256 MB copy reads and writes every byte
     src = torch.empty(64 * 2**20, device=device, dtype=torch.float32).fill_(1.0)
     dst = torch.empty_like(src)
@@ -88,7 +279,12 @@ def calibrate(device: str = "cpu", progress: ProgressFn | None = None) -> dict[s
         _sync(device)
         per.append((time.perf_counter() - t) / 2000)
     results["op_overhead_s"] = statistics.median(per)
-    report(f"op overhead: {results['op_overhead_s'] * 1e6:.1f} us", 1.0)
+    report(f"op overhead: {results['op_overhead_s'] * 1e6:.1f} us", 0.85)
+    rates = _op_rates(device)
+    report(f"{len(rates)} element-wise/normalisation ops: {min(rates.values(), default=0):.1f}-"
+           f"{max(rates.values(), default=0):.1f} GB/s", 0.95)
+    optimizer = _optimizer_rate(device, budget)
+    report(f"AdamW step: {optimizer:.1f} GB/s", 1.0)
     if device == "cpu":
         import psutil
 
@@ -97,15 +293,23 @@ def calibrate(device: str = "cpu", progress: ProgressFn | None = None) -> dict[s
     else:
         memory = int(torch.cuda.get_device_properties(0).total_memory)
         name = torch.cuda.get_device_name(0)
-    return {
+    entry: dict[str, Any] = {
         "id": local_id(device), "name": f"{name} (calibrated, {torch.get_num_threads()} threads)",
         "vendor": "local", "kind": "cpu" if device == "cpu" else "gpu", "memory_bytes": memory,
         "memory_bandwidth_gb_s": bandwidth / 1e9,
         # 'tf32' is where fp32 convolutions are timed (section 8 of methodology): here the measured conv rate
         "peak_tflops": {"fp32": matmul["fp32"] / 1e12, "bf16": matmul["bf16"] / 1e12, "tf32": conv / 1e12},
         "tdp_w": None, "gpus_per_node": 1, "calibrated": True, "op_overhead_s": results["op_overhead_s"],
+        "op_gb_s": rates, "optimizer_gb_s": optimizer,
         "source": f"afford calibrate on this machine, {time.strftime('%Y-%m-%d %H:%M')}",
         "source_date": time.strftime("%Y-%m-%d"),
-        "notes": "achieved figures measured by afford calibrate: best of repeated matmuls (512-2048, fp32 and "
-                 "bf16), a 3x3 convolution, a 256 MB copy, and the per-call time of a tiny op",
+        "notes": "achieved figures measured by afford calibrate: the median rate over square and transformer-"
+                 "shaped matmuls (fp32 and bf16) and over ResNet-like convolutions forward and backward, a 256 MB "
+                 "copy, the per-call time of a tiny op, the GB/s of each "
+                 "element-wise/normalisation/random op of a set of probes (op_gb_s) and of an AdamW step; "
+                 "system_efficiency from two probe training steps (a small transformer encoder and conv net)",
     }
+    if device == "cpu":  # the probe networks train on the CPU
+        entry["system_efficiency"], entry["system_probes"] = _system_efficiency(entry)
+        report(f"system efficiency {entry['system_efficiency']:.3f} (probe training steps)", 1.0)
+    return entry
