@@ -30,6 +30,10 @@ def test_calibrate_stores_a_profile_that_assessments_use(home: Path) -> None:
     assert profile["id"] == "cpu-local" and profile["calibrated"]
     assert profile["peak_tflops"]["fp32"] > 0 and profile["memory_bandwidth_gb_s"] > 0
     assert 0 < profile["op_overhead_s"] < 1e-3
+    # per-op rates for the ops that run below copy bandwidth, an AdamW rate and the probe-measured system factor
+    assert {"bernoulli_", "tanh", "gelu", "native_layer_norm"} <= set(profile["op_gb_s"])
+    assert profile["optimizer_gb_s"] > 0 and 0.1 <= profile["system_efficiency"] <= 1.0
+    assert set(profile["system_probes"]) == {"transformer encoder", "conv net"}
     device = Catalog.load().get("cpu-local")
     assert device.peak_flops("fp32") == pytest.approx(profile["peak_tflops"]["fp32"] * 1e12)
     out = runner.invoke(app, ["assess", "torchvision:resnet18", "--train-samples", "8", "--batch-size", "8",
@@ -75,3 +79,23 @@ def test_measure_bad_input(home: Path) -> None:
     assert runner.invoke(app, ["measure", "torchvision:resnet18", "--steps", "0"]).exit_code == 2
     bad = runner.invoke(app, ["measure", "torchvision:resnet18", "--device", "cuda"])
     assert bad.exit_code == 2 and "cuda" in bad.output
+
+
+def test_calibrated_op_rates_price_their_ops() -> None:
+    """A traced op with a calibrated rate costs bytes / its rate (+ the per-op overhead); others stream at the
+    device bandwidth; the system factor divides the whole step."""
+    from afford.counting.profile import PhaseProfile
+    from afford.estimate.timing import Efficiency, phase_seconds
+    from afford.hardware.catalog import _device
+
+    entry = {"id": "probe", "name": "probe", "vendor": "local", "kind": "cpu", "memory_bytes": 2**34,
+             "memory_bandwidth_gb_s": 20.0, "peak_tflops": {"fp32": 0.1}, "calibrated": True,
+             "op_overhead_s": 1e-6, "op_gb_s": {"tanh": 5.0}, "system_efficiency": 0.8}
+    device = _device(entry, "test")
+    phase = PhaseProfile(name="forward")
+    phase.events = {("tanh", 0, 10**9): 2, ("add", 0, 10**9): 1}
+    eff = Efficiency.for_device(device)
+    assert eff.system == 0.8 and eff.scaled("low") is eff
+    total, busy = phase_seconds(phase, device, eff, "fp32")
+    assert total == pytest.approx(2 * (1e9 / 5e9 + 1e-6) + (1e9 / 20e9 + 1e-6))
+    assert busy == 0
