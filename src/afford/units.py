@@ -43,3 +43,16 @@ def count(value: float) -> str:
         if abs(v) >= scale:
             return f"{v / scale:.3g} {suffix}"
     return f"{v:,.0f}"
+
+
+def duration(seconds: float) -> str:
+    """Wall time as people read it: µs and ms under a second, then s, min, h and days."""
+    if 0 < seconds < 1:
+        return f"{seconds * 1e3:.3g} ms" if seconds >= 1e-3 else f"{seconds * 1e6:.3g} µs"
+    if seconds < 120:
+        return f"{seconds:,.1f} s"
+    if seconds < 7200:
+        return f"{seconds / 60:,.1f} min"
+    if seconds < 3 * 86400:
+        return f"{seconds / 3600:,.1f} h"
+    return f"{seconds / 86400:,.1f} days"

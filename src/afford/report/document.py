@@ -154,17 +154,7 @@ def _usd(value: float | None) -> str:
     return "$" + _positional(value, 2)
 
 
-def _duration(seconds: float) -> str:
-    """As the terminal shows durations (s, min, h, days), and milliseconds under a second."""
-    if 0 < seconds < 1:
-        return f"{seconds * 1e3:.3g} ms" if seconds >= 1e-3 else f"{seconds * 1e6:.3g} µs"
-    if seconds < 120:
-        return f"{seconds:,.1f} s"
-    if seconds < 7200:
-        return f"{seconds / 60:,.1f} min"
-    if seconds < 3 * 86400:
-        return f"{seconds / 3600:,.1f} h"
-    return f"{seconds / 86400:,.1f} days"
+_duration = units.duration
 
 
 def _bytes(nbytes: float) -> str:

@@ -179,14 +179,7 @@ def _render_full(data: dict[str, Any], console: Console) -> None:
         console.print(f"[yellow]note:[/yellow] {note}")
 
 
-def _duration(seconds: float) -> str:
-    if seconds < 120:
-        return f"{seconds:,.1f} s"
-    if seconds < 7200:
-        return f"{seconds / 60:,.1f} min"
-    if seconds < 3 * 86400:
-        return f"{seconds / 3600:,.1f} h"
-    return f"{seconds / 86400:,.1f} days"
+_duration = units.duration
 
 
 def _num(value: float) -> str:
