@@ -176,3 +176,14 @@ def test_colours_on_a_terminal_and_off_with_no_color() -> None:
     piped = subprocess.run([sys.executable, "-m", "afford", *args], capture_output=True, text=True, env=env,
                            check=True)
     assert not colour.search(piped.stdout), "no colours when not a terminal"
+
+
+def test_report_suffix_is_checked_before_any_work(tmp_path: Path) -> None:
+    out = runner.invoke(app, ["plan", "torchvision:resnet18", "--train-samples", "10", "--report",
+                              str(tmp_path / "r.pdf")])
+    assert out.exit_code == 2 and "give a .html, .htm or .md file" in out.stderr
+    written = runner.invoke(app, ["assess", "torchvision:resnet18", "--infer-samples", "10", "--report",
+                                  str(tmp_path / "r.html"), "--json"])
+    assert written.exit_code == 0
+    assert json.loads(written.stdout)["report"] == str(tmp_path / "r.html")
+    assert (tmp_path / "r.html").read_text().startswith("<!DOCTYPE html>")

@@ -115,7 +115,14 @@ def _with_job(ctx: typer.Context, command: str) -> dict[str, Any]:
         params = _guarded(lambda: jobfile.merge(params["job"], params, explicit, command))
     if not params.get("model"):
         _fail(f"afford {command}: give MODEL (or a --job file that sets model)")
+    _check_report(params.get("report"))
     return params
+
+
+def _check_report(path: str | None) -> None:
+    """Refuse a --report path with an unknown suffix before any work is done."""
+    if path and Path(path).suffix.lower() not in (".html", ".htm", ".md"):
+        _fail(f"--report {path}: give a .html, .htm or .md file")
 
 
 def _weights_only(p: dict[str, Any]) -> bool:
@@ -384,6 +391,7 @@ def compare_command(
     from afford.decide.compare import compare
     from afford.decide.compare import plot as draw
 
+    _check_report(report)
     result = _guarded(lambda: compare(models, hardware=hardware, count=count, budget_usd=budget_usd,
                                       deadline=deadline, max_kwh=max_kwh, max_co2_kg=max_co2_kg,
                                       hardware_file=hardware_file, train_samples=train_samples, epochs=epochs,
