@@ -125,35 +125,22 @@ def _check_report(path: str | None) -> None:
         _fail(f"--report {path}: give a .html, .htm or .md file")
 
 
-def _weights_only(p: dict[str, Any]) -> bool:
-    """A checkpoint with no config.json beside it: print what its headers tell (parameters, dtypes, the static
-    memory of the job) and say that compute needs the architecture. True when that was the case."""
-    from afford.sources import CHECKPOINT_SUFFIXES
-
-    spec = str(p["model"])
-    if not (spec.lower().endswith(CHECKPOINT_SUFFIXES) or spec.lower().endswith(".index.json")):
-        return False
+def _weights_only(exc: Any, p: dict[str, Any]) -> None:
+    """A checkpoint with no config.json beside it (`checkpoint.NoArchitecture`): print what its headers tell
+    (parameters, dtypes, the static memory of the job) and say that compute needs the architecture."""
     from afford.sources import checkpoint
     from afford.workload import Optimizer, Precision, parse_enum
 
-    try:
-        checkpoint.resolve_path(Path(spec).expanduser(), trust_pickle=p["trust_pickle"],
-                                trust_remote_code=p["trust_remote_code"])
-    except checkpoint.NoArchitecture as exc:
-        info, why = exc.info, str(exc)
-        data = _guarded(lambda: checkpoint.summary(info, parse_enum(Precision, p["precision"], "precision"),
-                                                   parse_enum(Optimizer, p["optimizer"], "optimizer")))
-        data["notes"] = [why]
-        if p["as_json"]:
-            _emit_json(data)
-        else:
-            console = Console()
-            checkpoint.render(data, console)
-            console.print(f"[yellow]note:[/yellow] {why}")
-        return True
-    except AffordError:
-        return False  # the full path below reports it in one line
-    return False
+    info, why = exc.info, str(exc)
+    data = _guarded(lambda: checkpoint.summary(info, parse_enum(Precision, p["precision"], "precision"),
+                                               parse_enum(Optimizer, p["optimizer"], "optimizer")))
+    data["notes"] = [why]
+    if p["as_json"]:
+        _emit_json(data)
+        return
+    console = Console()
+    checkpoint.render(data, console)
+    console.print(f"[yellow]note:[/yellow] {why}")
 
 
 def _write_report(result: Any, path: str | None) -> str | None:
@@ -230,25 +217,34 @@ def assess(
     """Count compute and memory of MODEL for a job, and its time, cost, energy and CO2 on hardware; with a
     budget (or --available), the verdict and the plans that make it affordable."""
     from afford.assess import assess as run
+    from afford.sources.checkpoint import NoArchitecture
 
     p = _with_job(ctx, "assess")
-    if _weights_only(p):
-        return
+
+    def attempt() -> Any:
+        try:
+            return run(
+                p["model"], train_samples=p["train_samples"], epochs=p["epochs"], train_tokens=p["train_tokens"],
+                infer_samples=p["infer_samples"], batch_size=p["batch_size"], seq_len=p["seq_len"],
+                image_size=p["image_size"], precision=p["precision"], optimizer=p["optimizer"],
+                freeze=tuple(p["freeze"] or ()), depth=p["depth"], allow_longer=p["allow_longer"],
+                trust_remote_code=p["trust_remote_code"], allow_hub=p["hub"], hardware=p["hardware"], count=p["count"],
+                nodes=p["nodes"], gpus_per_node=p["gpus_per_node"], parallel=p["parallel"], tp=p["tp"], pp=p["pp"],
+                grad_accum=p["grad_accum"], recompute=p["recompute"], price_per_hour=p["price_per_hour"],
+                region=p["region"], grid_gco2_kwh=p["grid_gco2_kwh"], pue=p["pue"], mfu=p["mfu"],
+                hardware_file=p["hardware_file"], budget_usd=p["budget_usd"], deadline=p["deadline"],
+                max_kwh=p["max_kwh"], max_co2_kg=p["max_co2_kg"], available=p["available"],
+                electricity_usd_kwh=p["electricity_usd_kwh"], task=p["task"], prompt_tokens=p["prompt_tokens"],
+                generate_tokens=p["generate_tokens"], model_options=parse_pairs(p["model_option"] or ()),
+                trust_pickle=p["trust_pickle"])
+        except NoArchitecture as exc:  # weights with no config beside them: the header figures instead
+            return exc
+
     with _working(f"tracing {p['model']} on the meta device"):
-        result = _guarded(lambda: run(
-            p["model"], train_samples=p["train_samples"], epochs=p["epochs"], train_tokens=p["train_tokens"],
-            infer_samples=p["infer_samples"], batch_size=p["batch_size"], seq_len=p["seq_len"],
-            image_size=p["image_size"], precision=p["precision"], optimizer=p["optimizer"],
-            freeze=tuple(p["freeze"] or ()), depth=p["depth"], allow_longer=p["allow_longer"],
-            trust_remote_code=p["trust_remote_code"], allow_hub=p["hub"], hardware=p["hardware"], count=p["count"],
-            nodes=p["nodes"], gpus_per_node=p["gpus_per_node"], parallel=p["parallel"], tp=p["tp"], pp=p["pp"],
-            grad_accum=p["grad_accum"], recompute=p["recompute"], price_per_hour=p["price_per_hour"],
-            region=p["region"], grid_gco2_kwh=p["grid_gco2_kwh"], pue=p["pue"], mfu=p["mfu"],
-            hardware_file=p["hardware_file"], budget_usd=p["budget_usd"], deadline=p["deadline"],
-            max_kwh=p["max_kwh"], max_co2_kg=p["max_co2_kg"], available=p["available"],
-            electricity_usd_kwh=p["electricity_usd_kwh"], task=p["task"], prompt_tokens=p["prompt_tokens"],
-            generate_tokens=p["generate_tokens"], model_options=parse_pairs(p["model_option"] or ()),
-            trust_pickle=p["trust_pickle"]))
+        result = _guarded(attempt)
+    if isinstance(result, NoArchitecture):
+        _weights_only(result, p)
+        return
     data = result.to_dict()
     explained = _explain(data) if p["explain"] else None
     if explained is not None:
