@@ -81,9 +81,6 @@ def _probes(device: str) -> list[Callable[[], Any]]:
     w4, b4 = torch.ones(64, device=device, requires_grad=True), torch.zeros(64, device=device, requires_grad=True)
     rm, rv = torch.zeros(64, device=device), torch.ones(64, device=device)
 
-    def both(out: torch.Tensor, grad: torch.Tensor) -> Callable[[], Any]:
-        return lambda: out.backward(grad)
-
     def run(make: Callable[[], torch.Tensor], grad: torch.Tensor) -> Callable[[], Any]:
         def probe() -> None:
             make().backward(grad)

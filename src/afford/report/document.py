@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from afford import units
 from afford.errors import AffordError, InputError
 from afford.report import plots
+from afford.report.terminal import strategy_words
 
 if TYPE_CHECKING:
     from afford.assess import Assessment
@@ -192,11 +193,7 @@ def _verdict_section(verdict: dict[str, Any] | None, lead: list[Cards | Para]) -
 def _plan_cells(p: dict[str, Any], key: str) -> list[Cell]:
     """One plan as table cells; `key` is the plan's path in to_dict() ('plans.3', 'asked')."""
     s = p["strategy"]
-    savers = ", ".join(x for x, on in (("8-bit Adam", s["optimizer"] == "adam-8bit"),
-                                       ("checkpointing", s["recompute"]), ("CPU offload", s["offload"]),
-                                       ("FP8", s["fp8"])) if on) or "-"
-    layout = f"{s['parallel']}" + (f", tp {s['tp']}" if s["tp"] > 1 else "") + (
-        f", micro {s['micro_batch']} x {s['grad_accum']}" if s["grad_accum"] > 1 else "")
+    savers, layout = strategy_words(s)
     return [f"{s['count']} x {s['device']}" + (" (owned)" if s.get("owned") else ""),
             s["adapter"] + (f" r{s['lora_rank']}" if s.get("lora_rank") and s["adapter"] != "full" else ""),
             s["precision"], savers, layout, _keyed(p, key, "per_device_bytes", _bytes),

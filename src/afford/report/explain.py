@@ -113,6 +113,7 @@ def explain(data: dict[str, Any]) -> list[Explanation]:
                 "C_infer", comp["infer_flops"], "FLOP", "C_infer = M x C_forward",
                 {"M": units.count(comp["infer_samples"]), "C_forward": units.flops(ps["forward_flops"])},
                 [FLOPS_SOURCE], recomputed=comp["infer_samples"] * ps["forward_flops"]))
+    dev_src = _device_source(data["hardware"]["name"]) if "hardware" in data else ""
     states = ("weights_bytes", "gradients_bytes", "master_weights_bytes", "optimizer_bytes")
     parts = {k.removesuffix("_bytes"): units.gib(mem[k]) for k in (*states, "activations_bytes") if mem.get(k)}
     if "per_device_bytes" in mem:
@@ -126,23 +127,22 @@ def explain(data: dict[str, Any]) -> list[Explanation]:
              "layout": f"{hw['parallel']}, dp {hw['dp']}, tp {hw['tp']}, pp {hw['pp']}",
              "usable": f"{units.gib(mem['usable_bytes'])} = {units.gib(mem['device_bytes'])} - "
                        f"{units.gib(RESERVED_BYTES)}"},
-            [MEMORY_SOURCE, ACTIVATION_SOURCE, _device_source(hw["name"]),
+            [MEMORY_SOURCE, ACTIVATION_SOURCE, dev_src,
              "1 GiB reserved for the CUDA context and allocator (estimate/parallel.py RESERVED_BYTES)"]))
     else:
         out.append(Explanation("training peak memory", float(mem["train_peak_bytes"]), "B",
                                "weights + gradients + master + optimizer + peak live activations", parts,
                                [MEMORY_SOURCE, ACTIVATION_SOURCE]))
     if "time" in data:
-        out.extend(_timing(data))
+        out.extend(_timing(data, dev_src))
     return out
 
 
-def _timing(data: dict[str, Any]) -> list[Explanation]:
+def _timing(data: dict[str, Any], dev_src: str) -> list[Explanation]:
     """Time, cost, energy, CO2 and MFU of the training job (and inference time), from the estimate's parts."""
     out: list[Explanation] = []
     hw, t, c, e, co2 = data["hardware"], data["time"], data["cost"], data["energy"], data["co2"]
     count, name = hw["count"], hw["name"]
-    dev_src = _device_source(name)
     if t.get("train_steps"):
         br = t["train_step_breakdown"]
         eff = br["efficiency"]

@@ -62,6 +62,7 @@ def render_summary(data: dict[str, Any], console: Console) -> None:
     if verdict is not None:
         render_verdict(verdict, [], console)
     training = bool(comp["train_samples"])
+    generating = (data.get("generate") or {}).get("flops_per_request") is not None  # --task generate
     t = Table(show_header=False, box=None, padding=(0, 2))
     t.add_column("figure", style="bold")
     t.add_column("value", justify="right")
@@ -70,10 +71,9 @@ def render_summary(data: dict[str, Any], console: Console) -> None:
         t.add_row("compute", units.flops(comp["train_flops"]),
                   f"C_train = {units.count(comp['train_samples'])} samples x (fwd + bwd)")
     if comp["infer_samples"]:
+        each = "requests x (prefill + decode steps)" if generating else "samples x forward"
         t.add_row("compute" if not training else "", units.flops(comp["infer_flops"]),
-                  f"C_infer = {units.count(comp['infer_samples'])} samples x forward"
-                  if (data.get("generate") or {}).get("flops_per_request") is None
-                  else f"C_infer = {units.count(comp['infer_samples'])} requests x (prefill + decode steps)")
+                  f"C_infer = {units.count(comp['infer_samples'])} {each}")
     if not training and not comp["infer_samples"]:
         t.add_row("compute", units.flops(data["per_sample"]["forward_flops"]), "forward per sample")
     if "hardware" in data:
@@ -98,7 +98,7 @@ def render_summary(data: dict[str, Any], console: Console) -> None:
                           f"{tm['infer_samples_per_second']:,.1f} samples/s, {_usd(c.get('infer_usd'))}, "
                           f"{_num(e['infer_kwh'])} kWh")
         elif tm.get("infer_seconds"):
-            per = "requests" if (data.get("generate") or {}).get("flops_per_request") is not None else "samples"
+            per = "requests" if generating else "samples"
             t.add_row("time", _duration(tm["infer_seconds"]), f"{tm['infer_samples_per_second']:,.1f} {per}/s")
             if c.get("infer_usd") is not None:
                 t.add_row("cost", _usd(c["infer_usd"]), f"at {_usd(c['price_per_device_hour'])}/device-hour")
@@ -271,15 +271,21 @@ def render_verdict(verdict: dict[str, Any], plans: list[dict[str, Any]], console
         t.add_column(col)
     for p in plans:
         s = p["strategy"]
-        savers = ", ".join(x for x, on in (("8-bit Adam", s["optimizer"] == "adam-8bit"),
-                                           ("checkpointing", s["recompute"]), ("CPU offload", s["offload"]),
-                                           ("FP8", s["fp8"])) if on) or "-"
-        layout = f"{s['parallel']}" + (f", tp {s['tp']}" if s["tp"] > 1 else "") + (
-            f", micro {s['micro_batch']} x {s['grad_accum']}" if s["grad_accum"] > 1 else "")
+        savers, layout = strategy_words(s)
         t.add_row(f"{s['count']} x {s['device']}", s["adapter"], s["precision"], savers, layout,
                   units.gib(p["per_device_bytes"]), _duration(p["train_seconds"]), _usd(p["cost_usd"]),
                   "yes" if p["feasible"] else ", ".join(p["violations"]) or "no")
     console.print(t)
+
+
+def strategy_words(s: dict[str, Any]) -> tuple[str, str]:
+    """A plan's strategy (its to_dict()) in words: the memory savers it uses, and its layout."""
+    savers = ", ".join(x for x, on in (("8-bit Adam", s["optimizer"] == "adam-8bit"),
+                                       ("checkpointing", s["recompute"]), ("CPU offload", s["offload"]),
+                                       ("FP8", s["fp8"])) if on) or "-"
+    layout = f"{s['parallel']}" + (f", tp {s['tp']}" if s["tp"] > 1 else "") + (
+        f", micro {s['micro_batch']} x {s['grad_accum']}" if s["grad_accum"] > 1 else "")
+    return savers, layout
 
 
 def render_comparison(data: dict[str, Any], console: Console) -> None:
