@@ -3,6 +3,7 @@ time and money on real hardware, and the verdict with the plans that make it aff
 
 from afford.assess import Assessment, assess
 from afford.errors import AffordError
+from afford.report import notebook as _display  # noqa: F401 - fills afford.display's hooks (_repr_html_, ...)
 
 __all__ = ["AffordError", "Assessment", "assess", "compare", "plan"]
 __version__ = "0.1.0"

@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 import afford
 from afford.cli import app
 from afford.errors import ConfigError, UnknownModelError, UnsupportedError
-from afford.sources import keras_src
+from afford.sources import keras as keras_source
 
 runner = CliRunner()
 
@@ -71,7 +71,7 @@ def resnet50() -> dict[str, Any]:
 @pytest.fixture(scope="module")
 def saved(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """A small CNN saved as .keras and legacy .h5, a copy naming an unknown layer class, and a truncated copy."""
-    keras = keras_src._keras()
+    keras = keras_source.load_keras()
     folder = tmp_path_factory.mktemp("keras")
     inputs = keras.Input((32, 32, 3))
     x = keras.layers.Conv2D(8, 3, padding="same", activation="relu", name="conv")(inputs)
@@ -144,9 +144,9 @@ def test_resnet50_params_and_training_trace(resnet50: dict[str, Any]) -> None:
 def test_parameter_counts_equal_keras_published(name: str, published: int) -> None:
     import torch
 
-    spec = keras_src.resolve(name)
+    spec = keras_source.resolve(name)
     module = spec.build(torch.float32, spec.dims(None, None))
-    assert isinstance(module, keras_src.KerasModule)
+    assert isinstance(module, keras_source.KerasModule)
     assert sum(p.numel() for p in module.parameters()) == published
     assert module._keras_model.count_params() == published
     assert spec.metadata["published_params"] == published
@@ -181,7 +181,7 @@ def test_unknown_layer_class_and_truncated_file_are_one_line_errors(saved: dict[
     line = _one_line_error(str(saved["truncated"]), "--train-samples", "10")
     assert "corrupt or truncated" in line
     with pytest.raises(ConfigError, match="MysteryLayer"):
-        keras_src.resolve_path(saved["unknown"])
+        keras_source.resolve_path(saved["unknown"])
 
 
 def test_fixed_input_file_refuses_another_image_size(saved: dict[str, Path]) -> None:
@@ -189,28 +189,28 @@ def test_fixed_input_file_refuses_another_image_size(saved: dict[str, Path]) -> 
 
 
 def test_unknown_name_lists_the_closest_case_insensitively() -> None:
-    assert keras_src.resolve("resnet50").name == "keras:ResNet50"
+    assert keras_source.resolve("resnet50").name == "keras:ResNet50"
     with pytest.raises(UnknownModelError, match="closest: keras:ResNet50"):
-        keras_src.resolve("ResNet5O")
+        keras_source.resolve("ResNet5O")
 
 
 def test_keras_on_another_backend_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
     fake = types.SimpleNamespace(__version__="3.15.1", backend=types.SimpleNamespace(backend=lambda: "jax"))
     monkeypatch.setitem(sys.modules, "keras", fake)
     with pytest.raises(UnsupportedError, match="KERAS_BACKEND=torch"):
-        keras_src.resolve("ResNet50")
+        keras_source.resolve("ResNet50")
 
 
 def test_keras_model_object_is_traced_without_touching_its_weights() -> None:
-    keras = keras_src._keras()
+    keras = keras_source.load_keras()
     inputs = keras.Input((16, 16, 3))
     x = keras.layers.Conv2D(4, 3, name="c")(inputs)  # 'valid': 14x14 outputs
     model = keras.Model(inputs, keras.layers.Dense(6, name="d")(keras.layers.GlobalAveragePooling2D()(x)))
     kernel = model.get_layer("c").kernel.value
     before = kernel.detach().clone()
-    assert keras_src.is_keras_model(model)
+    assert keras_source.is_keras_model(model)
     a = afford.assess(model, train_samples=10)  # the object itself: resolve() sends it to the Keras source
-    assert a.spec.source == keras_src.from_model(model).source
+    assert a.spec.source == keras_source.from_model(model).source
     assert a.trace.params == model.count_params() == (3 * 3 * 3 * 4 + 4) + (4 * 6 + 6)
     assert a.trace.forward.flops == 2 * (14 * 14 * 4 * 3 * 3 * 3 + 4 * 6)
     assert model.get_layer("c").kernel.value is kernel and bool((kernel.detach() == before).all())

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from afford.errors import InputError
+from afford.report import notebook as notebook  # registers the display hooks of afford/display.py
 
 SUFFIXES = {".html": "html", ".htm": "html", ".md": "markdown"}
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import html
 import re
 
-from afford.report.document import STATUS_TEXT, Block, Bullets, Cards, Cell, Document, Figure, Num, Para, Table
+from afford.report.model import STATUS_TEXT, Block, Bullets, Cards, Cell, Document, Figure, Num, Para, Table
 
 # Scoped under .afford-report so the same rules style a page and a notebook cell without touching the notebook.
 CSS = """

@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from urllib.parse import quote
 
-from afford.report.document import STATUS_TEXT, Bullets, Cards, Cell, Document, Figure, Num, Para, Table
+from afford.report.model import STATUS_TEXT, Bullets, Cards, Cell, Document, Figure, Num, Para, Table
 from afford.report.plots import standalone_svg
 
 

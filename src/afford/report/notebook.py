@@ -1,10 +1,15 @@
 """Notebook display: `repr_html` (the HTML report without page chrome, for `_repr_html_`) and `to_dataframe`
-(pandas, an optional dependency): an Assessment's modules, a PlanResult's plans, a Comparison's models."""
+(pandas, an optional dependency): an Assessment's modules, a PlanResult's plans, a Comparison's models.
+
+Importing this module registers them, and the Pareto plot of `afford.decide.compare.plot`, as the display hooks
+of afford/display.py that the result classes call (afford.report imports it; `import afford` imports that)."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
+from afford import display
 from afford.errors import InputError
 
 
@@ -51,3 +56,15 @@ def to_dataframe(obj: Any) -> Any:
     except ImportError:
         raise InputError("to_dataframe needs pandas: pip install pandas (or pip install afford[notebook])") from None
     return pd.DataFrame(rows(obj))
+
+
+def _pareto_plot(c: Any, path: Path) -> Path:
+    """A Comparison's accuracy against cost saved as PNG or SVG (report/plots.py save_pareto)."""
+    from afford.report.plots import save_pareto
+
+    return save_pareto(c, Path(path))
+
+
+display.register("repr_html", repr_html)
+display.register("to_dataframe", to_dataframe)
+display.register("pareto_plot", _pareto_plot)

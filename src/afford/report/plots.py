@@ -11,16 +11,22 @@ from __future__ import annotations
 import io
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from afford.errors import InputError
+from afford.estimate.roofline import Roofline, RooflinePoint
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
 
     from afford.decide.compare import Comparison
+
+__all__ = ["Bar", "Option", "Roofline", "RooflinePoint", "cost_time", "memory_bars", "module_flops", "pareto",
+           "pareto_figure", "roofline", "save_pareto", "standalone_svg", "to_svg"]
 
 # One colour per memory part, in stacking order (matplotlib's tab10, colour-blind safer order first).
 PART_COLOURS = {
@@ -277,31 +283,6 @@ def cost_time(options: Sequence[Option], title: str, budget_usd: float | None = 
 # ---- (4) roofline -----------------------------------------------------------------------------------------------
 
 
-@dataclass
-class RooflinePoint:
-    """An op (or op group) at its arithmetic intensity (FLOPs / byte) and modelled achieved FLOP/s."""
-
-    label: str
-    intensity: float
-    flops_per_s: float
-    share: float  # share of the phase's modelled time, for the marker size
-    series: str = "training step"
-
-
-@dataclass
-class Roofline:
-    """A device's ceilings: peak FLOP/s per number format used, and memory bandwidth (bytes/s), with the
-    achievable fractions the time model applies (matmul, bandwidth)."""
-
-    device: str
-    bandwidth: float
-    peaks: dict[str, float]
-    matmul_fraction: float
-    bandwidth_fraction: float
-    points: list[RooflinePoint] = field(default_factory=list)
-    zero_flop_share: dict[str, float] = field(default_factory=dict)  # series -> share of time in 0-FLOP ops
-
-
 def roofline(r: Roofline, title: str) -> str:
     """Log-log roofline: vendor ceilings (solid), the achievable ones the model uses (dashed), and one dot per
     traced op shape, coloured by op (the ops taking most time named in the legend with their share of the
@@ -403,3 +384,15 @@ def pareto_figure(c: Comparison) -> Figure:
 def pareto(c: Comparison) -> str:
     """`pareto_figure` as inline SVG."""
     return to_svg(pareto_figure(c), "pareto")
+
+
+def save_pareto(c: Comparison, path: Path) -> Path:
+    """`pareto_figure` saved as PNG or SVG (by the file's suffix): what `afford.decide.compare.plot` draws."""
+    if path.suffix.lower() not in (".png", ".svg"):
+        raise InputError(f"--plot {path}: give a .png or .svg file")
+    fig = pareto_figure(c)
+    try:
+        fig.savefig(path)
+    except OSError as exc:
+        raise InputError(f"--plot: cannot write {path}: {exc.strerror or exc}") from None
+    return path
