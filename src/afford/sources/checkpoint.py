@@ -18,11 +18,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from afford import safeio
 from afford.errors import AffordError, ConfigError, InputError
 from afford.estimate.memory import optimizer_state_bytes
 from afford.sources.base import ModelSpec
+from afford.sources.names import shorten
 from afford.workload import Optimizer, Precision
 
+# A sharded index lists every tensor name (a large MoE's index holds ~10 MB of names), so it may be larger than a
+# config: it may take this many times the AFFORD_MAX_FILE_MB cap (safeio).
+INDEX_SIZE_SCALE = 4.0
 # The reference implementation refuses headers over 100 MB (safetensors/src/tensor.rs, MAX_HEADER_SIZE).
 MAX_HEADER_SIZE = 100_000_000
 # Bits per element of every dtype the format defines (safetensors/src/tensor.rs, `Dtype::bitsize`).
@@ -161,6 +166,20 @@ def _what_else(head: bytes) -> str | None:
     return None
 
 
+def sniff(path: Path) -> str | None:
+    """What a regular file holds by its first bytes, whatever its name: 'safetensors', 'zip', 'pickle' (protocol
+    2..5) or another weights format's name; None for anything else (a config, text) or a file not readable."""
+    try:
+        size = safeio.regular_file(path).st_size
+        with open(path, "rb") as f:
+            head = f.read(9)
+    except (InputError, OSError):
+        return None
+    if len(head) == 9 and head[8:9] == b"{" and 0 < struct.unpack("<Q", head[:8])[0] <= min(MAX_HEADER_SIZE, size - 8):
+        return "safetensors"
+    return _what_else(head)
+
+
 def _read_safetensors(path: Path) -> tuple[list[TensorEntry], dict[str, str]]:
     """Tensors and metadata of one safetensors file, reading 8 + N bytes; ConfigError on anything malformed."""
     try:
@@ -191,6 +210,8 @@ def _read_safetensors(path: Path) -> tuple[list[TensorEntry], dict[str, str]]:
         header = json.loads(raw.decode("utf-8"), object_pairs_hook=_no_duplicates)
     except (UnicodeDecodeError, ValueError) as exc:
         raise ConfigError(f"{path}: the safetensors header is not valid JSON ({str(exc).splitlines()[0]})") from None
+    except RecursionError:
+        raise ConfigError(f"{path}: the safetensors header nests too deep to read; not a checkpoint") from None
     if not isinstance(header, dict):
         raise ConfigError(f"{path}: the safetensors header must be a JSON object")
     meta = header.pop("__metadata__", None) or {}
@@ -346,6 +367,7 @@ def _file(path: Path) -> dict[str, Any]:
 def _one(path: Path, trust_pickle: bool) -> tuple[list[TensorEntry], dict[str, Any], str]:
     """One weight file, by content: safetensors when its header parses, else a pickle (read only if trusted).
     A file named like a pickle whose bytes are neither safetensors nor a known format is taken as a pickle."""
+    safeio.regular_file(path)  # a FIFO or a device named .safetensors would block the read below
     try:
         entries, st_meta = _read_safetensors(path)
         return entries, dict(st_meta), "safetensors"
@@ -366,13 +388,8 @@ def _one(path: Path, trust_pickle: bool) -> tuple[list[TensorEntry], dict[str, A
 def _index(path: Path, trust_pickle: bool) -> CheckpointInfo:
     """A sharded checkpoint's index (`*.safetensors.index.json`, `pytorch_model.bin.index.json`): every shard
     read, every weight_map entry found in the shard it names."""
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise InputError(f"cannot read {path}: {exc.strerror or exc}") from None
-    except ValueError as exc:
-        raise ConfigError(f"{path} is not valid JSON ({str(exc).splitlines()[0]})") from None
-    weight_map = data.get("weight_map") if isinstance(data, dict) else None
+    data = safeio.read_json(path, scale=INDEX_SIZE_SCALE)
+    weight_map = data.get("weight_map")
     if not isinstance(weight_map, dict) or not all(isinstance(v, str) for v in weight_map.values()):
         raise ConfigError(f"{path} has no weight_map of tensor name -> shard file; it is not a sharded index")
     entries: list[TensorEntry] = []
@@ -381,7 +398,7 @@ def _index(path: Path, trust_pickle: bool) -> CheckpointInfo:
     held: dict[str, set[str]] = {}
     shard_meta: dict[str, Any] = {}
     for shard in sorted(set(weight_map.values())):
-        shard_path = path.parent / shard
+        shard_path = _inside(path, shard)
         if not shard_path.is_file():
             raise ConfigError(f"{path} names shard {shard}, which is missing")
         got, meta, fmt = _one(shard_path, trust_pickle)
@@ -405,6 +422,16 @@ def _index(path: Path, trust_pickle: bool) -> CheckpointInfo:
         if isinstance(declared.get(key), int) and declared[key] != found:
             info.notes.append(f"the index's {key} ({declared[key]:,} {unit}) differs from the shards' {found:,}")
     return info
+
+
+def _inside(index: Path, shard: str) -> Path:
+    """The shard file an index names, which must lie in the index's own folder (no absolute path, no '..')."""
+    base = index.parent.resolve()
+    target = (base / shard).resolve()
+    if Path(shard).is_absolute() or not target.is_relative_to(base):
+        raise ConfigError(f"{index} names shard {shorten(shard)!r} outside its own folder; shards must lie in the "
+                          "index's folder")
+    return target
 
 
 def weight_files(folder: Path) -> list[Path]:

@@ -25,7 +25,7 @@ from afford.counting.engine import repeated
 from afford.errors import UnknownModelError, WorkloadError
 from afford.sources.base import Dims, ModelKind, ModelSpec
 from afford.sources.building import build_on_meta
-from afford.sources.names import closest
+from afford.sources.names import closest, shorten
 from afford.sources.options import take
 
 CONFIG_DIR = Path(__file__).with_name("diffusers_configs")
@@ -54,7 +54,7 @@ def _lookup(name: str) -> tuple[str, dict[str, Any]]:
         if key == stem.lower() or key in (a.lower() for a in entry.get("aliases", ())):
             return stem, entry
     pool = list_names() + [a for e in catalog().values() for a in e.get("aliases", ())]
-    raise UnknownModelError(f"unknown diffusers model {name!r}; known: {', '.join(list_names())}; closest: "
+    raise UnknownModelError(f"unknown diffusers model {shorten(name)!r}; known: {', '.join(list_names())}; closest: "
                             f"{', '.join(closest(name, pool, n=3))}")
 
 

@@ -22,8 +22,10 @@ from torch import fx, nn
 from torch.utils import _pytree as pytree
 from torch.utils._python_dispatch import TorchDispatchMode, _disable_current_modes
 
+from afford import safeio
 from afford.errors import ConfigError, TraceError, UnsupportedError, WorkloadError
 from afford.sources.base import Dims, ModelKind, ModelSpec, first_tensor
+from afford.sources.names import shorten
 
 INFERENCE_ONLY = "an ONNX graph holds the inference graph only"
 # Sequence length when the graph leaves it dynamic and the user gives none: 512 tokens, the BERT-family maximum
@@ -59,10 +61,7 @@ def _load(path: Path) -> Any:
     import onnx
     from google.protobuf.message import DecodeError
 
-    try:
-        size = path.stat().st_size
-    except OSError as exc:
-        raise ConfigError(f"cannot read {path}: {exc.strerror or exc}") from None
+    size = safeio.regular_file(path).st_size  # FIFOs and devices refused unread; its size is not capped
     if size == 0:
         raise ConfigError(f"{path} is empty, not an ONNX model")
     try:
@@ -110,11 +109,21 @@ def _external(tensor: Any) -> dict[str, str]:
     return {e.key: e.value for e in tensor.external_data}
 
 
+def _resolves_under(target: Path, root: Path) -> bool:
+    """Whether `target`, links followed, lies inside the folder `root` (a name with a NUL byte does not)."""
+    try:
+        return target.resolve().is_relative_to(root)
+    except (OSError, ValueError):
+        return False
+
+
 def _check_external(model: Any, base: Path, path: Path) -> None:
-    """Every externally stored initializer's file exists and holds its bytes (checked by size, not read)."""
+    """Every externally stored initializer's file lies in the model's folder (no absolute location, no '..', no
+    link out of it), is a regular file and holds its bytes (checked by size, not read)."""
     import onnx
 
     sizes: dict[str, int] = {}
+    root = base.resolve()
     for t in model.graph.initializer:
         if t.data_location != onnx.TensorProto.EXTERNAL:
             continue
@@ -122,13 +131,19 @@ def _check_external(model: Any, base: Path, path: Path) -> None:
         location = info.get("location", "")
         if location not in sizes:
             target = base / location
+            if location and (Path(location).is_absolute() or not _resolves_under(target, root)):
+                raise ConfigError(f"{path}: initializer {t.name!r} keeps its weights in {shorten(location)!r}, "
+                                  "outside the model's folder; refused (external data must lie beside the .onnx)")
             if not location or not target.is_file():
-                raise ConfigError(f"{path}: weight file {location!r} of initializer {t.name!r} is missing")
+                raise ConfigError(f"{path}: weight file {shorten(location)!r} of initializer {t.name!r} is missing")
             sizes[location] = target.stat().st_size
-        end = int(info.get("offset", 0) or 0) + int(info.get("length", 0) or 0)
+        try:
+            end = int(info.get("offset", 0) or 0) + int(info.get("length", 0) or 0)
+        except ValueError:
+            raise ConfigError(f"{path}: initializer {t.name!r} has a non-numeric external offset or length") from None
         if end > sizes[location]:
-            raise ConfigError(f"{path}: weight file {location!r} is truncated ({sizes[location]} bytes, initializer "
-                              f"{t.name!r} ends at byte {end})")
+            raise ConfigError(f"{path}: weight file {shorten(location)!r} is truncated ({sizes[location]} bytes, "
+                              f"initializer {t.name!r} ends at byte {end})")
 
 
 def _simplify(model: Any) -> None:

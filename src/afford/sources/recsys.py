@@ -23,7 +23,7 @@ from torch import nn
 from afford.errors import InputError, UnknownModelError
 from afford.sources.base import Dims, ModelKind, ModelSpec
 from afford.sources.building import build_on_meta
-from afford.sources.names import closest
+from afford.sources.names import closest, shorten
 from afford.sources.options import take
 
 # the type of every option a preset may set; the defaults come from the preset
@@ -337,7 +337,7 @@ def resolve(name: str, options: Mapping[str, Any]) -> ModelSpec:
     options = {k: ",".join(map(str, v)) if isinstance(v, list) else v for k, v in (options or {}).items()}
     key = name.strip().lower()
     if key not in presets():
-        raise UnknownModelError(f"unknown recommender recsys:{name}; closest: "
+        raise UnknownModelError(f"unknown recommender recsys:{shorten(name)}; closest: "
                                 f"{', '.join('recsys:' + n for n in closest(key, list_names()))}")
     preset = presets()[key]
     source = f"recsys:{key}"
