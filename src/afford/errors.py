@@ -11,6 +11,38 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+
+# True while the `afford` command line runs: messages then name options as flags (`--batch-size`), and as the
+# Python API's keyword parameters (`batch_size`) otherwise. Set once by the CLI's entry point (`cli_names`).
+_CLI_NAMES: ContextVar[bool] = ContextVar("afford_cli_names", default=False)
+# Parameters whose flag is not the parameter name with dashes.
+_FLAGS = {"allow_hub": "--hub", "model_options": "--model-option", "as_json": "--json"}
+
+
+def flag(name: str) -> str:
+    """The command-line flag of the Python parameter `name` (`batch_size` -> `--batch-size`)."""
+    return _FLAGS.get(name, "--" + name.replace("_", "-"))
+
+
+def opt(name: str) -> str:
+    """How an error message names the option `name` (a Python parameter name): `--batch-size` while the
+    command line runs, `batch_size` when afford is called from Python. Notes in a result do not use it: they
+    are data, and `to_dict()` must equal the CLI's JSON (they name flags, via `flag`)."""
+    return flag(name) if _CLI_NAMES.get() else name
+
+
+@contextmanager
+def cli_names() -> Iterator[None]:
+    """Within this block, `opt` renders command-line flags (the CLI enters it once, in `main`)."""
+    token = _CLI_NAMES.set(True)
+    try:
+        yield
+    finally:
+        _CLI_NAMES.reset(token)
+
 
 class AffordError(Exception):
     """Base of every error afford raises on purpose; its message is one line meant for the user."""

@@ -8,7 +8,8 @@ from typing import TypeVar
 
 import torch
 
-from afford.errors import WorkloadError
+from afford import bounds as b
+from afford.errors import WorkloadError, opt
 
 E = TypeVar("E", bound=enum.StrEnum)
 
@@ -97,30 +98,28 @@ class Workload:
     generate_tokens: int | None = None
 
     def __post_init__(self) -> None:
-        for name in ("train_samples", "train_tokens", "infer_samples", "seq_len", "image_size", "prompt_tokens",
-                     "generate_tokens"):
+        """Every count a positive integer below its stated bound (afford.bounds), epochs finite and positive."""
+        for name, high in (("train_samples", b.MAX_SAMPLES), ("train_tokens", b.MAX_TOKENS),
+                           ("infer_samples", b.MAX_SAMPLES), ("seq_len", b.MAX_SEQ), ("image_size", b.MAX_IMAGE),
+                           ("prompt_tokens", b.MAX_SEQ), ("generate_tokens", b.MAX_SEQ)):
             value = getattr(self, name)
-            if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value <= 0):
-                raise WorkloadError(f"--{name.replace('_', '-')} must be a positive integer, got {value!r}")
-        if not isinstance(self.batch_size, int) or self.batch_size <= 0:
-            raise WorkloadError(f"--batch-size must be a positive integer, got {self.batch_size!r}")
-        if self.batch_size > 1_000_000:
-            raise WorkloadError(f"--batch-size {self.batch_size} is absurd; use at most 1,000,000")
-        if not (self.epochs > 0) or self.epochs > 1e6:
-            raise WorkloadError(f"--epochs must be positive (and below a million), got {self.epochs!r}")
+            if value is not None:
+                b.whole(value, name, high=high, error=WorkloadError)
+        b.whole(self.batch_size, "batch_size", high=b.MAX_BATCH, error=WorkloadError)
+        b.real(self.epochs, "epochs", high=b.MAX_EPOCHS, open_low=True, error=WorkloadError)
         if self.train_samples is not None and self.train_tokens is not None:
-            raise WorkloadError("give --train-samples (with --epochs) or --train-tokens, not both")
-        if self.image_size is not None and self.image_size > 16384:
-            raise WorkloadError(f"--image-size {self.image_size} is beyond 16384 pixels; check the value")
-        if self.seq_len is not None and self.seq_len > 10_000_000:
-            raise WorkloadError(f"--seq-len {self.seq_len} is beyond 10M tokens; check the value")
+            raise WorkloadError(f"give {opt('train_samples')} (with {opt('epochs')}) or {opt('train_tokens')}, "
+                                "not both")
         if self.task is Task.GENERATE:
             if self.prompt_tokens is None or self.generate_tokens is None:
-                raise WorkloadError("--task generate needs --prompt-tokens P and --generate-tokens G")
-            if self.prompt_tokens + self.generate_tokens > 10_000_000:
-                raise WorkloadError("--prompt-tokens + --generate-tokens is beyond 10M tokens; check the values")
+                raise WorkloadError(f"{opt('task')} generate needs {opt('prompt_tokens')} P and "
+                                    f"{opt('generate_tokens')} G")
+            if self.prompt_tokens + self.generate_tokens > b.MAX_SEQ:
+                raise WorkloadError(f"{opt('prompt_tokens')} + {opt('generate_tokens')} is beyond 10M tokens; "
+                                    "check the values")
         elif self.prompt_tokens is not None or self.generate_tokens is not None:
-            raise WorkloadError("--prompt-tokens and --generate-tokens apply to --task generate")
+            raise WorkloadError(f"{opt('prompt_tokens')} and {opt('generate_tokens')} apply to {opt('task')} "
+                                "generate")
 
     @property
     def wants_training(self) -> bool:

@@ -143,3 +143,62 @@ def test_compare_glob_expands_every_classification_model() -> None:
     assert len(names) > 70 and "torchvision:resnet50" in names
     with pytest.raises(Exception, match="matches no model"):
         expand(["torchvision:nothing*"])
+
+
+def _every_plan(d: dict[str, Any]) -> list[dict[str, Any]]:
+    v = d["verdict"]
+    return [p for p in [v["plan"], v.get("minimal_budget_plan"), v.get("minimal_deadline_plan"), *d["plans"],
+                        *v["options"].values()] if p]
+
+
+def test_affordable_resnet18_verdict_names_a_feasible_plan_with_the_assessments_mfu() -> None:
+    """Issue 14: `assess torchvision:resnet18 --train-samples 10 --budget-usd 5 --json` said affordable with an
+    infeasible plan (the plan as asked was never marked) and an MFU of 1.067 against the fp32 peak while the
+    assessment said 0.133 against TF32 (its convolutions run in TF32). One peak per precision, one feasibility."""
+    result = runner.invoke(app, ["assess", "torchvision:resnet18", "--train-samples", "10", "--budget-usd", "5",
+                                 "--json"])
+    assert result.exit_code == 0, result.output
+    d = json.loads(result.stdout)
+    v = d["verdict"]
+    assert v["status"] == "affordable"
+    assert v["plan"]["feasible"] is True and v["plan"]["violations"] == []
+    assert v["plan"]["strategy"]["precision"] == "fp32" and v["plan"]["strategy"]["device"] == "a100-80gb"
+    assert v["plan"]["mfu"] == pytest.approx(d["time"]["train_mfu"], rel=1e-9)
+    assert 0.05 < d["time"]["train_mfu"] < 0.5  # 0.134 when written: a tiny batch-1 CNN step
+    assert d["time"]["mfu_peak_format"] == "tf32+fp32"  # convolutions in TF32, the classifier's matmul in fp32
+    tf32, fp32 = 156e12, 19.5e12  # A100 dense peaks (devices.toml)
+    assert fp32 < d["time"]["mfu_peak_flops_per_second"] <= tf32
+    plans = _every_plan(d)
+    assert len(plans) > 3
+    for p in plans:
+        assert 0 < p["mfu"] <= 1, p
+    lo, hi = d["time"]["train_mfu_range"]
+    assert 0 < lo <= d["time"]["train_mfu"] <= hi <= 1
+
+
+@pytest.mark.parametrize("precision", ["fp16-mixed", "bf16-mixed"])
+def test_the_plan_as_asked_has_the_assessments_mfu_in_every_precision(precision: str) -> None:
+    a = afford.assess("torchvision:resnet18", train_samples=1000, batch_size=32, precision=precision,
+                      budget_usd=50).to_dict()
+    assert a["verdict"]["status"] == "affordable"
+    assert a["verdict"]["plan"]["mfu"] == pytest.approx(a["time"]["train_mfu"], rel=1e-9)
+    assert a["verdict"]["plan"]["feasible"]
+    assert all(0 < p["mfu"] <= 1 for p in _every_plan(a))
+
+
+def test_a_plan_as_asked_that_breaks_the_budget_is_marked_infeasible() -> None:
+    r = plan("torchvision:resnet18", train_samples=10**7, epochs=10, batch_size=64, hardware="a100-80gb",
+             budget_usd=0.01)
+    d = r.to_dict()
+    assert d["verdict"]["status"] != "affordable"
+    assert d["asked"]["feasible"] is False and d["asked"]["violations"] == ["budget"]
+    assert d["verdict"]["plan"] is None or d["verdict"]["plan"]["feasible"]
+
+
+def test_a_batch_larger_than_the_training_set_gets_a_note() -> None:
+    a = afford.assess("torchvision:resnet18", train_samples=10, batch_size=64)
+    assert any("--batch-size 64 is larger than the 10 training samples" in n for n in a.notes)
+    r = plan("torchvision:resnet18", train_samples=10, batch_size=64, budget_usd=5)
+    assert any("larger than the 10 training samples" in n for n in r.to_dict()["notes"])
+    assert not any("larger than" in n for n in afford.assess("torchvision:resnet18", train_samples=64,
+                                                             batch_size=64).notes)

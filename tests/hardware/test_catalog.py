@@ -36,7 +36,7 @@ def test_device_without_a_sourced_peak_is_a_one_line_error() -> None:
     missing = [d for d in builtin() if not d.peak_tflops]
     if not missing:
         pytest.skip("every device has a sourced peak")
-    with pytest.raises(InputError, match="--hardware-file"):
+    with pytest.raises(InputError, match="in a hardware_file entry"):
         afford.assess("torchvision:resnet18", train_samples=10, hardware=missing[0].id)
 
 

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass, field
 
-from afford.errors import InputError
+from afford import bounds as b
+from afford.errors import InputError, opt
 from afford.hardware.catalog import Catalog
 
 _UNITS = {"s": 1, "sec": 1, "m": 60, "min": 60, "h": 3600, "hr": 3600, "d": 86400, "day": 86400,
@@ -13,17 +15,23 @@ _UNITS = {"s": 1, "sec": 1, "m": 60, "min": 60, "h": 3600, "hr": 3600, "d": 8640
 
 
 def parse_duration(text: str) -> float:
-    """'36h', '7d', '90min', '2w', '1.5d' or plain seconds -> seconds (> 0)."""
+    """'36h', '7d', '90min', '2w', '1.5d' or plain seconds -> seconds (finite, > 0, at most a century)."""
     m = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([a-zA-Z]*)\s*", str(text))
     if not m:
-        raise InputError(f"--deadline {text!r} is not a duration; write e.g. 36h, 7d, 90min")
+        raise InputError(f"{opt('deadline')} {b.show(text)} is not a duration; write e.g. 36h, 7d, 90min")
     value, unit = float(m.group(1)), (m.group(2) or "s").lower()
     if unit not in _UNITS:
-        raise InputError(f"--deadline {text!r}: unknown unit {unit!r}; use s, min, h, d or w")
-    seconds = value * _UNITS[unit]
-    if seconds <= 0:
-        raise InputError(f"--deadline must be longer than zero, got {text!r}")
-    return seconds
+        raise InputError(f"{opt('deadline')} {b.show(text)}: unknown unit {unit!r}; use s, min, h, d or w")
+    return deadline_seconds(value * _UNITS[unit], text)
+
+
+def deadline_seconds(seconds: float, given: object) -> float:
+    """A deadline in seconds, finite, above zero and at most a century; else an InputError quoting `given`."""
+    if not isinstance(seconds, (int, float)) or isinstance(seconds, bool) or not math.isfinite(seconds) \
+            or not 0 < seconds <= b.MAX_DEADLINE_S:
+        raise InputError(f"{opt('deadline')} must be longer than zero and at most 100 years (a finite "
+                         f"duration such as 36h or 7d), got {b.show(given)}")
+    return float(seconds)
 
 
 @dataclass(frozen=True)
@@ -45,12 +53,13 @@ def parse_available(text: str, catalog: Catalog) -> list[Owned]:
         try:
             n = int(count) if count else 1
         except ValueError:
-            raise InputError(f"--available {part!r}: the count after ':' must be an integer") from None
-        if n < 1:
-            raise InputError(f"--available {part!r}: the count must be at least 1")
+            raise InputError(f"{opt('available')} {b.show(part)}: the count after ':' must be an integer") from None
+        if not 1 <= n <= b.MAX_DEVICES:
+            raise InputError(f"{opt('available')} {b.show(part)}: the count must be at least 1 and at most "
+                             f"{b.MAX_DEVICES:,}")
         out.append(Owned(device=catalog.get(name).id, count=n))
     if not out:
-        raise InputError("--available needs NAME:COUNT[,NAME:COUNT...], e.g. rtx4090:1")
+        raise InputError(f"{opt('available')} needs NAME:COUNT[,NAME:COUNT...], e.g. rtx4090:1")
     return out
 
 
@@ -65,12 +74,15 @@ class Budget:
     available: tuple[Owned, ...] = field(default_factory=tuple)
 
     def __post_init__(self) -> None:
-        if self.usd is not None and self.usd < 0:
-            raise InputError(f"--budget-usd must be zero or more, got {self.usd}")
-        if self.max_kwh is not None and self.max_kwh <= 0:
-            raise InputError(f"--max-kwh must be positive, got {self.max_kwh}")
-        if self.max_co2_kg is not None and self.max_co2_kg <= 0:
-            raise InputError(f"--max-co2-kg must be positive, got {self.max_co2_kg}")
+        """Every limit a finite number in range (afford.bounds); one-line InputError naming the option."""
+        if self.usd is not None:
+            b.real(self.usd, "budget_usd", high=b.MAX_USD, unit=" USD")
+        if self.deadline_s is not None:
+            deadline_seconds(self.deadline_s, self.deadline_s)
+        if self.max_kwh is not None:
+            b.real(self.max_kwh, "max_kwh", high=b.MAX_KWH, open_low=True, unit=" kWh")
+        if self.max_co2_kg is not None:
+            b.real(self.max_co2_kg, "max_co2_kg", high=b.MAX_CO2_KG, open_low=True, unit=" kg")
 
     @property
     def given(self) -> bool:

@@ -73,15 +73,15 @@ class Comparison:
 
     def _repr_html_(self) -> str:
         """Rich display in Jupyter: the same page as `--report PATH.html`, without the page chrome."""
-        from afford.report.notebook import repr_html
+        from afford.display import render
 
-        return repr_html(self)
+        return str(render("repr_html", self))
 
     def to_dataframe(self) -> Any:
         """A pandas DataFrame of the result's rows (pandas is optional: `pip install afford[notebook]`)."""
-        from afford.report.notebook import to_dataframe
+        from afford.display import render
 
-        return to_dataframe(self)
+        return render("to_dataframe", self)
 
 
 def _row(model: str, a: Assessment, budget: Budget) -> Row:
@@ -143,13 +143,6 @@ def _mark_pareto(rows: list[Row]) -> None:
 
 def plot(c: Comparison, path: Path) -> Path:
     """Accuracy against cost, the Pareto front drawn through, saved as PNG or SVG (by the file's suffix)."""
-    if path.suffix.lower() not in (".png", ".svg"):
-        raise InputError(f"--plot {path}: give a .png or .svg file")
-    from afford.report.plots import pareto_figure
+    from afford.display import render
 
-    fig = pareto_figure(c)
-    try:
-        fig.savefig(path)
-    except OSError as exc:
-        raise InputError(f"--plot: cannot write {path}: {exc.strerror or exc}") from None
-    return path
+    return Path(render("pareto_plot", c, path))

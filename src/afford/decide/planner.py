@@ -23,7 +23,7 @@ from afford.estimate import footprint as fp
 from afford.estimate.job import live_peaks
 from afford.estimate.memory import gradient_share, optimizer_state_bytes
 from afford.estimate.parallel import RESERVED_BYTES, Layout, Parallel, train_memory_per_device
-from afford.estimate.timing import Efficiency, phase_seconds, step_from_times, steps_for
+from afford.estimate.timing import Efficiency, mfu_peak, phase_seconds, step_from_times, steps_for
 from afford.hardware.catalog import Catalog, Device
 from afford.workload import Optimizer, Precision, Workload
 
@@ -113,6 +113,7 @@ class Variant:
     lora_rank: int | None = None
     _times: dict[tuple[str, str, float], tuple[float, float, float, float]] = field(default_factory=dict)
     _optim: dict[tuple[str, str], float] = field(default_factory=dict)
+    _peaks: dict[tuple[str, str], float] = field(default_factory=dict)
 
     def optimizer_bytes(self, optimizer: str, precision: Precision) -> float:
         """Optimizer state of the trainable parameters (memoised: the search asks thousands of times)."""
@@ -121,6 +122,13 @@ class Variant:
             self._optim[key] = optimizer_state_bytes(self.a.trace.param_shapes, Optimizer(optimizer), precision,
                                                      self.a.trace.embedding_params)
         return self._optim[key]
+
+    def peak(self, device: Device, fmt: str) -> float:
+        """The peak FLOP/s the MFU of a training step in format `fmt` is measured against (timing.mfu_peak)."""
+        key = (device.id, fmt)
+        if key not in self._peaks:
+            self._peaks[key] = mfu_peak([self.a.trace.forward, self.a.trace.backward], device, fmt)[0]
+        return self._peaks[key]
 
     def times(self, device: Device, fmt: str, byte_scale: float) -> tuple[float, float, float, float]:
         """Roofline forward/backward seconds (and their compute-bound parts) of one traced batch, with tensor
@@ -214,7 +222,7 @@ def evaluate(v: Variant, device: Device, s: Strategy, samples: float, *, price: 
     live = (fwd * scale * byte_scale, bwd * scale * byte_scale)
     mem = train_memory_per_device(layout, weights=weights, gradients=grads, optimizer=states, live=live)
     fits = mem.total_bytes <= device.memory_bytes - RESERVED_BYTES
-    fmt = _fmt("bf16-mixed" if prec is not Precision.FP32 else "fp32", s.fp8)
+    fmt = _fmt(s.precision, s.fp8)
     t_f, b_f, t_b, b_b = (x * scale for x in v.times(device, fmt, byte_scale))
     eff = Efficiency.for_device(device)
     if v.name == "qlora":
@@ -242,9 +250,11 @@ def evaluate(v: Variant, device: Device, s: Strategy, samples: float, *, price: 
     n_steps = steps_for(samples, s.micro_batch, layout)
     seconds = n_steps * step.step_s
     foot = fp.footprint(device, s.count, seconds, step.busy_fraction, price_per_hour=price, pue=pue, grid_=grid)
-    flops = samples * (a.train_forward_flops + a.backward_flops)
-    peak = device.peak_flops("fp32" if prec is Precision.FP32 else "bf16")
-    mfu = flops / (seconds * s.count * peak) if seconds else 0.0
+    # MFU of a step, as the assessment's: the model FLOPs of the samples one step takes, against the peaks the
+    # roofline above timed each op with
+    step_flops = (a.train_forward_flops + a.backward_flops) * s.micro_batch * layout.grad_accum * layout.dp
+    peak = v.peak(device, fmt)
+    mfu = step_flops / (step.step_s * s.count * peak) if step.step_s else 0.0
     return Plan(strategy=s, cost_usd=foot.usd, train_seconds=seconds, gpu_hours=foot.device_hours,
                 per_device_bytes=mem.total_bytes, device_bytes=device.memory_bytes, fits=fits, kwh=foot.kwh,
                 co2_kg=foot.co2_kg, mfu=mfu)
@@ -311,8 +321,7 @@ def search(vs: list[Variant], budget: Budget, *, catalog: Catalog | None = None,
                                 plans.append(p)
                             break  # the least sharding that fits is enough for this count and tp
     for p in plans:
-        p.violations = _violations(p, budget)
-        p.feasible = p.fits and not p.violations
+        mark(p, budget)
     feasible = [p for p in plans if p.feasible]
     cheapest = min(feasible, key=lambda p: (p.cost_usd or 0.0, p.train_seconds), default=None)
     fastest = min(feasible, key=lambda p: (p.train_seconds, p.cost_usd or 0.0), default=None)
@@ -342,6 +351,13 @@ def _first_fit(v: Variant, device: Device, count: int, tp: int, pp: int, par: st
                 return p
         micro //= 2
     return None
+
+
+def mark(p: Plan, budget: Budget) -> Plan:
+    """Set a plan's violated limits and whether it is feasible (fits in memory and breaks no limit)."""
+    p.violations = _violations(p, budget)
+    p.feasible = p.fits and not p.violations
+    return p
 
 
 def _violations(p: Plan, b: Budget) -> list[str]:

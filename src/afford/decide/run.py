@@ -6,14 +6,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from afford.decide.budget import Budget, parse_available, parse_duration
+from afford import bounds as b
+from afford.assess import batch_note
+from afford.decide.budget import Budget, deadline_seconds, parse_available, parse_duration
 from afford.decide.planner import Plan, PlanSearch, Strategy, Variant, evaluate, search, variants
 from afford.decide.verdict import Verdict, decide
-from afford.errors import InputError
+from afford.errors import InputError, opt
 from afford.estimate import footprint as fp
-from afford.estimate.job import DEFAULT_HARDWARE
+from afford.estimate.job import DEFAULT_HARDWARE, check_rates
 from afford.hardware.catalog import Catalog
 from afford.workload import Optimizer, Precision, Workload, parse_enum
+
+MAX_LORA_RANK = 65536
 
 
 @dataclass
@@ -44,24 +48,23 @@ class PlanResult:
 
     def _repr_html_(self) -> str:
         """Rich display in Jupyter: the same page as `--report PATH.html`, without the page chrome."""
-        from afford.report.notebook import repr_html
+        from afford.display import render
 
-        return repr_html(self)
+        return str(render("repr_html", self))
 
     def to_dataframe(self) -> Any:
         """A pandas DataFrame of the result's rows (pandas is optional: `pip install afford[notebook]`)."""
-        from afford.report.notebook import to_dataframe
+        from afford.display import render
 
-        return to_dataframe(self)
+        return render("to_dataframe", self)
 
 
 def make_budget(*, budget_usd: float | None = None, deadline: str | float | None = None,
                 max_kwh: float | None = None, max_co2_kg: float | None = None, available: str | None = None,
                 catalog: Catalog) -> Budget:
+    """The Budget of a job: a deadline as a duration string ('36h') or seconds; every figure checked there."""
     seconds = None if deadline is None else (parse_duration(deadline) if isinstance(deadline, str)
-                                              else float(deadline))
-    if seconds is not None and seconds <= 0:
-        raise InputError(f"--deadline must be longer than zero, got {deadline!r}")
+                                              else deadline_seconds(deadline, deadline))
     owned = tuple(parse_available(available, catalog)) if available else ()
     return Budget(usd=budget_usd, deadline_s=seconds, max_kwh=max_kwh, max_co2_kg=max_co2_kg, available=owned)
 
@@ -81,20 +84,22 @@ def plan(model: Any, *, train_samples: int | None = None, epochs: float = 1, tra
     from afford.sources import resolve
 
     catalog = Catalog.load(Path(hardware_file) if hardware_file else None)
-    model = resolve(model, trust_remote_code=trust_remote_code, options=model_options, trust_pickle=trust_pickle)
     budget = make_budget(budget_usd=budget_usd, deadline=deadline, max_kwh=max_kwh, max_co2_kg=max_co2_kg,
                          available=available, catalog=catalog)
-    if electricity_usd_kwh is not None and electricity_usd_kwh < 0:
-        raise InputError(f"--electricity-usd-kwh must be zero or more, got {electricity_usd_kwh}")
-    if lora_rank < 1:
-        raise InputError(f"--lora-rank must be a positive integer, got {lora_rank}")
+    check_rates(price_per_hour=price_per_hour, pue=pue, electricity_usd_kwh=electricity_usd_kwh)
+    b.whole(lora_rank, "lora_rank", high=MAX_LORA_RANK)
+    b.whole(max_count, "max_count", high=b.MAX_DEVICES)
+    if count is not None:
+        b.whole(count, "count", high=b.MAX_DEVICES)
     workload = Workload(train_samples=train_samples, epochs=epochs, train_tokens=train_tokens,
                         batch_size=batch_size, seq_len=seq_len, image_size=image_size,
                         precision=parse_enum(Precision, precision, "precision"),
                         optimizer=parse_enum(Optimizer, optimizer, "optimizer"), freeze=tuple(freeze),
                         allow_longer=allow_longer)
     if not workload.wants_training:
-        raise InputError("plan needs a training job: give --train-samples (and --epochs) or --train-tokens")
+        raise InputError(f"plan needs a training job: give {opt('train_samples')} (and {opt('epochs')}) or "
+                         f"{opt('train_tokens')}")
+    model = resolve(model, trust_remote_code=trust_remote_code, options=model_options, trust_pickle=trust_pickle)
     vs = variants(model, workload, adapters=adapters, lora_rank=lora_rank, trust_remote_code=trust_remote_code)
     full = next(v for v in vs if v.name == "full")
     if hardware is not None:
@@ -109,7 +114,7 @@ def plan(model: Any, *, train_samples: int | None = None, epochs: float = 1, tra
                               parallel="dp" if n == 1 else "fsdp", owned=owned)
     grid = fp.grid(region)
     pue_v = pue if pue is not None else fp.default_pue()
-    notes: list[str] = []
+    notes: list[str] = [n for n in (batch_note(full.a),) if n]
     price = price_per_hour if price_per_hour is not None else (0.0 if owned else device.price_usd_per_hour)
     samples = full.a.train_samples_total
     asked = evaluate(full, device, asked_strategy, samples, price=price, grid=grid, pue=pue_v, notes=notes)

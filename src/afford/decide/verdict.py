@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from afford.decide.budget import Budget
-from afford.decide.planner import QUALITY, Plan, PlanSearch, Strategy
+from afford.decide.planner import QUALITY, Plan, PlanSearch, Strategy, mark
 
 
 class Status(enum.StrEnum):
@@ -123,6 +123,7 @@ def decide(asked: Plan, asked_device_name: str, budget: Budget, found: PlanSearc
            trainable: dict[str, tuple[int, int]]) -> Verdict:
     """Compare the job as asked with the budget; if it fails, the cheapest feasible plan; if none, what it
     would take (the smallest budget, the shortest deadline) and with which plan."""
+    mark(asked, budget)  # the verdict may name the job as asked: it is judged like every searched plan
     fails = as_asked_reasons(asked, budget, asked_device_name)
     if not fails:
         return Verdict(status=Status.AFFORDABLE, reasons=margins(asked, budget), plan=asked,

@@ -16,6 +16,7 @@ from functools import cache
 from importlib import resources
 from typing import Any
 
+from afford import bounds as b
 from afford.errors import InputError
 from afford.estimate.timing import factors
 from afford.hardware.catalog import Device
@@ -41,9 +42,8 @@ class Grid:
 def grid(region: str | None = None, gco2_per_kwh: float | None = None) -> Grid:
     """A region's grid intensity, an explicit figure, or the world average (the default)."""
     if gco2_per_kwh is not None:
-        if gco2_per_kwh < 0 or gco2_per_kwh > 2000:
-            raise InputError(f"--grid-gco2-kwh {gco2_per_kwh} is outside 0..2000 gCO2e/kWh")
-        return Grid(id="custom", gco2_per_kwh=float(gco2_per_kwh), source="--grid-gco2-kwh")
+        value = b.real(gco2_per_kwh, "grid_gco2_kwh", high=b.MAX_GRID_GCO2_KWH, unit=" gCO2e/kWh")
+        return Grid(id="custom", gco2_per_kwh=value, source="--grid-gco2-kwh")
     table = grid_table()
     key = (region or table.get("default_region", "world")).strip().lower()
     names: dict[str, dict[str, Any]] = {}

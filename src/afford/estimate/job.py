@@ -6,8 +6,10 @@ import math
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from afford.errors import InputError
+from afford import bounds as b
+from afford.errors import InputError, opt
 from afford.estimate import footprint as fp
+from afford.estimate import timing
 from afford.estimate.memory import gradient_share
 from afford.estimate.parallel import RESERVED_BYTES, Layout, Parallel, train_memory_per_device
 from afford.estimate.timing import Efficiency, phase_seconds, steps_for, train_step
@@ -41,34 +43,44 @@ def request(*, hardware: str | None = None, count: int | None = None, nodes: int
             pue: float | None = None, mfu: float | None = None, recompute: bool = False,
             catalog: Catalog | None = None) -> HardwareRequest:
     """Validate and resolve the hardware options (every bad value is an InputError naming the option)."""
+    check_rates(price_per_hour=price_per_hour, pue=pue, mfu=mfu)
     cat = catalog or Catalog.load()
     device = cat.get(hardware or DEFAULT_HARDWARE)
     per_node = gpus_per_node if gpus_per_node is not None else device.gpus_per_node
-    if per_node is None or per_node < 1:
-        raise InputError(f"--gpus-per-node must be a positive integer, got {per_node!r}")
-    if nodes is not None and nodes < 1:
-        raise InputError(f"--nodes must be a positive integer, got {nodes!r}")
-    if count is not None and count < 1:
-        raise InputError(f"--count must be a positive integer, got {count!r}")
+    b.whole(per_node, "gpus_per_node", high=b.MAX_GPUS_PER_NODE)
+    if nodes is not None:
+        b.whole(nodes, "nodes", high=b.MAX_DEVICES)
+    if count is not None:
+        b.whole(count, "count", high=b.MAX_DEVICES)
     if nodes is not None and count is not None and count != nodes * per_node:
-        raise InputError(f"--count {count} disagrees with --nodes {nodes} x --gpus-per-node {per_node}")
+        raise InputError(f"{opt('count')} {count} disagrees with {opt('nodes')} {nodes} x {opt('gpus_per_node')} "
+                         f"{per_node}")
     total = count if count is not None else (nodes * per_node if nodes is not None else 1)
     try:
-        par = Parallel(parallel.lower())
+        par = Parallel(str(parallel).lower())
     except ValueError:
-        raise InputError(f"unknown --parallel {parallel!r}; choose dp, zero1, zero2, zero3 or fsdp") from None
+        raise InputError(f"unknown {opt('parallel')} {b.show(parallel)}; choose dp, zero1, zero2, zero3 or "
+                         "fsdp") from None
     layout = Layout(count=total, gpus_per_node=min(per_node, total) if nodes is None else per_node,
                     parallel=par, tp=tp, pp=pp, grad_accum=grad_accum)
-    if price_per_hour is not None and (price_per_hour < 0 or price_per_hour > 10_000):
-        raise InputError(f"--price-per-hour must be between 0 and 10,000 USD, got {price_per_hour}")
-    if pue is not None and not 1.0 <= pue <= 3.0:
-        raise InputError(f"--pue must be between 1.0 and 3.0, got {pue}")
-    if mfu is not None and not 0.0 < mfu <= 1.0:
-        raise InputError(f"--mfu must be in (0, 1], got {mfu}")
     price = price_per_hour if price_per_hour is not None else device.price_usd_per_hour
     return HardwareRequest(device=device, layout=layout, price_per_hour=price,
                            grid=fp.grid(region, grid_gco2_kwh), pue=pue if pue is not None else fp.default_pue(),
                            mfu=mfu, recompute=recompute, default_device=hardware is None)
+
+
+def check_rates(*, price_per_hour: float | None = None, pue: float | None = None, mfu: float | None = None,
+                electricity_usd_kwh: float | None = None) -> None:
+    """The rates of a job, each finite and in range when given (the one check of these options, for assess,
+    plan and the API): USD per device-hour, PUE, a fixed MFU, USD per kWh of owned hardware."""
+    if price_per_hour is not None:
+        b.real(price_per_hour, "price_per_hour", high=b.MAX_PRICE_PER_HOUR, unit=" USD")
+    if pue is not None:
+        b.real(pue, "pue", low=b.PUE_RANGE[0], high=b.PUE_RANGE[1])
+    if mfu is not None:
+        b.real(mfu, "mfu", high=1.0, open_low=True)
+    if electricity_usd_kwh is not None:
+        b.real(electricity_usd_kwh, "electricity_usd_kwh", high=b.MAX_ELECTRICITY_USD_KWH, unit=" USD/kWh")
 
 
 @dataclass
@@ -116,16 +128,6 @@ def live_peaks(a: Assessment, recompute: bool, notes: list[str]) -> tuple[float,
     saved = float(t.saved_activations_bytes)
     kept = min(layers * boundary + saved / layers, saved)
     return max(fwd - saved + kept, 0.0), max(bwd - saved + kept, 0.0)
-
-
-def _mfu_format(a: Assessment) -> str:
-    p = a.workload.precision.value
-    if p in ("bf16-mixed", "bf16"):
-        return "bf16"
-    if p == "fp16-mixed":
-        return "fp16"
-    convs = sum(s.flops for op, s in a.trace.forward.by_op.items() if "conv" in op)
-    return "tf32" if convs > a.trace.forward.flops / 2 else "fp32"
 
 
 def generation_seconds(gen: GenerationProfile, device: Device, eff: Efficiency,
@@ -179,17 +181,20 @@ def estimate(a: Assessment, req: HardwareRequest) -> Estimate:
     if req.price_per_hour is None:
         notes.append(f"{dev.id} has no on-demand price in the catalog; give --price-per-hour for dollars")
     if lay.tp > 1 and not a.spec.metadata.get("num_layers"):
-        raise InputError("--tp needs a transformer whose layer count is known (a Hugging Face config)")
+        raise InputError(f"{opt('tp')} needs a transformer whose layer count is known (a Hugging Face config)")
     b, seq = t.batch_size, a.dims.seq_len or 1
     hidden = int(a.spec.metadata.get("hidden_size") or 0)
     tp_bytes = b * seq * hidden * a.workload.precision.compute_dtype.itemsize
-    mfu_peak = dev.peak_flops(_mfu_format(a))
+    # one peak per precision: the peaks the roofline times each op with, for the training step and for inference
+    mfu_peak, mfu_format = timing.mfu_peak([t.forward, t.backward], dev, precision)
+    gen_phases = [] if t.generation is None else [t.generation.prefill, *(p for p, _ in t.generation.steps.values())]
+    infer_peak = timing.mfu_peak(gen_phases or [t.infer], dev, precision)[0]
     out: dict[str, Any] = {}
 
     # ---- training --------------------------------------------------------------------------------------
     samples = a.train_samples_total
     train_flops_per_sample = a.train_forward_flops + a.backward_flops
-    time_out: dict[str, Any] = {"mfu_peak_format": _mfu_format(a)}
+    time_out: dict[str, Any] = {"mfu_peak_format": mfu_format, "mfu_peak_flops_per_second": mfu_peak}
     variants: dict[str, dict[str, float]] = {}
     busy = 0.0
     if t.backward is not None:
@@ -238,7 +243,7 @@ def estimate(a: Assessment, req: HardwareRequest) -> Estimate:
         t_batch, b_busy = phase_seconds(t.infer, dev, base, precision)
         t_batch /= base.system
     if req.mfu is not None:
-        t_batch = (a.flops_per_request if gen is not None else a.forward_flops) * b / (mfu_peak * req.mfu)
+        t_batch = (a.flops_per_request if gen is not None else a.forward_flops) * b / (infer_peak * req.mfu)
     infer_samples = a.workload.infer_samples or 0
     infer_batches = math.ceil(infer_samples / (b * lay.count)) if infer_samples else 0
     sys_lo, sys_hi = base.scaled("low").system, base.scaled("high").system

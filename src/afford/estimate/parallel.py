@@ -13,7 +13,8 @@ import enum
 import math
 from dataclasses import dataclass
 
-from afford.errors import InputError
+from afford import bounds as b
+from afford.errors import InputError, opt
 
 # CUDA context, cuBLAS/cuDNN workspaces and allocator fragmentation are not in the trace; a device is said to
 # fit a job only if the job leaves this much free (PyTorch's CUDA context alone takes 0.3-1 GB depending on
@@ -55,14 +56,11 @@ class Layout:
     grad_accum: int = 1
 
     def __post_init__(self) -> None:
-        for name in ("count", "gpus_per_node", "tp", "pp", "grad_accum"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise InputError(f"--{name.replace('_', '-')} must be a positive integer, got {value!r}")
-        if self.count > 1_000_000:
-            raise InputError(f"{self.count} devices is absurd; use at most 1,000,000")
+        for name, high in (("count", b.MAX_DEVICES), ("gpus_per_node", b.MAX_GPUS_PER_NODE),
+                           ("tp", b.MAX_DEVICES), ("pp", b.MAX_DEVICES), ("grad_accum", b.MAX_GRAD_ACCUM)):
+            b.whole(getattr(self, name), name, high=high)
         if self.count % (self.tp * self.pp):
-            raise InputError(f"--tp {self.tp} x --pp {self.pp} = {self.tp * self.pp} does not divide "
+            raise InputError(f"{opt('tp')} {self.tp} x {opt('pp')} {self.pp} = {self.tp * self.pp} does not divide "
                              f"{self.count} devices")
         if self.count > self.gpus_per_node and self.count % self.gpus_per_node:
             raise InputError(f"{self.count} devices do not fill whole nodes of {self.gpus_per_node}")
@@ -79,6 +77,13 @@ class Layout:
     def model_split(self) -> int:
         """Devices one copy of the model is split over (tensor x pipeline)."""
         return self.tp * self.pp
+
+    @property
+    def activation_scale(self) -> float:
+        """Share of one device's live activations each device holds: split over tp, with the 1F1B schedule
+        keeping up to `pp` micro-batches in flight on the first pipeline stage."""
+        in_flight = min(self.pp, self.grad_accum) if self.pp > 1 else 1
+        return in_flight / self.tp / self.pp
 
     def tp_crosses_nodes(self) -> bool:
         return self.tp > self.gpus_per_node
@@ -120,8 +125,7 @@ def train_memory_per_device(layout: Layout, *, weights: float, gradients: float,
     w = weights / split / (layout.dp if layout.parallel.shards_parameters else 1)
     g = gradients / split / (layout.dp if layout.parallel.shards_gradients else 1)
     o = optimizer / split / (layout.dp if layout.parallel.shards_optimizer else 1)
-    in_flight = min(layout.pp, layout.grad_accum) if layout.pp > 1 else 1
-    act_scale = in_flight / layout.tp / layout.pp
+    act_scale = layout.activation_scale
     fwd, bwd = live[0] * act_scale, live[1] * act_scale
     peak = max(fwd, bwd + g, g)
     return DeviceMemory(weights_bytes=w, gradients_bytes=g, optimizer_bytes=o, activations_bytes=peak - g,

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 import tomllib
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cache
 from importlib import resources
@@ -94,29 +95,63 @@ def compute_format(precision: str, op: str) -> str:
     return "tf32" if op in _CONV_OPS else "fp32"
 
 
+def mfu_peak(phases: Sequence[PhaseProfile | None], device: Device, precision: str) -> tuple[float, str]:
+    """The dense peak (FLOP/s) that MFU is measured against, and its format: each counted op at the peak of the
+    format it runs in (`compute_format`, the same peaks the roofline times it with), as a FLOP-weighted harmonic
+    mean. Every op's time is at least flops / its peak, so achieved FLOP/s / this peak never exceeds 1."""
+    flops = ideal = 0.0
+    by_format: dict[str, float] = {}
+    for phase in phases:
+        for (op, op_flops, _), calls in (phase.events.items() if phase is not None else ()):
+            if op_flops:
+                fmt = compute_format(precision, op)
+                flops += calls * op_flops
+                ideal += calls * op_flops / device.peak_flops(fmt)
+                by_format[fmt] = by_format.get(fmt, 0.0) + calls * op_flops
+    if not ideal:
+        fmt = compute_format(precision, "mm")
+        return device.peak_flops(fmt), fmt
+    return flops / ideal, "+".join(sorted(by_format, key=lambda f: -by_format[f]))
+
+
+class OpClock:
+    """The per-op roofline of one device, efficiency and precision (the rule `phase_seconds` sums): `seconds`
+    of one call of an op and its compute-bound part, `overhead` the launch time each call adds.
+    `byte_scale` rescales tensor bytes to another element size than the trace's (e.g. fp32 -> bf16: 0.5)."""
+
+    def __init__(self, device: Device, eff: Efficiency, precision: str, byte_scale: float = 1.0) -> None:
+        self.device, self.eff, self.precision = device, eff, precision
+        self.bandwidth = device.memory_bandwidth_gb_s * 1e9 * eff.bandwidth / byte_scale
+        self.overhead = float(device.extra.get("op_overhead_s", 0.0))  # measured by afford calibrate
+        # a calibrated profile's measured GB/s per op (random numbers, transcendental and normalisation ops run
+        # below the copy bandwidth on CPUs); every other op streams at the device bandwidth
+        self.rates = {op: float(r) * 1e9 * eff.bandwidth / byte_scale
+                      for op, r in device.extra.get("op_gb_s", {}).items()}
+
+    def seconds(self, op: str, flops: float, nbytes: float) -> tuple[float, float]:
+        """(time of one call without the overhead, its compute-bound part): max(compute, memory) per op."""
+        t_mem = nbytes / self.rates.get(op, self.bandwidth)
+        if not flops:
+            return t_mem, 0.0
+        fmt = compute_format(self.precision, op)
+        fraction = self.eff.matmul_fp8 if fmt == "fp8" and self.eff.matmul_fp8 else self.eff.matmul
+        t_cmp = flops / (self.device.peak_flops(fmt) * fraction)
+        return max(t_cmp, t_mem), t_cmp
+
+
 def phase_seconds(phase: PhaseProfile | None, device: Device, eff: Efficiency, precision: str,
                   byte_scale: float = 1.0) -> tuple[float, float]:
     """Roofline time of a traced phase on one device, and the part of it that is compute-bound work.
     `byte_scale` rescales tensor bytes to another element size than the trace's (e.g. fp32 -> bf16: 0.5)."""
     if phase is None:
         return 0.0, 0.0
-    bw = device.memory_bandwidth_gb_s * 1e9 * eff.bandwidth / byte_scale
-    overhead = float(device.extra.get("op_overhead_s", 0.0))  # measured by afford calibrate
-    # a calibrated profile's measured GB/s per op (random numbers, transcendental and normalisation ops run below
-    # the copy bandwidth on CPUs); every other op streams at the device bandwidth
-    rates = {op: float(r) * 1e9 * eff.bandwidth / byte_scale for op, r in device.extra.get("op_gb_s", {}).items()}
+    clock = OpClock(device, eff, precision, byte_scale)
     total = busy = 0.0
     for (op, flops, nbytes), calls in phase.events.items():
-        t_mem = nbytes / rates.get(op, bw)
+        t, t_cmp = clock.seconds(op, flops, nbytes)
         if flops:
-            fmt = compute_format(precision, op)
-            fraction = eff.matmul_fp8 if fmt == "fp8" and eff.matmul_fp8 else eff.matmul
-            t_cmp = flops / (device.peak_flops(fmt) * fraction)
-            t = max(t_cmp, t_mem)
             busy += calls * t_cmp
-        else:
-            t = t_mem
-        total += calls * (t + overhead)
+        total += calls * (t + clock.overhead)
     return total, busy
 
 

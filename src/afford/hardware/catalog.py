@@ -14,7 +14,8 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from afford.errors import ConfigError, InputError
+from afford.bounds import show, within
+from afford.errors import ConfigError, InputError, opt
 from afford.sources.names import closest
 
 PRECISIONS = ("fp32", "tf32", "bf16", "fp16", "fp8", "int8", "fp4")
@@ -54,7 +55,7 @@ class Device:
             if key in self.peak_tflops:
                 return self.peak_tflops[key] * 1e12
         raise InputError(f"{self.id} has no published {fmt} (or wider) peak in the catalog; give one in a "
-                         "--hardware-file entry")
+                         f"{opt('hardware_file')} entry")
 
     def has_format(self, fmt: str) -> bool:
         return fmt in self.peak_tflops
@@ -68,6 +69,14 @@ class Device:
 
 
 _FIELDS = {f.name for f in dataclasses.fields(Device)}
+# Ranges of a device's figures (a hardware file's NaN, inf or absurd values are refused where they are read),
+# and of the measured figures `afford calibrate` adds (kept in `extra`).
+MAX_PEAK_TFLOPS = 1e6
+_RANGES = {"memory_bytes": (0.0, 2.0**50), "memory_bandwidth_gb_s": (0.0, 1e6), "tdp_w": (0.0, 1e5),
+           "intra_node_gb_s": (0.0, 1e6), "inter_node_gb_s": (0.0, 1e6), "price_usd_per_hour": (0.0, 10_000.0),
+           "op_overhead_s": (0.0, 1.0), "optimizer_gb_s": (0.0, 1e6), "system_efficiency": (0.0, 10.0)}
+_POSITIVE = ("memory_bytes", "memory_bandwidth_gb_s", "optimizer_gb_s", "system_efficiency")
+
 _REQUIRED = ("id", "memory_bytes", "memory_bandwidth_gb_s")
 
 
@@ -89,15 +98,26 @@ def _device(entry: dict[str, Any], where: str) -> Device:
         if fmt not in PRECISIONS:
             raise ConfigError(f"{where}: device {known['id']!r}: unknown number format {fmt!r} in peak_tflops "
                               f"(use {', '.join(PRECISIONS)})")
-        if not isinstance(value, (int, float)) or value <= 0:
-            raise ConfigError(f"{where}: device {known['id']!r}: peak_tflops.{fmt} must be a positive number")
-    for key in ("memory_bytes", "memory_bandwidth_gb_s", "tdp_w", "intra_node_gb_s", "inter_node_gb_s",
-                "price_usd_per_hour"):
-        value = known.get(key)
-        if value is not None and (not isinstance(value, (int, float)) or isinstance(value, bool) or value < 0):
-            raise ConfigError(f"{where}: device {known['id']!r}: {key} must be a non-negative number, got {value!r}")
-    if known["memory_bytes"] <= 0 or known["memory_bandwidth_gb_s"] <= 0:
-        raise ConfigError(f"{where}: device {known['id']!r}: memory and bandwidth must be positive")
+        if within(value, 0.0, MAX_PEAK_TFLOPS, open_low=True) is None:
+            raise ConfigError(f"{where}: device {known['id']!r}: peak_tflops.{fmt} must be a finite, positive number "
+                              f"of at most {MAX_PEAK_TFLOPS:,.0f}, got {show(value)}")
+    figures = {**known, **extra}
+    for key, (low, high) in _RANGES.items():
+        value = figures.get(key)
+        if value is None and key not in _REQUIRED:
+            continue
+        if within(value, low, high, open_low=key in _POSITIVE) is None:
+            what = "positive" if key in _POSITIVE else "non-negative"
+            raise ConfigError(f"{where}: device {known['id']!r}: {key} must be a finite, {what} number of at most "
+                              f"{high:,.0f}, got {show(value)}")
+    rates = extra.get("op_gb_s", {})
+    if not isinstance(rates, dict) or any(within(r, 0.0, 1e6, open_low=True) is None for r in rates.values()):
+        raise ConfigError(f"{where}: device {known['id']!r}: op_gb_s must be a table of op = GB/s, each a finite "
+                          "number above 0")
+    gpn = known.get("gpus_per_node", 8)
+    if not isinstance(gpn, int) or isinstance(gpn, bool) or not 1 <= gpn <= 1024:
+        raise ConfigError(f"{where}: device {known['id']!r}: gpus_per_node must be an integer from 1 to 1024, "
+                          f"got {show(gpn)}")
     return Device(**known, extra=extra)
 
 
@@ -110,17 +130,18 @@ def builtin() -> tuple[Device, ...]:
 
 def read_user_file(path: Path) -> list[dict[str, Any]]:
     """Device entries from a user TOML or YAML file (`[[device]]` tables, or a `device:` list)."""
-    try:
-        raw = path.read_bytes()
-    except OSError as exc:
-        raise ConfigError(f"cannot read hardware file {path}: {exc.strerror or exc}") from None
+    from afford import safeio
+
+    text = safeio.read_text(path, "hardware file")  # a regular file of bounded size, UTF-8
     try:
         if path.suffix.lower() in (".yaml", ".yml"):
             import yaml
 
-            data = yaml.safe_load(raw.decode("utf-8"))
+            data = yaml.safe_load(text)
         else:
-            data = tomllib.loads(raw.decode("utf-8"))
+            data = tomllib.loads(text)
+    except RecursionError:
+        raise ConfigError(f"{path}: nests too deep to read; not a hardware file") from None
     except Exception as exc:  # noqa: BLE001 - parser errors of either format become one line
         raise ConfigError(f"{path}: not valid {path.suffix.lstrip('.') or 'TOML'}: "
                           f"{str(exc).splitlines()[0]}") from None
