@@ -8,16 +8,52 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 
-from afford.cli import AsJson, ImageSize, ModelArg, Optim, SeqLen, _emit_json, _fail, _guarded, _remember, app
+from afford import cli
+from afford.cli import (
+    AsJson,
+    Available,
+    BudgetUsd,
+    Count,
+    Deadline,
+    Electricity,
+    Epochs,
+    Force,
+    HardwareFile,
+    ImageSize,
+    Job,
+    JobModelArg,
+    MaxCo2,
+    MaxKwh,
+    ModelOption,
+    Optim,
+    PricePerHour,
+    Region,
+    Report,
+    SeqLen,
+    TrainSamples,
+    TrainTokens,
+    TrustCode,
+    TrustPickle,
+    _emit_json,
+    _fail,
+    _guarded,
+    _remember,
+    _with_job,
+    app,
+)
+from afford.sources.options import parse_pairs
+from afford.units import duration
 
 
 @app.command("calibrate")
 def calibrate_command(
     device: Annotated[str, typer.Option(help="cpu | cuda")] = "cpu",
+    quick: Annotated[bool, typer.Option(help="fewer shapes, repeats and probe steps: faster, a rougher profile "
+                                             "(what `afford measure` runs when there is none)")] = False,
     as_json: AsJson = False,
 ) -> None:
     """Measure this machine's matmul and convolution throughput, memory bandwidth and per-op overhead, and keep
-    them as the calibrated profile `cpu-local` (or `cuda-local`) that later assessments can use."""
+    them as the calibrated profile `cpu-local` (or `cuda-local`) that later assessments and `afford measure` use."""
     from rich.progress import Progress
 
     from afford.measure.calibrate import calibrate
@@ -26,11 +62,11 @@ def calibrate_command(
     with Progress(transient=True, console=Console(stderr=True)) as bar:
         task = bar.add_task("calibrating", total=1.0)
         profile = _guarded(lambda: calibrate(device, lambda what, frac: bar.update(task, completed=frac,
-                                                                                      description=what)))
+                                                                                      description=what), quick=quick))
 
     def save() -> int:
         with Store() as store:
-            return store.add("calibration", profile["id"], {"device": device}, profile)
+            return store.add("calibration", profile["id"], {"device": device, "quick": quick}, profile)
 
     record = _guarded(save)
     if as_json:
@@ -43,52 +79,186 @@ def calibrate_command(
                     f"--hardware {profile['id']})")
 
 
+def _option(name: str) -> Any:
+    """The typer option `afford assess` declares for its parameter `name`: measure takes the same flags, with
+    the same help, from that one declaration."""
+    from typing import get_type_hints
+
+    return get_type_hints(cli.assess, include_extras=True)[name].__metadata__[0]
+
+
+# The options assess declares in its own signature, shared with measure (the others come from cli's top).
+InferSamples = Annotated[int | None, _option("infer_samples")]
+BatchSize = Annotated[int, _option("batch_size")]
+Precision = Annotated[str, _option("precision")]
+Freeze = Annotated[list[str] | None, _option("freeze")]
+Depth = Annotated[int, _option("depth")]
+AllowLonger = Annotated[bool, _option("allow_longer")]
+TrustRemoteCode = Annotated[bool, _option("trust_remote_code")]
+Hub = Annotated[bool, _option("hub")]
+Nodes = Annotated[int | None, _option("nodes")]
+GpusPerNode = Annotated[int | None, _option("gpus_per_node")]
+Parallel = Annotated[str, _option("parallel")]
+Tp = Annotated[int, _option("tp")]
+Pp = Annotated[int, _option("pp")]
+GradAccum = Annotated[int, _option("grad_accum")]
+Recompute = Annotated[bool, _option("recompute")]
+GridIntensity = Annotated[float | None, _option("grid_gco2_kwh")]
+Pue = Annotated[float | None, _option("pue")]
+Mfu = Annotated[float | None, _option("mfu")]
+Task = Annotated[str, _option("task")]
+PromptTokens = Annotated[int | None, _option("prompt_tokens")]
+GenerateTokens = Annotated[int | None, _option("generate_tokens")]
+Explain = Annotated[bool, _option("explain")]
+Verbose = Annotated[bool, _option("verbose")]
+
+# assess options that do not apply to one process on this one device: accepted (a copied assess command runs)
+# and reported as ignored in a note
+IGNORED = ("depth", "count", "nodes", "gpus_per_node", "parallel", "tp", "pp", "recompute", "price_per_hour",
+           "region", "grid_gco2_kwh", "pue", "mfu", "budget_usd", "deadline", "max_kwh", "max_co2_kg", "available",
+           "electricity_usd_kwh", "report", "force", "explain", "verbose")
+
+
 @app.command("measure")
 def measure_command(
-    model: ModelArg,
-    steps: Annotated[int, typer.Option(help="timed training steps and inference batches")] = 5,
-    device: Annotated[str, typer.Option(help="cpu | cuda")] = "cpu",
-    batch_size: Annotated[int, typer.Option(help="samples per step")] = 1,
+    ctx: typer.Context,
+    model: JobModelArg = None,
+    steps: Annotated[int, typer.Option(help="timed training steps and inference batches (1-1000)")] = 5,
+    device: Annotated[str, typer.Option(help="cpu | cuda | cuda:N")] = "cpu",
+    hardware: Annotated[str | None, typer.Option(
+        help="device to predict for (default: this machine's calibration; a catalog id compares two devices)")]
+    = None,
+    calibrate: Annotated[str, typer.Option(
+        help="with no stored calibration of this machine: quick (calibrate first, a few seconds; stored) | full | "
+             "no (refuse and name the command)")] = "quick",
+    train_samples: TrainSamples = None,
+    epochs: Epochs = 1.0,
+    train_tokens: TrainTokens = None,
+    infer_samples: InferSamples = None,
+    batch_size: BatchSize = 1,
     seq_len: SeqLen = None,
     image_size: ImageSize = None,
-    precision: Annotated[str, typer.Option(help="fp32 | fp16-mixed | bf16-mixed | bf16")] = "fp32",
+    precision: Precision = "fp32",
     optimizer: Optim = "adamw",
-    hardware: Annotated[str | None, typer.Option(help="profile to predict with (default: the calibrated one)")] = None,
+    freeze: Freeze = None,
+    grad_accum: GradAccum = 1,
+    allow_longer: AllowLonger = False,
+    trust_remote_code: TrustRemoteCode = False,
+    hub: Hub = False,
+    task: Task = "auto",
+    prompt_tokens: PromptTokens = None,
+    generate_tokens: GenerateTokens = None,
+    model_option: ModelOption = None,
+    trust_pickle: TrustPickle = False,
+    hardware_file: HardwareFile = None,
+    depth: Depth = 2,
+    count: Count = None,
+    nodes: Nodes = None,
+    gpus_per_node: GpusPerNode = None,
+    parallel: Parallel = "dp",
+    tp: Tp = 1,
+    pp: Pp = 1,
+    recompute: Recompute = False,
+    price_per_hour: PricePerHour = None,
+    region: Region = None,
+    grid_gco2_kwh: GridIntensity = None,
+    pue: Pue = None,
+    mfu: Mfu = None,
+    budget_usd: BudgetUsd = None,
+    deadline: Deadline = None,
+    max_kwh: MaxKwh = None,
+    max_co2_kg: MaxCo2 = None,
+    available: Available = None,
+    electricity_usd_kwh: Electricity = None,
+    job: Job = None,
+    trust_code: TrustCode = False,
+    report: Report = None,
+    force: Force = False,
+    explain: Explain = False,
     as_json: AsJson = False,
+    verbose: Verbose = False,
 ) -> None:
-    """Run real training steps and inference batches here and compare them with afford's prediction."""
+    """Run real training steps and inference batches here and compare them with afford's prediction for this
+    machine; takes assess's job options (the hardware, price and budget ones are reported as ignored)."""
     from rich.progress import Progress
 
     from afford.measure.run import measure
 
+    p = _with_job(ctx, "measure")
+    ignored = _ignored(ctx, p)
+    typed = getattr(ctx.get_parameter_source("hardware"), "name", "") in ("COMMANDLINE", "ENVIRONMENT")
+    if p["hardware"] is not None and not typed:  # a job file's target device: measure predicts for this machine
+        ignored.append(f"the job file's hardware device {p['hardware']} (type --hardware to predict for it)")
+        p["hardware"] = None
     with Progress(transient=True, console=Console(stderr=True)) as bar:
-        task = bar.add_task("preparing", total=None)
+        task_id = bar.add_task("preparing", total=None)
 
         def tick(what: str, i: int, n: int) -> None:
-            bar.update(task, description=what, completed=i, total=n)
+            bar.update(task_id, description=what, completed=i, total=n)
 
-        result = _guarded(lambda: measure(model, steps=steps, device=device, batch_size=batch_size,
-                                          seq_len=seq_len, image_size=image_size, precision=precision,
-                                          optimizer=optimizer, hardware=hardware, progress=tick))
+        def announce(message: str) -> None:
+            bar.console.print(f"afford: {message}", markup=False, highlight=False, soft_wrap=True)
+            bar.update(task_id, description="calibrating this machine")
+
+        result = _guarded(lambda: measure(
+            p["model"], steps=p["steps"], device=p["device"], batch_size=p["batch_size"], seq_len=p["seq_len"],
+            image_size=p["image_size"], precision=p["precision"], optimizer=p["optimizer"], hardware=p["hardware"],
+            train_samples=p["train_samples"], epochs=p["epochs"], train_tokens=p["train_tokens"],
+            infer_samples=p["infer_samples"], freeze=tuple(p["freeze"] or ()), grad_accum=p["grad_accum"],
+            allow_longer=p["allow_longer"], trust_remote_code=p["trust_remote_code"], allow_hub=p["hub"],
+            task=p["task"], prompt_tokens=p["prompt_tokens"], generate_tokens=p["generate_tokens"],
+            model_options=parse_pairs(p["model_option"] or ()), trust_pickle=p["trust_pickle"],
+            hardware_file=p["hardware_file"], calibration=p["calibrate"], announce=announce, progress=tick))
+    if ignored:
+        result.notes.append(f"ignored by afford measure (one process on this one device; no prices, budgets or "
+                            f"reports): {', '.join(ignored)}; `afford assess` takes them")
     data = result.to_dict()
-    _remember("measurement", result.model, {"model": model, "argv": sys.argv[1:]}, data)
-    if as_json:
+    _remember("measurement", result.model, {"model": p["model"], "argv": sys.argv[1:]}, data)
+    if p["as_json"]:
         _emit_json(data)
         return
+    _render_measurement(result)
+
+
+def _ignored(ctx: typer.Context, p: dict[str, Any]) -> list[str]:
+    """The assess options given (on the command line or in --job) that a local measurement does not use."""
+    out = []
+    for param in ctx.command.params:
+        name = param.name or ""
+        if name in IGNORED and p.get(name) not in (None, False, param.default):
+            flag = max(param.opts, key=len)
+            out.append(flag if isinstance(p[name], bool) else f"{flag} {p[name]}")
+    return out
+
+
+def _render_measurement(result: Any) -> None:
+    """The measured-against-predicted table, the peak-memory method and the notes."""
     from rich.table import Table
 
-    table = Table(title=f"{result.model} on {device}: measured vs predicted ({result.hardware})", header_style="bold")
+    table = Table(title=f"{result.model} on {result.device}: measured vs predicted ({result.hardware})",
+                  header_style="bold")
     for col in ("figure", "measured", "predicted", "error"):
         table.add_column(col, justify="left" if col == "figure" else "right")
-    err = result.error_pct
-    for key, label in (("train_step_seconds", "training step"), ("infer_batch_seconds", "inference batch")):
-        table.add_row(label, f"{result.measured[key]:.3f} s", f"{result.predicted[key]:.3f} s", f"{err[key]:+.1f}%")
-    table.add_row("peak memory", f"{result.measured['peak_bytes'] / 2**20:,.0f} MiB",
-                  f"{result.predicted['peak_bytes'] / 2**20:,.0f} MiB", f"{err['peak_bytes']:+.1f}%")
-    Console().print(table)
-    Console().print(f"[dim]peak memory: {result.peak_method}[/dim]")
+    err, m, pr = result.error_pct, result.measured, result.predicted
+    gen = result.job.get("generation")
+    batch = f"generation batch ({gen['prompt_tokens']} + {gen['generate_tokens']} tokens)" if gen else "inference batch"
+    rows = [("train_step_seconds", "training step"), ("infer_batch_seconds", batch),
+            ("train_seconds", f"training job ({result.job.get('train_steps', 0):,} steps, extrapolated)"),
+            ("infer_seconds", f"inference job ({result.job.get('infer_batches', 0):,} batches, extrapolated)")]
+    for key, label in rows:
+        if key in m and key in pr:
+            table.add_row(label, duration(m[key]), duration(pr[key]), _pct(err.get(key)))
+    table.add_row("peak memory", f"{m['peak_bytes'] / 2**20:,.0f} MiB", f"{pr['peak_bytes'] / 2**20:,.0f} MiB",
+                  _pct(err.get("peak_bytes")))
+    console = Console()
+    console.print(table)
+    console.print(f"[dim]peak memory: {result.peak_method}[/dim]")
     for note in result.notes:
-        Console().print(f"[yellow]note:[/yellow] {note}")
+        console.print(f"[yellow]note:[/yellow] {note}", soft_wrap=True)
+
+
+def _pct(value: float | None) -> str:
+    return "-" if value is None else f"{value:+.1f}%"
 
 
 history_app = typer.Typer(help="Past assessments, measurements and calibrations kept in the local store.",

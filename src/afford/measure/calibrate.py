@@ -11,12 +11,14 @@ import platform
 import statistics
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 
 from afford.errors import InputError
+from afford.measure.quiet import quiet_native_stderr
 
 ProgressFn = Callable[[str, float], None]
 
@@ -45,6 +47,26 @@ MATMUL_SHAPES = ((1024, 1024, 1024), (2048, 2048, 2048), (512, 768, 3072), (512,
                  (2048, 1024, 4096), (4096, 2048, 1024))
 # (batch, channels, side, kernel): ResNet-like stages, forward and backward each
 CONV_SHAPES = ((8, 64, 56, 3), (8, 128, 28, 3), (8, 256, 14, 3), (8, 256, 28, 1))
+
+
+@dataclass(frozen=True)
+class Effort:
+    """How long each part of a calibration runs: the full one (`afford calibrate`) or the quick one (`--quick`,
+    and `afford measure` when this machine has none yet): fewer shapes, fewer repeats, smaller buffers."""
+
+    matmul_shapes: tuple[tuple[int, int, int], ...]
+    conv_shapes: tuple[tuple[int, int, int, int], ...]
+    repeats: int  # timed runs per matmul, convolution, copy and AdamW shape (best of)
+    budget_s: float  # CPU seconds per part at most (a GPU gets a quarter)
+    copy_floats: int  # fp32 elements of the bandwidth copy (read and written: 8 bytes each)
+    op_runs: int  # profiled passes over the element-wise probes
+    probe_steps: tuple[int, int]  # (warm-up, timed) training steps of each probe network
+
+
+FULL = Effort(MATMUL_SHAPES, CONV_SHAPES, repeats=5, budget_s=4.0, copy_floats=64 * 2**20, op_runs=3,
+              probe_steps=(2, 9))
+QUICK = Effort(((1024, 1024, 1024), (512, 768, 3072), (512, 3072, 768)), ((8, 64, 56, 3), (8, 256, 14, 3)),
+               repeats=3, budget_s=1.0, copy_floats=16 * 2**20, op_runs=2, probe_steps=(1, 3))
 
 
 def _conv_pair(x: torch.Tensor, w: torch.Tensor, gy: torch.Tensor,
@@ -104,9 +126,9 @@ def _probes(device: str) -> list[Callable[[], Any]]:
     ]
 
 
-def _op_rates(device: str) -> dict[str, float]:
+def _op_rates(device: str, runs: int = 3) -> dict[str, float]:
     """Achieved GB/s of each aten op the probes run: bytes as afford's trace counts them (inputs + outputs, from
-    the same counter) over the op's own time in PyTorch's profiler (mean of 3 runs after a warm-up)."""
+    the same counter) over the op's own time in PyTorch's profiler (mean of `runs` runs after a warm-up)."""
     from torch.profiler import ProfilerActivity, profile
 
     from afford.counting.engine import Counter, LiveBytes
@@ -124,8 +146,7 @@ def _op_rates(device: str) -> dict[str, float]:
     for probe in probes:
         probe()  # warm-up outside the profiler
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.startswith("cuda") else [])
-    runs = 3
-    with profile(activities=activities) as prof:
+    with quiet_native_stderr(), profile(activities=activities) as prof:
         for _ in range(runs):
             for probe in probes:
                 probe()
@@ -148,7 +169,7 @@ def _op_rates(device: str) -> dict[str, float]:
     return {op: round(nbytes[op] / t / 1e9, 3) for op, t in sorted(seconds.items()) if nbytes[op] >= 2**20}
 
 
-def _optimizer_rate(device: str, budget: float) -> float:
+def _optimizer_rate(device: str, budget: float, repeats: int = 10) -> float:
     """Achieved GB/s of an AdamW step (PyTorch's default multi-tensor implementation) over 8M fp32 parameters,
     counting the bytes afford's time model charges an fp32 AdamW step: the gradient read, the weights and the
     two moments read and written (4 + 2 x 4 + 2 x 8 = 28 bytes per parameter)."""
@@ -156,7 +177,7 @@ def _optimizer_rate(device: str, budget: float) -> float:
     for p in params:
         p.grad = torch.randn_like(p)
     opt = torch.optim.AdamW(params, lr=1e-4)
-    s = _best_seconds(opt.step, device, 10, budget)
+    s = _best_seconds(opt.step, device, repeats, budget)
     return 28 * 8 * (1 << 20) / s / 1e9
 
 
@@ -179,7 +200,8 @@ def _probe_models() -> list[tuple[str, torch.nn.Module, torch.Tensor, torch.Tens
             ("conv net", cnn, torch.randn(8, 3, 64, 64), torch.zeros(8, dtype=torch.long))]
 
 
-def _system_efficiency(entry: dict[str, Any]) -> tuple[float, dict[str, dict[str, float]]]:
+def _system_efficiency(entry: dict[str, Any], steps: tuple[int, int] = (2, 9)) -> tuple[float,
+                                                                                        dict[str, dict[str, float]]]:
     """What the per-op roofline does not see on this machine (framework and Python overhead, caches shared
     between ops): median over the probe networks of predicted kernel time / measured training step, each
     predicted with the figures just measured (system factor 1) and measured over real AdamW steps."""
@@ -213,10 +235,10 @@ def _system_efficiency(entry: dict[str, Any]) -> tuple[float, dict[str, dict[str
             F.cross_entropy(module(x), y).backward()
             opt.step()
 
-        for _ in range(2):
+        for _ in range(steps[0]):
             step()
         times = []
-        for _ in range(9):
+        for _ in range(steps[1]):
             t = time.perf_counter()
             step()
             times.append(time.perf_counter() - t)
@@ -227,43 +249,48 @@ def _system_efficiency(entry: dict[str, Any]) -> tuple[float, dict[str, dict[str
 
 
 def local_id(device: str) -> str:
+    """The id a calibration of `device` is stored under: cuda-local or cpu-local."""
     return "cuda-local" if device.startswith("cuda") else "cpu-local"
 
 
-def calibrate(device: str = "cpu", progress: ProgressFn | None = None) -> dict[str, Any]:
-    """Measure and return a device entry (the catalog's schema) for this machine; about 30 s on a 2-core CPU."""
+def calibrate(device: str = "cpu", progress: ProgressFn | None = None, quick: bool = False) -> dict[str, Any]:
+    """Measure and return a device entry (the catalog's schema) for this machine: 40-80 s on a busy 2-core CPU,
+    less with `quick` (fewer shapes, repeats and probe steps, `QUICK`; the entry's `quick` says which it was)."""
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise InputError("--device cuda: no CUDA device is visible here; use --device cpu")
     if device not in ("cpu",) and not device.startswith("cuda"):
         raise InputError(f"--device {device!r}: choose cpu or cuda")
     report = progress or (lambda what, frac: None)
-    budget = 4.0 if device == "cpu" else 1.0
+    effort = QUICK if quick else FULL
+    budget = effort.budget_s if device == "cpu" else effort.budget_s / 4
     results: dict[str, float] = {}
     matmul: dict[str, float] = {}
     for dtype, name in ((torch.float32, "fp32"), (torch.bfloat16, "bf16")):
         shaped: list[float] = []
-        for m, k, n in MATMUL_SHAPES:
+        for m, k, n in effort.matmul_shapes:
             a = torch.randn(m, k, device=device, dtype=dtype)
             b = torch.randn(k, n, device=device, dtype=dtype)
-            shaped.append(2 * m * k * n / _best_seconds(_matmul(a, b), device, 5, budget / len(MATMUL_SHAPES)))
+            shaped.append(2 * m * k * n / _best_seconds(_matmul(a, b), device, effort.repeats,
+                                                        budget / len(effort.matmul_shapes)))
         matmul[name] = statistics.median(shaped)
         report(f"matmul {name}: {matmul[name] / 1e12:.3f} TFLOP/s (median of {len(shaped)} shapes)",
                0.2 if name == "fp32" else 0.4)
     conv_rates: list[float] = []
-    for batch, ch, side, kernel in CONV_SHAPES:
+    for batch, ch, side, kernel in effort.conv_shapes:
         x = torch.randn(batch, ch, side, side, device=device)
         w = torch.randn(ch, ch, kernel, kernel, device=device)
         gy = torch.randn(batch, ch, side, side, device=device)
         macs = batch * ch * ch * kernel * kernel * side * side
         forward, backward = _conv_pair(x, w, gy, kernel)
-        conv_rates.append(2 * macs / _best_seconds(forward, device, 5, budget / 8))
-        conv_rates.append(4 * macs / _best_seconds(backward, device, 5, budget / 8))  # input + weight gradients
+        share = budget / (2 * len(effort.conv_shapes))
+        conv_rates.append(2 * macs / _best_seconds(forward, device, effort.repeats, share))
+        conv_rates.append(4 * macs / _best_seconds(backward, device, effort.repeats, share))  # input + weight grads
     conv = statistics.median(conv_rates)
     report(f"conv fp32: {conv / 1e12:.3f} TFLOP/s (median of {len(conv_rates)} forward/backward shapes)", 0.6)
-    # streaming bandwidth: a 256 MB copy reads and writes every byte
-    src = torch.empty(64 * 2**20, device=device, dtype=torch.float32).fill_(1.0)
+    # streaming bandwidth: a copy past the caches (256 MB; 64 MB quick) reads and writes every byte
+    src = torch.empty(effort.copy_floats, device=device, dtype=torch.float32).fill_(1.0)
     dst = torch.empty_like(src)
-    s = _best_seconds(lambda: dst.copy_(src), device, 10, budget)
+    s = _best_seconds(lambda: dst.copy_(src), device, 2 * effort.repeats, budget)
     bandwidth = 2 * src.numel() * 4 / s
     report(f"bandwidth: {bandwidth / 1e9:.1f} GB/s", 0.8)
     # per-op overhead: dispatch and launch of a tiny op, paid by every traced op
@@ -277,10 +304,10 @@ def calibrate(device: str = "cpu", progress: ProgressFn | None = None) -> dict[s
         per.append((time.perf_counter() - t) / 2000)
     results["op_overhead_s"] = statistics.median(per)
     report(f"op overhead: {results['op_overhead_s'] * 1e6:.1f} us", 0.85)
-    rates = _op_rates(device)
+    rates = _op_rates(device, effort.op_runs)
     report(f"{len(rates)} element-wise/normalisation ops: {min(rates.values(), default=0):.1f}-"
            f"{max(rates.values(), default=0):.1f} GB/s", 0.95)
-    optimizer = _optimizer_rate(device, budget)
+    optimizer = _optimizer_rate(device, budget, 2 * effort.repeats)
     report(f"AdamW step: {optimizer:.1f} GB/s", 1.0)
     if device == "cpu":
         import psutil
@@ -291,12 +318,14 @@ def calibrate(device: str = "cpu", progress: ProgressFn | None = None) -> dict[s
         memory = int(torch.cuda.get_device_properties(0).total_memory)
         name = torch.cuda.get_device_name(0)
     entry: dict[str, Any] = {
-        "id": local_id(device), "name": f"{name} (calibrated, {torch.get_num_threads()} threads)",
+        "id": local_id(device),
+        "name": f"{name} (calibrated{', quick' if quick else ''}, {torch.get_num_threads()} threads)",
         "vendor": "local", "kind": "cpu" if device == "cpu" else "gpu", "memory_bytes": memory,
         "memory_bandwidth_gb_s": bandwidth / 1e9,
         # 'tf32' is where fp32 convolutions are timed (section 8 of methodology): here the measured conv rate
         "peak_tflops": {"fp32": matmul["fp32"] / 1e12, "bf16": matmul["bf16"] / 1e12, "tf32": conv / 1e12},
-        "tdp_w": None, "gpus_per_node": 1, "calibrated": True, "op_overhead_s": results["op_overhead_s"],
+        "tdp_w": None, "gpus_per_node": 1, "calibrated": True, "quick": quick,
+        "op_overhead_s": results["op_overhead_s"],
         "op_gb_s": rates, "optimizer_gb_s": optimizer,
         "source": f"afford calibrate on this machine, {time.strftime('%Y-%m-%d %H:%M')}",
         "source_date": time.strftime("%Y-%m-%d"),
@@ -307,6 +336,6 @@ def calibrate(device: str = "cpu", progress: ProgressFn | None = None) -> dict[s
                  "system_efficiency from two probe training steps (a small transformer encoder and conv net)",
     }
     if device == "cpu":  # the probe networks train on the CPU
-        entry["system_efficiency"], entry["system_probes"] = _system_efficiency(entry)
+        entry["system_efficiency"], entry["system_probes"] = _system_efficiency(entry, effort.probe_steps)
         report(f"system efficiency {entry['system_efficiency']:.3f} (probe training steps)", 1.0)
     return entry
