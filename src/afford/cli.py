@@ -17,7 +17,7 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 
-from afford.errors import AffordError
+from afford.errors import AffordError, cli_names
 from afford.sources.options import parse_pairs
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
@@ -56,27 +56,52 @@ ModelOption = Annotated[list[str] | None, typer.Option("--model-option", "-O",
                                                             "repeatable")]
 TrustPickle = Annotated[bool, typer.Option(help="unpickle .bin/.pt checkpoints (runs code from the file: only if "
                                                 "you trust it)")]
+TrustCode = Annotated[bool, typer.Option(help="let the --job file run code: a module: model (imports and calls it), "
+                                              "trust_remote_code or trust_pickle set in the file")]
+Force = Annotated[bool, typer.Option(help="overwrite an existing --report file (and its _files/ folder); let a --job "
+                                          "file's report path lie outside the job's folder")]
 
 
-def _fail(message: str, code: int = 2) -> None:
-    Console(stderr=True, highlight=False).print(f"afford: error: {message}", markup=False, soft_wrap=True)
+# set by main() when the command line asks for --json: errors then also print one JSON object on stdout
+_JSON_ERRORS = False
+
+
+def _error_line(message: str, kind: str, code: int) -> None:
+    """The one error line on stderr (newlines folded), and with --json one `{"error": {...}}` object on stdout."""
+    text = " ".join(str(message).split())
+    sys.stderr.write(f"afford: error: {text}\n")
+    sys.stderr.flush()
+    if _JSON_ERRORS:
+        sys.stdout.write(json.dumps({"error": {"type": kind, "message": text, "exit_code": code}}) + "\n")
+        sys.stdout.flush()
+
+
+def _fail(message: str, code: int = 2, kind: str = "InputError") -> None:
+    _error_line(message, kind, code)
     raise typer.Exit(code)
 
 
 def _guarded(fn: Callable[[], Any]) -> Any:
+    """Run a library call of a command: its messages name options as flags (`errors.opt`), and an AffordError
+    becomes one line on stderr and exit 2."""
     try:
-        return fn()
+        with cli_names():
+            return fn()
     except AffordError as exc:
         if os.environ.get("AFFORD_DEBUG"):
             raise
-        _fail(str(exc).replace("\n", " "))
+        _fail(str(exc), kind=type(exc).__name__)
     except (KeyboardInterrupt, typer.Exit):
         raise
     except Exception as exc:
         if os.environ.get("AFFORD_DEBUG"):
             raise
-        _fail(f"internal error ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}); "
-              "rerun with AFFORD_DEBUG=1 and report it", code=1)
+        _fail(_internal(exc), code=1, kind="InternalError")
+
+
+def _internal(exc: BaseException) -> str:
+    first = str(exc).splitlines()[0][:300] if str(exc).strip() else ""
+    return f"internal error ({type(exc).__name__}: {first}); rerun with AFFORD_DEBUG=1 and report it"
 
 
 def _remember(kind: str, name: str, inputs: dict[str, Any], result: dict[str, Any]) -> None:
@@ -112,17 +137,35 @@ def _with_job(ctx: typer.Context, command: str) -> dict[str, Any]:
     if params.get("job"):
         from afford import jobfile
 
-        params = _guarded(lambda: jobfile.merge(params["job"], params, explicit, command))
+        params = _guarded(lambda: jobfile.merge(params["job"], params, explicit, command,
+                                                trust_code=bool(params.get("trust_code")),
+                                                force=bool(params.get("force"))))
     if not params.get("model"):
         _fail(f"afford {command}: give MODEL (or a --job file that sets model)")
-    _check_report(params.get("report"))
+    _check_report(params.get("report"), bool(params.get("force")))
     return params
 
 
-def _check_report(path: str | None) -> None:
-    """Refuse a --report path with an unknown suffix before any work is done."""
-    if path and Path(path).suffix.lower() not in (".html", ".htm", ".md"):
+def _check_report(path: str | None, force: bool = False) -> None:
+    """Refuse, before any work is done, a --report path with an unknown suffix, in a folder that does not exist,
+    that is not a regular file, or that exists already (it, or the `_files/` folder a .md report writes beside it)
+    unless `force`."""
+    if not path:
+        return
+    target = Path(path)
+    if target.suffix.lower() not in (".html", ".htm", ".md"):
         _fail(f"--report {path}: give a .html, .htm or .md file")
+    from afford import safeio
+
+    if not safeio.exists(target.parent) or not target.parent.is_dir():
+        _fail(f"--report {path}: the folder {target.parent} does not exist")
+    beside = [target.with_name(f"{target.stem}_files")] if target.suffix.lower() == ".md" else []
+    for existing in [p for p in (target, *beside) if p.is_symlink() or safeio.exists(p)]:
+        kind = safeio.kind_of(existing.stat().st_mode) if safeio.exists(existing) else "a dangling link"
+        if existing == target and kind is not None:
+            _fail(f"--report {path} is {kind}, not a file afford can write")
+        if not force:
+            _fail(f"--report {path}: {existing} exists; pass --force to overwrite it")
 
 
 def _weights_only(exc: Any, p: dict[str, Any]) -> None:
@@ -159,7 +202,13 @@ def _explain(data: dict[str, Any]) -> Any:
 
 
 def _emit_json(data: dict[str, Any]) -> None:
-    sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
+    """Print one strict JSON object: a NaN or infinity (never produced on purpose) is an internal error."""
+    try:
+        text = json.dumps(data, indent=2, default=str, allow_nan=False)
+    except ValueError as exc:
+        _fail(f"internal error (a non-finite number in the output: {exc}); rerun with AFFORD_DEBUG=1 and report it",
+              code=1)
+    sys.stdout.write(text + "\n")
 
 
 @app.command()
@@ -208,7 +257,9 @@ def assess(
     model_option: ModelOption = None,
     trust_pickle: TrustPickle = False,
     job: Job = None,
+    trust_code: TrustCode = False,
     report: Report = None,
+    force: Force = False,
     explain: Annotated[bool, typer.Option(help="show each headline figure's formula, inputs and sources")] = False,
     as_json: AsJson = False,
     verbose: Annotated[bool, typer.Option(help="every table: compute, memory parts, hardware, modules, coverage")]
@@ -298,7 +349,9 @@ def plan_command(
     model_option: ModelOption = None,
     trust_pickle: TrustPickle = False,
     job: Job = None,
+    trust_code: TrustCode = False,
     report: Report = None,
+    force: Force = False,
     as_json: AsJson = False,
 ) -> None:
     """Search precisions, LoRA/QLoRA, memory savers, sharding and hardware for the cheapest and fastest
@@ -381,13 +434,14 @@ def compare_command(
     plot: Annotated[str | None, typer.Option(help="write accuracy-against-cost to a .png or .svg file")] = None,
     hardware_file: HardwareFile = None,
     report: Report = None,
+    force: Force = False,
     as_json: AsJson = False,
 ) -> None:
     """Rank candidate models for one job and budget: cost, time, memory, verdict, accuracy per dollar."""
     from afford.decide.compare import compare
     from afford.decide.compare import plot as draw
 
-    _check_report(report)
+    _check_report(report, force)
     result = _guarded(lambda: compare(models, hardware=hardware, count=count, budget_usd=budget_usd,
                                       deadline=deadline, max_kwh=max_kwh, max_co2_kg=max_co2_kg,
                                       hardware_file=hardware_file, train_samples=train_samples, epochs=epochs,
@@ -414,23 +468,50 @@ from afford import cli_catalog, cli_local  # noqa: E402, F401
 
 
 def main() -> None:
-    """Entry point of the `afford` script: usage errors, like every other error, are one line and exit 2."""
+    """Entry point of the `afford` script: usage errors, like every other error, are one line and exit 2;
+    Ctrl-C is one line and exit 130."""
+    global _JSON_ERRORS
     warnings.filterwarnings("ignore")
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     if "--hub" not in sys.argv:
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    _JSON_ERRORS = "--json" in sys.argv[1:]
+    try:
+        code = _run_app()
+    finally:
+        _JSON_ERRORS = False
+    raise SystemExit(code)
+
+
+INTERRUPTED = 130  # the shell's code for SIGINT
+
+
+def _run_app() -> int:
+    """Run the typer app without its own exit handling; the exit code, every error already written as one line."""
     try:
         code = app(standalone_mode=False)
     except typer.Exit as exc:
-        raise SystemExit(exc.exit_code) from None
+        code = exc.exit_code
+    except KeyboardInterrupt:
+        code = INTERRUPTED
     except Exception as exc:
-        if not (hasattr(exc, "format_message") and hasattr(exc, "exit_code")):
-            raise
-        ctx = getattr(exc, "ctx", None)
-        where = f" (see: {ctx.command_path} --help)" if ctx is not None else ""
-        sys.stderr.write(f"afford: error: {exc.format_message()}{where}\n")
-        raise SystemExit(2 if exc.exit_code else 0) from None
-    raise SystemExit(code if isinstance(code, int) else 0)
+        if type(exc).__name__ == "Abort":  # click's word for Ctrl-C inside a prompt
+            code = INTERRUPTED
+        elif not (hasattr(exc, "format_message") and hasattr(exc, "exit_code")):
+            if os.environ.get("AFFORD_DEBUG"):
+                raise
+            _error_line(_internal(exc), "InternalError", 1)
+            return 1
+        else:
+            ctx = getattr(exc, "ctx", None)
+            where = f" (see: {ctx.command_path} --help)" if ctx is not None else ""
+            if exc.exit_code:
+                _error_line(f"{exc.format_message()}{where}", "UsageError", 2)
+            return 2 if exc.exit_code else 0
+    code = code if isinstance(code, int) else 0
+    if code == INTERRUPTED:  # typer turns Ctrl-C inside a command into a silent exit code 130
+        _error_line("interrupted (Ctrl-C); nothing was written", "Interrupted", INTERRUPTED)
+    return code
 
 
 if __name__ == "__main__":

@@ -22,9 +22,11 @@ from typing import Any
 import torch
 from torch import nn
 
+from afford import safeio
+from afford.bounds import show
 from afford.errors import ConfigError, InputError, TraceError, UnknownModelError
 from afford.sources.base import DecodeAdapter, Dims, ModelKind, ModelSpec, Run, first_tensor
-from afford.sources.names import closest
+from afford.sources.names import closest, shorten
 
 CATALOG_PACKAGE = "afford.sources"
 CATALOG_DIR = "hf_configs"
@@ -69,17 +71,7 @@ def _hf_cache_config(hub_id: str) -> Path | None:
 
 def read_config_file(path: Path) -> dict[str, Any]:
     """A config.json as a dict, or a one-line ConfigError naming what is wrong with it."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError(f"cannot read {path}: {exc.strerror or exc}") from None
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise ConfigError(f"{path} is not valid JSON (truncated or malformed) at line {exc.lineno}, column "
-                          f"{exc.colno}: {exc.msg}") from None
-    if not isinstance(data, dict):
-        raise ConfigError(f"{path} must hold a JSON object, found {type(data).__name__}")
+    data = safeio.read_json(path)
     if "model_type" not in data:
         raise ConfigError(f"{path} has no 'model_type'; it is not a Hugging Face config.json")
     return data
@@ -112,10 +104,13 @@ def _config_object(data: dict[str, Any], trust_remote_code: bool, where: str) ->
         raise InputError(f"{where}: model_type {model_type!r} needs the model's own code; give the model "
                          "directory (with its .py files) and --trust-remote-code")
     fields = {k: v for k, v in data.items() if k != "model_type"}
+    from huggingface_hub.errors import StrictDataclassError  # transformers' typed config fields (v5)
+
     try:
         return transformers.AutoConfig.for_model(model_type, **fields)
-    except (TypeError, ValueError, KeyError) as exc:
-        raise ConfigError(f"{where}: config rejected by transformers: {str(exc).splitlines()[0]}") from None
+    except (TypeError, ValueError, KeyError, ZeroDivisionError, StrictDataclassError) as exc:
+        text = " ".join(line.strip() for line in str(exc).splitlines() if line.strip())
+        raise ConfigError(f"{where}: config rejected by transformers: {shorten(text, 300)}") from None
 
 
 def _model_class(cfg: Any, kind_hint: str | None) -> Any:
@@ -341,9 +336,49 @@ def _unpadded_masks() -> Iterator[None]:
         masking_utils.fast_all = original
 
 
+# Architecture sizes a config may give, by field name (at any depth: text_config, vision_config, encoder...),
+# with their bounds: positive integers, far above any published model (the largest bundled configs have 126
+# layers, hidden 16384, vocabulary 256000), low enough that building and tracing on meta stays quick.
+# Expert counts may be 0 (no experts). None means "derive it" (GPT-2's n_inner) and is left to transformers.
+_LAYERS, _HIDDEN, _HEADS, _VOCAB, _FFN, _POSITIONS, _EXPERTS = (1000, 1_000_000, 65_536, 10_000_000, 10_000_000,
+                                                                100_000_000, 10_000)
+SIZE_BOUNDS: dict[str, tuple[int, int]] = {
+    **{k: (1, _LAYERS) for k in ("num_hidden_layers", "n_layer", "num_layers", "n_layers", "encoder_layers",
+                                 "decoder_layers", "num_decoder_layers")},
+    **{k: (1, _HIDDEN) for k in ("hidden_size", "n_embd", "d_model")},
+    **{k: (1, _HEADS) for k in ("num_attention_heads", "n_head", "num_heads", "encoder_attention_heads",
+                                "decoder_attention_heads", "num_key_value_heads", "head_dim", "d_kv")},
+    "vocab_size": (1, _VOCAB),
+    **{k: (1, _FFN) for k in ("intermediate_size", "n_inner", "d_ff", "ffn_dim", "encoder_ffn_dim",
+                              "decoder_ffn_dim", "moe_intermediate_size")},
+    **{k: (1, _POSITIONS) for k in ("max_position_embeddings", "n_positions", "n_ctx", "max_source_positions",
+                                    "max_target_positions")},
+    **{k: (0, _EXPERTS) for k in ("num_local_experts", "num_experts", "n_routed_experts", "num_experts_per_tok",
+                                  "n_shared_experts")},
+}
+
+
+def check_sizes(data: dict[str, Any], where: str, prefix: str = "") -> None:
+    """Refuse, before anything is built, a config whose architecture sizes are not integers within
+    SIZE_BOUNDS (a list, as some configs give per layer, is checked element by element); one-line ConfigError
+    naming the field and its bound."""
+    for key, value in data.items():
+        bound = SIZE_BOUNDS.get(str(key))
+        if bound is None and isinstance(value, dict):
+            check_sizes(value, where, f"{prefix}{key}.")
+        if bound is None or value is None:
+            continue
+        low, high = bound
+        values = value if isinstance(value, list) and value else [value]
+        if not all(isinstance(v, int) and not isinstance(v, bool) and low <= v <= high for v in values):
+            what = f"a positive integer of at most {high:,}" if low == 1 else f"an integer from 0 to {high:,}"
+            raise ConfigError(f"{where}: config field {prefix}{key} must be {what}, got {show(value)}")
+
+
 def spec_from_config(data: dict[str, Any], name: str, *, trust_remote_code: bool = False,
                      metadata: dict[str, Any] | None = None, task: str | None = None) -> ModelSpec:
-    """A ModelSpec from a config.json dict."""
+    """A ModelSpec from a config.json dict (its architecture sizes checked first: `check_sizes`)."""
+    check_sizes(data, name)
     cfg = _config_object(data, trust_remote_code, name)
     cls = _model_class(cfg, task)
     kind = _kind(cls.__name__, cfg.model_type)
@@ -384,7 +419,21 @@ def spec_from_config(data: dict[str, Any], name: str, *, trust_remote_code: bool
                      causal_for=_causal_fn(kind), window_for=_window_fn(cfg),
                      decode=_adapter(cls, cfg, kind), context=_unpadded_masks,
                      metadata={"model_type": cfg.model_type, "architecture": cls.__name__, **_shape_facts(cfg),
-                               **_encoder_facts(cfg, kind), **(metadata or {})})
+                               **_encoder_facts(cfg, kind), **(metadata or {}),
+                               "notes": [*(metadata or {}).get("notes", ()), *_auto_map_note(data)]})
+
+
+def _auto_map_note(data: dict[str, Any]) -> list[str]:
+    """A config with a stock model_type that also maps to its repository's own code (`auto_map`): say that the
+    code was not run and transformers' stock architecture was counted in its place."""
+    auto_map = data.get("auto_map")
+    if not auto_map:
+        return []
+    code = ", ".join(map(str, auto_map.values())) if isinstance(auto_map, dict) else repr(auto_map)
+    return [f"the config maps to the repository's own code (auto_map: {shorten(code)}), which was not run: "
+            f"transformers' stock {shorten(str(data['model_type']))!r} architecture was counted instead (give the "
+            "model directory with its .py files and --trust-remote-code to run that code, only if you trust its "
+            "author)"]
 
 
 def _encoder_facts(cfg: Any, kind: ModelKind) -> dict[str, int]:
@@ -392,6 +441,19 @@ def _encoder_facts(cfg: Any, kind: ModelKind) -> dict[str, int]:
     if kind is ModelKind.SPEECH_SEQ2SEQ and isinstance(getattr(cfg, "max_source_positions", None), int):
         return {"encoder_positions": int(cfg.max_source_positions)}
     return {}
+
+
+# A Hugging Face repo id: [ORG/]NAME, each part letters, digits, '_', '-' and '.', starting and ending with a letter,
+# digit or '_', at most 96 characters (huggingface_hub's validate_repo_id); '..' and '--' are refused as it does.
+_HUB_ID = re.compile(r"[A-Za-z0-9_](?:[A-Za-z0-9_.-]{0,94}[A-Za-z0-9_])?(?:/[A-Za-z0-9_](?:[A-Za-z0-9_.-]{0,94}"
+                     r"[A-Za-z0-9_])?)?")
+
+
+def _check_hub_id(hub_id: str) -> None:
+    """Refuse what cannot be a hub id (a path such as ../../etc/passwd, spaces, a URL) before any look-up."""
+    if not _HUB_ID.fullmatch(hub_id) or ".." in hub_id or "--" in hub_id:
+        raise UnknownModelError(f"hf:{shorten(hub_id)} is not a Hugging Face model id: give hf:ORG/NAME (letters, "
+                                "digits, '_', '-' and '.'; no '..' or '--'), or a local path without hf:")
 
 
 def resolve_hub_id(hub_id: str, *, trust_remote_code: bool = False, allow_hub: bool = False) -> ModelSpec:
@@ -403,6 +465,7 @@ def resolve_hub_id(hub_id: str, *, trust_remote_code: bool = False, allow_hub: b
         meta = {k: entry.get(k) for k in ("published_params", "params_source", "source")}
         return spec_from_config(entry["config"], f"hf:{key}", trust_remote_code=trust_remote_code,
                                 metadata=meta, task=entry.get("task"))
+    _check_hub_id(hub_id)
     cached = _hf_cache_config(hub_id)
     if cached is not None:
         return spec_from_config(read_config_file(cached), f"hf:{hub_id}", trust_remote_code=trust_remote_code,
@@ -417,7 +480,7 @@ def resolve_hub_id(hub_id: str, *, trust_remote_code: bool = False, allow_hub: b
         return spec_from_config(read_config_file(Path(path)), f"hf:{hub_id}", trust_remote_code=trust_remote_code,
                                 metadata={"source": f"https://huggingface.co/{hub_id}"})
     suggestions = closest(hub_id, list(catalog()))
-    raise UnknownModelError(f"hf:{hub_id} is not in the bundled catalog or the local Hugging Face cache "
+    raise UnknownModelError(f"hf:{shorten(hub_id)} is not in the bundled catalog or the local Hugging Face cache "
                             f"(pass --hub to look it up online); closest: {', '.join(suggestions)}")
 
 
@@ -427,7 +490,7 @@ def resolve_path(path: Path, *, trust_remote_code: bool = False) -> ModelSpec:
     if not config_path.exists():
         raise ConfigError(f"{path}: no config.json found")
     data = read_config_file(config_path)
-    if data["model_type"] not in _known_types() and trust_remote_code:
+    if trust_remote_code and (data["model_type"] not in _known_types() or data.get("auto_map")):
         return _remote_code_spec(config_path.parent, data)
     return spec_from_config(data, str(path), trust_remote_code=trust_remote_code, metadata={"source": str(path)})
 
@@ -441,6 +504,8 @@ def _known_types() -> set[str]:
 def _remote_code_spec(folder: Path, data: dict[str, Any]) -> ModelSpec:
     import transformers
 
+    check_sizes(data, str(folder))
+
     try:
         cfg = transformers.AutoConfig.from_pretrained(str(folder), trust_remote_code=True)
     except Exception as exc:  # noqa: BLE001 - the model's own code may fail in any way
@@ -449,8 +514,12 @@ def _remote_code_spec(folder: Path, data: dict[str, Any]) -> ModelSpec:
 
     def build(dtype: torch.dtype, dims: Dims, device: str = "meta") -> nn.Module:
         auto = transformers.AutoModelForCausalLM if kind is ModelKind.CAUSAL_LM else transformers.AutoModel
-        with torch.device(device):
-            return auto.from_config(cfg, trust_remote_code=True, dtype=dtype)
+        try:
+            with torch.device(device):
+                return auto.from_config(cfg, trust_remote_code=True, dtype=dtype)
+        except Exception as exc:  # noqa: BLE001 - the model's own code may fail in any way (a missing .py file)
+            raise ConfigError(f"{folder}: its remote code failed to build the model: "
+                              f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
 
     max_pos = _max_positions(cfg, kind)
     return ModelSpec(name=str(folder), source="hf", kind=kind, build=build, make_inputs=_inputs(cfg, kind),
