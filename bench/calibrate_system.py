@@ -21,7 +21,8 @@ from pathlib import Path
 from typing import Any
 
 import afford
-from afford.estimate.job import estimate, request
+from afford.estimate.job import estimate
+from afford.estimate.request import request
 from afford.hardware.catalog import Catalog
 
 ROOT = Path(__file__).resolve().parent.parent

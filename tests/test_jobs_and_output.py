@@ -124,7 +124,7 @@ def test_explain_reevaluates_every_formula() -> None:
 
 
 def test_explain_flags_an_inconsistent_figure() -> None:
-    from afford.assess import assess
+    from afford.api import assess
     from afford.report.explain import explain
 
     data = assess("torchvision:resnet18", train_samples=100, infer_samples=10).to_dict()

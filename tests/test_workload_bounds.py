@@ -15,10 +15,11 @@ from typer.testing import CliRunner
 
 import afford
 from afford import bounds
-from afford.cli import _emit_json, app
+from afford.cli import app
+from afford.cli.app import emit_json
 from afford.decide.budget import Budget, parse_duration
 from afford.errors import ConfigError, InputError, TraceError, WorkloadError, cli_names, flag, opt
-from afford.estimate.job import request
+from afford.estimate.request import request
 from afford.hardware.catalog import Catalog
 from afford.sources.hf import check_sizes, spec_from_config
 from afford.workload import Workload
@@ -216,7 +217,7 @@ def test_the_trace_stops_at_its_op_budget(monkeypatch: pytest.MonkeyPatch) -> No
 
 def test_json_output_refuses_nan(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(typer.Exit) as err:
-        _emit_json({"figure": math.nan})
+        emit_json({"figure": math.nan})
     assert err.value.exit_code == 1
     captured = capsys.readouterr()
     assert captured.out == "" and "non-finite number" in captured.err

@@ -1,7 +1,8 @@
 """afford: is a pretrained model affordable for your job? Exact compute and memory from a meta-device trace,
 time and money on real hardware, and the verdict with the plans that make it affordable."""
 
-from afford.assess import Assessment, assess
+from afford.api import assess
+from afford.assess import Assessment
 from afford.errors import AffordError
 from afford.report import notebook as _display  # noqa: F401 - fills afford.display's hooks (_repr_html_, ...)
 

@@ -1,4 +1,5 @@
-"""`afford.assess`: a model and a job in, compute and memory out.
+"""The Assessment: what tracing a model for a job measured (compute, memory, per module), and the steps that
+make one (`prepare`, `traced_assessment`). The pipeline that adds hardware and a verdict is `afford.api.assess`.
 
 C_train = N x (C_forward + C_backward), C_infer = M x C_forward, N and M counted in samples.
 """
@@ -7,25 +8,24 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from torch import nn
 
 from afford.counting.profile import GenerationProfile, PhaseProfile, Trace
 from afford.counting.trace import trace as run_trace
-from afford.errors import TraceError, WorkloadError
-from afford.estimate.job import Estimate, estimate, request
+from afford.errors import TraceError, WorkloadError, flag, opt
 from afford.estimate.memory import MemoryBreakdown, memory
-from afford.hardware.catalog import Catalog
+from afford.estimate.request import Estimate
 from afford.sources import ModelKind, ModelSpec, resolve
 from afford.sources.base import Dims
-from afford.workload import Optimizer, Precision, Task, Workload, parse_enum
+from afford.workload import Task, Workload
 
 CONVENTION = ("FLOPs count 2 per multiply-accumulate for matmul, convolution and attention ops (PyTorch's "
               "torch.utils.flop_counter registry); element-wise ops, norms and softmax count 0 FLOPs and are "
               "listed in coverage.uncounted_ops. Attention counts the full score matrix; "
               "*_useful figures drop the score entries a causal or sliding-window mask discards.")
+MAX_DEPTH = 1000  # levels of the module tree shown
 
 
 @dataclass
@@ -206,15 +206,15 @@ class Assessment:
 
     def _repr_html_(self) -> str:
         """Rich display in Jupyter: the same page as `--report PATH.html`, without the page chrome."""
-        from afford.report.notebook import repr_html
+        from afford.display import render
 
-        return repr_html(self)
+        return str(render("repr_html", self))
 
     def to_dataframe(self) -> Any:
         """A pandas DataFrame of the result's rows (pandas is optional: `pip install afford[notebook]`)."""
-        from afford.report.notebook import to_dataframe
+        from afford.display import render
 
-        return to_dataframe(self)
+        return render("to_dataframe", self)
 
     def _per_sample_attention(self, phase: PhaseProfile) -> float:
         return phase.attention_flops() / self.trace.batch_size
@@ -263,84 +263,18 @@ def _module_params(module: nn.Module) -> dict[str, int]:
     return out
 
 
-def assess(model: Any, *, train_samples: int | None = None, epochs: float = 1, train_tokens: int | None = None,
-           infer_samples: int | None = None, batch_size: int = 1, seq_len: int | None = None,
-           image_size: int | None = None, precision: str | Precision = "fp32",
-           optimizer: str | Optimizer = "adamw", freeze: tuple[str, ...] | list[str] = (), depth: int = 2,
-           allow_longer: bool = False, trust_remote_code: bool = False, allow_hub: bool = False,
-           hardware: str | None = None, count: int | None = None, nodes: int | None = None,
-           gpus_per_node: int | None = None, parallel: str = "dp", tp: int = 1, pp: int = 1, grad_accum: int = 1,
-           price_per_hour: float | None = None, region: str | None = None, grid_gco2_kwh: float | None = None,
-           pue: float | None = None, mfu: float | None = None, recompute: bool = False,
-           hardware_file: str | Path | None = None, budget_usd: float | None = None,
-           deadline: str | float | None = None, max_kwh: float | None = None, max_co2_kg: float | None = None,
-           available: str | None = None, electricity_usd_kwh: float | None = None, task: str | Task = "auto",
-           prompt_tokens: int | None = None, generate_tokens: int | None = None,
-           model_options: dict[str, Any] | None = None, trust_pickle: bool = False) -> Assessment:
-    """Count compute and memory of `model` for a job, by tracing it on the meta device (no weights), and
-    time and price it on `hardware` (default a100-80gb) x `count` devices under a parallel layout.
-
-    `model` is a spec string (`torchvision:resnet50`, `timm:vit_base_patch16_224`, `hf:meta-llama/Llama-2-7b-hf`,
-    a config.json path, `module:pkg.mod:fn`, a bare name) or an nn.Module (its weights are not copied).
-    `task="generate"` with `prompt_tokens` P and `generate_tokens` G makes each of the `infer_samples` requests
-    a prefill of P tokens and G cached decode steps. `model_options` size built-in specs (`recsys:dlrm`);
-    pickled checkpoints are read only with `trust_pickle`.
-    """
-    catalog = Catalog.load(Path(hardware_file) if hardware_file else None)
-    if available and hardware is None:
-        # the job as asked runs on the hardware the user owns
-        from afford.decide.budget import parse_available
-
-        owned = parse_available(available, catalog)[0]
-        hardware, count = owned.device, count or owned.count
-        owned_energy = price_per_hour is None
-        price_per_hour = 0.0 if price_per_hour is None else price_per_hour
-    else:
-        owned_energy = False
-    req = request(hardware=hardware, count=count, nodes=nodes, gpus_per_node=gpus_per_node, parallel=parallel,
-                  tp=tp, pp=pp, grad_accum=grad_accum, price_per_hour=price_per_hour, region=region,
-                  grid_gco2_kwh=grid_gco2_kwh, pue=pue, mfu=mfu, recompute=recompute, catalog=catalog)
-    if owned_energy:
-        from dataclasses import replace
-
-        from afford.estimate.footprint import electricity_price
-
-        req = replace(req, energy_usd_per_kwh=electricity_usd_kwh if electricity_usd_kwh is not None
-                      else electricity_price())
-    if depth < 0:
-        raise WorkloadError(f"--depth must be 0 or more, got {depth}")
-    workload = Workload(train_samples=train_samples, epochs=epochs, train_tokens=train_tokens,
-                        infer_samples=infer_samples, batch_size=batch_size, seq_len=seq_len, image_size=image_size,
-                        precision=parse_enum(Precision, precision, "precision"),
-                        optimizer=parse_enum(Optimizer, optimizer, "optimizer"), freeze=tuple(freeze),
-                        allow_longer=allow_longer, task=parse_enum(Task, task, "task"),
-                        prompt_tokens=prompt_tokens, generate_tokens=generate_tokens)
-    spec = resolve(model, trust_remote_code=trust_remote_code, allow_hub=allow_hub, options=model_options,
-                   trust_pickle=trust_pickle)
-    if spec.metadata.get("inference_only") and workload.wants_training:
-        raise WorkloadError(f"{spec.name} is inference-only ({spec.metadata['inference_only']}); drop "
-                            "--train-samples/--train-tokens and ask for --infer-samples")
-    notes: list[str] = list(spec.metadata.get("notes", ()))  # a source's stated assumptions (recsys)
-    dims = _dims(spec, workload, notes)
-    module = spec.build(workload.precision.compute_dtype, dims)
-    result = traced_assessment(spec, workload, dims, module, depth=depth, notes=notes)
-    result.estimate = estimate(result, req)
-    result.notes.extend(result.estimate.notes)
-    if any(v is not None for v in (budget_usd, deadline, max_kwh, max_co2_kg, available)):
-        if not workload.wants_training:
-            raise WorkloadError("a budget verdict needs a training job: give --train-samples or --train-tokens")
-        from afford.decide.run import plan
-
-        # the resolved spec: its --model-option sizes and checkpoint checks carry into the plans
-        result.decision = plan(spec, train_samples=train_samples, epochs=epochs, train_tokens=train_tokens,
-                               batch_size=batch_size, seq_len=seq_len, image_size=image_size,
-                               precision=workload.precision.value, optimizer=workload.optimizer.value,
-                               freeze=workload.freeze, hardware=hardware, count=count, budget_usd=budget_usd,
-                               deadline=deadline, max_kwh=max_kwh, max_co2_kg=max_co2_kg, available=available,
-                               electricity_usd_kwh=electricity_usd_kwh, region=region, pue=pue,
-                               price_per_hour=price_per_hour, hardware_file=hardware_file,
-                               trust_remote_code=trust_remote_code, allow_longer=allow_longer)
-    return result
+def batch_note(a: Assessment) -> str | None:
+    """A note when the batch is larger than the training set of one epoch (the samples, or the sequences the
+    tokens make): every step is then one partial batch, which the estimate times as a full one."""
+    w = a.workload
+    per_epoch = w.train_samples if w.train_samples is not None else (
+        a.train_samples_total if w.train_tokens is not None else None)
+    if not per_epoch or w.batch_size <= per_epoch:
+        return None
+    what = "training samples" if w.train_samples is not None else "training sequences (tokens / seq-len)"
+    return (f"--batch-size {w.batch_size} is larger than the {per_epoch:,.0f} {what}: each epoch is one "
+            f"partial batch, timed and priced here as a full batch of {w.batch_size}; a batch of at most "
+            f"{per_epoch:,.0f} gives a closer estimate")
 
 
 def traced_assessment(spec: ModelSpec, workload: Workload, dims: Dims, module: nn.Module, *, depth: int = 2,
@@ -376,15 +310,15 @@ def prepare(model: Any, workload: Workload, *, trust_remote_code: bool = False, 
             notes: list[str] | None = None) -> tuple[ModelSpec, Dims]:
     """Resolve a model spec and the sample shape for a workload (validates seq-len against the model)."""
     spec = resolve(model, trust_remote_code=trust_remote_code, allow_hub=allow_hub)
-    return spec, _dims(spec, workload, [] if notes is None else notes)
+    return spec, job_dims(spec, workload, [] if notes is None else notes)
 
 
-def _dims(spec: ModelSpec, w: Workload, notes: list[str]) -> Dims:
+def job_dims(spec: ModelSpec, w: Workload, notes: list[str]) -> Dims:
     kind = spec.kind
     text = kind.uses_tokens or kind is ModelKind.SPEECH_SEQ2SEQ
     if w.train_tokens is not None and not text:
-        raise WorkloadError(f"--train-tokens applies to language models; {spec.name} takes images, use "
-                            "--train-samples")
+        raise WorkloadError(f"{opt('train_tokens')} applies to language models; {spec.name} takes images, use "
+                            f"{opt('train_samples')}")
     if w.seq_len is not None and not text:
         notes.append(f"--seq-len ignored: {spec.name} does not take token sequences")
     if w.image_size is not None and kind not in (ModelKind.IMAGE, ModelKind.VISION_TEXT):
@@ -399,8 +333,8 @@ def _dims(spec: ModelSpec, w: Workload, notes: list[str]) -> Dims:
     dims = spec.dims(seq_len if text else None, w.image_size)
     if text and dims.seq_len and spec.max_seq_len and dims.seq_len > spec.max_seq_len:
         if not w.allow_longer:
-            raise WorkloadError(f"--seq-len {dims.seq_len} exceeds {spec.name}'s maximum of {spec.max_seq_len} "
-                                "tokens; pass --allow-longer to count it anyway")
+            raise WorkloadError(f"{opt('seq_len')} {dims.seq_len} exceeds {spec.name}'s maximum of "
+                                f"{spec.max_seq_len} tokens; pass {opt('allow_longer')} to count it anyway")
         notes.append(f"seq-len {dims.seq_len} is beyond the model's maximum of {spec.max_seq_len} tokens")
     if text and seq_len is None and dims.seq_len:
         notes.append(f"seq-len defaults to {dims.seq_len} tokens (the model's maximum, capped); set --seq-len")
@@ -412,22 +346,23 @@ def _generation_dims(spec: ModelSpec, w: Workload, notes: list[str]) -> int:
     --allow-longer). Returns the sequence length of the one-forward and training figures: P + G, capped."""
     if spec.decode is None:
         article = "an" if spec.kind.value[0] in "aeiou" else "a"
-        raise WorkloadError(f"--task generate needs a causal or encoder-decoder language model; {spec.name} is "
+        raise WorkloadError(f"{opt('task')} generate needs a causal or encoder-decoder language model; {spec.name} is "
                             f"{article} {spec.kind.value} model, which does not generate tokens")
     p, g = w.prompt_tokens or 0, w.generate_tokens or 0
     start = spec.decode.decoder_prompt(p) if spec.decode.decoder_prompt is not None else p
     limit = spec.max_seq_len
+    name = opt if not w.allow_longer else flag  # an error names the caller's options; a note names flags
     over = []
     if limit and start + g > limit:
-        what = f"--prompt-tokens {p} + --generate-tokens {g}" if start == p else (
-            f"{start} decoder start token(s) + --generate-tokens {g}")
+        what = f"{name('prompt_tokens')} {p} + {name('generate_tokens')} {g}" if start == p else (
+            f"{start} decoder start token(s) + {name('generate_tokens')} {g}")
         over.append(f"{what} = {start + g} positions")
     if limit and spec.kind is ModelKind.SEQ2SEQ and p > limit:
-        over.append(f"--prompt-tokens {p} (the encoder's source)")
+        over.append(f"{name('prompt_tokens')} {p} (the encoder's source)")
     if over:
         if not w.allow_longer:
             raise WorkloadError(f"{'; '.join(over)} exceed {spec.name}'s maximum of {limit} positions; pass "
-                                "--allow-longer to count it anyway")
+                                f"{opt('allow_longer')} to count it anyway")
         notes.append(f"{'; '.join(over)} beyond the model's maximum of {limit} positions")
     if not w.infer_samples:
         notes.append("--task generate without --infer-samples: figures per request only; give --infer-samples M "

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import pytest
 
-from afford.assess import Assessment, assess
+from afford.api import assess
+from afford.assess import Assessment
 
 
 @pytest.fixture(scope="module")

@@ -281,7 +281,7 @@ def test_plan_for_a_recommender_beyond_20b_params_uses_no_tensor_parallelism() -
 
 def test_budget_verdict_plans_the_sized_model_not_the_default() -> None:
     """assess(..., budget) plans the spec as sized by --model-option (26 tables x 1000 rows x 64 here)."""
-    from afford.assess import assess
+    from afford.api import assess
 
     a = assess("recsys:dlrm", model_options={"rows": "1000"}, train_samples=10_000, batch_size=64, budget_usd=10)
     assert a.decision is not None

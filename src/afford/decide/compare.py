@@ -7,7 +7,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from afford.assess import Assessment, assess
+from afford.api import assess
+from afford.assess import Assessment
 from afford.decide.budget import Budget
 from afford.decide.run import make_budget
 from afford.decide.verdict import limit_reasons

@@ -151,13 +151,19 @@ def _lora(module: torch.nn.Module, rank: int) -> torch.nn.Module:
 
 
 def variants(model: Any, workload: Workload, *, adapters: tuple[str, ...] = ("full", "lora", "qlora"),
-             lora_rank: int = DEFAULT_LORA_RANK, trust_remote_code: bool = False) -> list[Variant]:
-    """Trace the model as asked and, where adapters apply, with LoRA injected (training step only)."""
+             lora_rank: int = DEFAULT_LORA_RANK, trust_remote_code: bool = False,
+             traced: Assessment | None = None) -> list[Variant]:
+    """Trace the model as asked and, where adapters apply, with LoRA injected (training step only). `traced`, an
+    Assessment of the same model and training job, stands for the model as asked: it is not traced again."""
     out: list[Variant] = []
-    spec, dims = prepare(model, workload, trust_remote_code=trust_remote_code)
     dtype = workload.precision.compute_dtype
-    module = spec.build(dtype, dims)
-    full = traced_assessment(spec, workload, dims, module, infer=False, decode=False)
+    module: torch.nn.Module | None = None
+    if traced is not None and traced.trace.backward is not None:
+        spec, dims, full = traced.spec, traced.dims, traced
+    else:
+        spec, dims = prepare(model, workload, trust_remote_code=trust_remote_code)
+        module = spec.build(dtype, dims)
+        full = traced_assessment(spec, workload, dims, module, infer=False, decode=False)
     if "full" in adapters:
         out.append(Variant("full", full, full.memory.weights_bytes + full.memory.buffers_bytes,
                            full.trace.trainable_params, full.trace.params))
@@ -167,7 +173,7 @@ def variants(model: Any, workload: Workload, *, adapters: tuple[str, ...] = ("fu
         lw = dataclasses.replace(workload, precision=Precision.BF16_MIXED, freeze=())
         try:
             # the traced module is reused (peft wraps it in place) unless it was built in another dtype
-            base = module if dtype == torch.bfloat16 else spec.build(torch.bfloat16, dims)
+            base = module if module is not None and dtype == torch.bfloat16 else spec.build(torch.bfloat16, dims)
             module = _lora(base, lora_rank)
             la = traced_assessment(spec, lw, dims, module, infer=False, decode=False)
         except (AffordError, ValueError, TypeError, RuntimeError, ImportError):

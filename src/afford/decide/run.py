@@ -7,13 +7,13 @@ from pathlib import Path
 from typing import Any
 
 from afford import bounds as b
-from afford.assess import batch_note
+from afford.assess import Assessment, batch_note
 from afford.decide.budget import Budget, deadline_seconds, parse_available, parse_duration
 from afford.decide.planner import Plan, PlanSearch, Strategy, Variant, evaluate, search, variants
 from afford.decide.verdict import Verdict, decide
 from afford.errors import InputError, opt
 from afford.estimate import footprint as fp
-from afford.estimate.job import DEFAULT_HARDWARE, check_rates
+from afford.estimate.request import DEFAULT_HARDWARE, check_rates
 from afford.hardware.catalog import Catalog
 from afford.workload import Optimizer, Precision, Workload, parse_enum
 
@@ -79,8 +79,11 @@ def plan(model: Any, *, train_samples: int | None = None, epochs: float = 1, tra
          adapters: tuple[str, ...] = ("full", "lora", "qlora"), max_count: int = 16384,
          hardware_file: str | Path | None = None, trust_remote_code: bool = False,
          allow_longer: bool = False, model_options: dict[str, Any] | None = None,
-         trust_pickle: bool = False) -> PlanResult:
-    """Is the training job affordable within the budget, and if not, the cheapest way it becomes so."""
+         trust_pickle: bool = False, assessment: Assessment | None = None) -> PlanResult:
+    """Is the training job affordable within the budget, and if not, the cheapest way it becomes so.
+
+    `assessment`, an Assessment of this model and job already traced (its training step), is reused as the plan
+    of the model as asked instead of tracing it again; adapters (LoRA) are other graphs and are traced."""
     from afford.sources import resolve
 
     catalog = Catalog.load(Path(hardware_file) if hardware_file else None)
@@ -100,7 +103,8 @@ def plan(model: Any, *, train_samples: int | None = None, epochs: float = 1, tra
         raise InputError(f"plan needs a training job: give {opt('train_samples')} (and {opt('epochs')}) or "
                          f"{opt('train_tokens')}")
     model = resolve(model, trust_remote_code=trust_remote_code, options=model_options, trust_pickle=trust_pickle)
-    vs = variants(model, workload, adapters=adapters, lora_rank=lora_rank, trust_remote_code=trust_remote_code)
+    vs = variants(model, workload, adapters=adapters, lora_rank=lora_rank, trust_remote_code=trust_remote_code,
+                  traced=assessment)
     full = next(v for v in vs if v.name == "full")
     if hardware is not None:
         device, n, owned = catalog.get(hardware), count or 1, any(o.device == catalog.get(hardware).id

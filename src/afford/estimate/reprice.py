@@ -22,7 +22,8 @@ def reprice(a: Assessment, device_ids: Iterable[str] = COMPARED_DEVICES) -> list
     """The traced job on other devices (same count and layout, grid and PUE) through estimate(): no re-trace.
     Returns (label, estimate data) with the assessment's own hardware first; a device that lacks the peak
     format the job needs is left out."""
-    from afford.estimate.job import estimate, request
+    from afford.estimate.job import estimate
+    from afford.estimate.request import request
     from afford.hardware.catalog import Catalog
 
     assert a.estimate is not None

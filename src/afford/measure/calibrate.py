@@ -205,10 +205,11 @@ def _system_efficiency(entry: dict[str, Any], steps: tuple[int, int] = (2, 9)) -
     """What the per-op roofline does not see on this machine (framework and Python overhead, caches shared
     between ops): median over the probe networks of predicted kernel time / measured training step, each
     predicted with the figures just measured (system factor 1) and measured over real AdamW steps."""
-    from afford.assess import assess
+    from afford.api import assess
     from afford.estimate import footprint as fp
-    from afford.estimate.job import HardwareRequest, estimate
+    from afford.estimate.job import estimate
     from afford.estimate.parallel import Layout
+    from afford.estimate.request import HardwareRequest
     from afford.hardware.catalog import _device
     from afford.sources.module_src import from_module
 

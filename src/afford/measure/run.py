@@ -26,7 +26,8 @@ from typing import Any
 import torch
 
 from afford import bounds as b
-from afford.assess import Assessment, assess
+from afford.api import assess
+from afford.assess import Assessment
 from afford.counting.trace import _next_cache, trainable_mask
 from afford.errors import InputError, UnsupportedError, WorkloadError, opt
 from afford.measure.quiet import quiet_native_stderr

@@ -1,0 +1,54 @@
+"""The one pipeline (afford.api): an assessment with a budget traces the model once, and its verdict is the
+plan's own (issue 12)."""
+
+from __future__ import annotations
+
+import importlib
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import afford
+from afford.decide.run import plan
+
+TINY_GPT2 = {"model_type": "gpt2", "architectures": ["GPT2LMHeadModel"], "n_embd": 64, "n_layer": 2, "n_head": 2,
+             "vocab_size": 1000, "n_positions": 128, "bos_token_id": 0, "eos_token_id": 0}
+
+
+@pytest.fixture
+def traces(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The names of the modules traced, in order, while the test runs."""
+    module = importlib.import_module("afford.assess")
+    real = module.run_trace
+    seen: list[str] = []
+
+    def counted(spec: Any, mod: Any, **kwargs: Any) -> Any:
+        seen.append(type(mod).__name__)
+        return real(spec, mod, **kwargs)
+
+    monkeypatch.setattr(module, "run_trace", counted)
+    return seen
+
+
+def test_assess_with_a_budget_traces_the_model_once(traces: list[str]) -> None:
+    a = afford.assess("torchvision:resnet18", train_samples=1000, batch_size=32, budget_usd=5)
+    assert traces == ["ResNet"]
+    assert a.decision is not None and a.decision.verdict.status
+
+
+def test_adapters_are_the_only_other_traces(traces: list[str], tmp_path: Path) -> None:
+    config = tmp_path / "config.json"
+    config.write_text(json.dumps(TINY_GPT2), encoding="utf-8")
+    a = afford.assess(str(config), train_samples=100, seq_len=32, budget_usd=5)
+    assert len(traces) == 2, traces  # the model as asked once, its LoRA-wrapped graph once
+    assert "Peft" in traces[1] or "Lora" in traces[1], traces
+    assert {p["strategy"]["adapter"] for p in a.to_dict()["plans"]} & {"lora", "qlora"}
+
+
+def test_reused_trace_prices_the_same_as_a_fresh_plan() -> None:
+    a = afford.assess("torchvision:resnet18", train_samples=1000, batch_size=32, budget_usd=5)
+    fresh = plan("torchvision:resnet18", train_samples=1000, batch_size=32, budget_usd=5, precision="fp32")
+    assert a.decision.asked.to_dict() == fresh.asked.to_dict()
+    assert a.decision.verdict.to_dict() == fresh.verdict.to_dict()
