@@ -30,3 +30,16 @@ def assessed() -> Any:
         return _cached(model, tuple(sorted((k, tuple(v) if isinstance(v, list) else v) for k, v in kwargs.items())))
 
     return get
+
+
+@pytest.fixture(autouse=True)
+def _fresh_trace_cache(request: pytest.FixtureRequest) -> Any:
+    """A test that monkeypatches may change what a trace does: it starts and ends with an empty trace cache."""
+    if "monkeypatch" not in request.fixturenames:
+        yield
+        return
+    from afford import tracecache
+
+    tracecache.clear()
+    yield
+    tracecache.clear()

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 import afford
+from afford import tracecache
 from afford.decide.run import plan
 
 TINY_GPT2 = {"model_type": "gpt2", "architectures": ["GPT2LMHeadModel"], "n_embd": 64, "n_layer": 2, "n_head": 2,
@@ -21,6 +22,7 @@ TINY_GPT2 = {"model_type": "gpt2", "architectures": ["GPT2LMHeadModel"], "n_embd
 def traces(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """The names of the modules traced, in order, while the test runs."""
     module = importlib.import_module("afford.assess")
+    tracecache.clear()
     real = module.run_trace
     seen: list[str] = []
 
@@ -52,3 +54,26 @@ def test_reused_trace_prices_the_same_as_a_fresh_plan() -> None:
     fresh = plan("torchvision:resnet18", train_samples=1000, batch_size=32, budget_usd=5, precision="fp32")
     assert a.decision.asked.to_dict() == fresh.asked.to_dict()
     assert a.decision.verdict.to_dict() == fresh.verdict.to_dict()
+
+
+def test_a_warm_reassessment_on_other_hardware_reprices_without_tracing(traces: list[str],
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    first = afford.assess("torchvision:resnet18", train_samples=1000, batch_size=32, hardware="t4")
+    again = afford.assess("torchvision:resnet18", train_samples=5000, batch_size=32, hardware="h100-sxm",
+                          budget_usd=50)
+    assert traces == ["ResNet"]  # traced once: the second job re-prices the same graph
+    monkeypatch.setenv("AFFORD_NO_CACHE", "1")
+    fresh = afford.assess("torchvision:resnet18", train_samples=5000, batch_size=32, hardware="h100-sxm",
+                          budget_usd=50)
+    assert len(traces) == 2
+    assert again.to_dict() == fresh.to_dict()
+    assert first.to_dict()["time"] != again.to_dict()["time"]
+
+
+def test_an_edited_config_is_traced_again(traces: list[str], tmp_path: Path) -> None:
+    config = tmp_path / "config.json"
+    config.write_text(json.dumps(TINY_GPT2), encoding="utf-8")
+    a = afford.assess(str(config), train_samples=10, seq_len=16)
+    config.write_text(json.dumps({**TINY_GPT2, "n_layer": 3}), encoding="utf-8")
+    b = afford.assess(str(config), train_samples=10, seq_len=16)
+    assert len(traces) == 2 and b.trace.params > a.trace.params

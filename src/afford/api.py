@@ -10,6 +10,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from afford import tracecache
 from afford.assess import MAX_DEPTH, Assessment, batch_note, job_dims, traced_assessment
 from afford.bounds import whole
 from afford.decide.budget import parse_available
@@ -83,15 +84,14 @@ def assess(model: Any, *, train_samples: int | None = None, epochs: float = 1, t
                         optimizer=parse_enum(Optimizer, optimizer, "optimizer"), freeze=tuple(freeze),
                         allow_longer=allow_longer, task=parse_enum(Task, task, "task"),
                         prompt_tokens=prompt_tokens, generate_tokens=generate_tokens)
-    spec = resolve(model, trust_remote_code=trust_remote_code, allow_hub=allow_hub, options=model_options,
-                   trust_pickle=trust_pickle, example_inputs=example_inputs)
-    if spec.metadata.get("inference_only") and workload.wants_training:
-        raise WorkloadError(f"{spec.name} is inference-only ({spec.metadata['inference_only']}); drop "
-                            f"{opt('train_samples')}/{opt('train_tokens')} and ask for {opt('infer_samples')}")
-    notes: list[str] = list(spec.metadata.get("notes", ()))  # a source's stated assumptions (recsys)
-    dims = job_dims(spec, workload, notes)
-    module = spec.build(workload.precision.compute_dtype, dims)
-    result = traced_assessment(spec, workload, dims, module, depth=depth, notes=notes)
+    cache_key = tracecache.key(model, workload, options=model_options, example_inputs=example_inputs,
+                               flags=(trust_remote_code, allow_hub, trust_pickle))
+    result = tracecache.get(cache_key, workload, depth)
+    if result is None:
+        result = _traced(model, workload, depth=depth, trust_remote_code=trust_remote_code, allow_hub=allow_hub,
+                         model_options=model_options, trust_pickle=trust_pickle, example_inputs=example_inputs)
+        tracecache.put(cache_key, result)
+    spec = result.spec
     oversized = batch_note(result)
     if oversized:
         result.notes.append(oversized)
@@ -112,3 +112,17 @@ def assess(model: Any, *, train_samples: int | None = None, epochs: float = 1, t
                                price_per_hour=price_per_hour, hardware_file=hardware_file,
                                trust_remote_code=trust_remote_code, allow_longer=allow_longer)
     return result
+
+
+def _traced(model: Any, workload: Workload, *, depth: int, trust_remote_code: bool, allow_hub: bool,
+            model_options: dict[str, Any] | None, trust_pickle: bool, example_inputs: Any) -> Assessment:
+    """Resolve, build and trace the model for the job: the Assessment before any hardware is priced."""
+    spec = resolve(model, trust_remote_code=trust_remote_code, allow_hub=allow_hub, options=model_options,
+                   trust_pickle=trust_pickle, example_inputs=example_inputs)
+    if spec.metadata.get("inference_only") and workload.wants_training:
+        raise WorkloadError(f"{spec.name} is inference-only ({spec.metadata['inference_only']}); drop "
+                            f"{opt('train_samples')}/{opt('train_tokens')} and ask for {opt('infer_samples')}")
+    notes: list[str] = list(spec.metadata.get("notes", ()))  # a source's stated assumptions (recsys)
+    dims = job_dims(spec, workload, notes)
+    module = spec.build(workload.precision.compute_dtype, dims)
+    return traced_assessment(spec, workload, dims, module, depth=depth, notes=notes)
