@@ -12,7 +12,7 @@ from hostile.harness import run
 def test_ctrl_c_is_one_line_and_exit_130(monkeypatch: pytest.MonkeyPatch) -> None:
     import importlib
 
-    module = importlib.import_module("afford.assess")  # the module: `afford.assess` is also the function
+    module = importlib.import_module("afford.api")  # where `afford assess` (cli/assess.py) takes the function from
 
     def interrupted(*args: Any, **kwargs: Any) -> Any:
         raise KeyboardInterrupt

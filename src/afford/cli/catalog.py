@@ -8,7 +8,8 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from afford.cli import AsJson, HardwareFile, _emit_json, _guarded, app
+from afford.cli.app import app, emit_json, guarded
+from afford.cli.options import AsJson, HardwareFile
 
 hardware_app = typer.Typer(help="The hardware catalog: devices, their figures and sources.", no_args_is_help=True)
 app.add_typer(hardware_app, name="hardware")
@@ -22,9 +23,9 @@ def hardware_list(
     """List every device: memory, bandwidth, bf16 peak, power and price."""
     from afford.hardware.catalog import Catalog
 
-    cat = _guarded(lambda: Catalog.load(Path(hardware_file) if hardware_file else None))
+    cat = guarded(lambda: Catalog.load(Path(hardware_file) if hardware_file else None))
     if as_json:
-        _emit_json({"devices": [d.to_dict() for d in cat.devices.values()]})
+        emit_json({"devices": [d.to_dict() for d in cat.devices.values()]})
         return
     from afford.report.terminal import render_hardware_list
 
@@ -40,9 +41,9 @@ def hardware_show(
     """Every figure of one device, with its sources."""
     from afford.hardware.catalog import Catalog
 
-    device = _guarded(lambda: Catalog.load(Path(hardware_file) if hardware_file else None).get(name))
+    device = guarded(lambda: Catalog.load(Path(hardware_file) if hardware_file else None).get(name))
     if as_json:
-        _emit_json(device.to_dict())
+        emit_json(device.to_dict())
         return
     from afford.report.terminal import render_device
 

@@ -8,38 +8,56 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 
-from afford import cli
-from afford.cli import (
+from afford.cli.app import app, emit_json, fail, guarded
+from afford.cli.jobs import remember, with_job
+from afford.cli.options import (
+    AllowLonger,
     AsJson,
     Available,
+    BatchSize,
     BudgetUsd,
     Count,
     Deadline,
+    Depth,
     Electricity,
     Epochs,
+    Explain,
     Force,
+    Freeze,
+    GenerateTokens,
+    GpusPerNode,
+    GradAccum,
+    GridIntensity,
     HardwareFile,
+    Hub,
     ImageSize,
+    InferSamples,
     Job,
     JobModelArg,
     MaxCo2,
     MaxKwh,
+    Mfu,
     ModelOption,
+    Nodes,
     Optim,
+    Parallel,
+    Pp,
+    Precision,
     PricePerHour,
+    PromptTokens,
+    Pue,
+    Recompute,
     Region,
     Report,
     SeqLen,
+    Task,
+    Tp,
     TrainSamples,
     TrainTokens,
     TrustCode,
     TrustPickle,
-    _emit_json,
-    _fail,
-    _guarded,
-    _remember,
-    _with_job,
-    app,
+    TrustRemoteCode,
+    Verbose,
 )
 from afford.sources.options import parse_pairs
 from afford.units import duration
@@ -61,16 +79,16 @@ def calibrate_command(
 
     with Progress(transient=True, console=Console(stderr=True)) as bar:
         task = bar.add_task("calibrating", total=1.0)
-        profile = _guarded(lambda: calibrate(device, lambda what, frac: bar.update(task, completed=frac,
+        profile = guarded(lambda: calibrate(device, lambda what, frac: bar.update(task, completed=frac,
                                                                                       description=what), quick=quick))
 
     def save() -> int:
         with Store() as store:
             return store.add("calibration", profile["id"], {"device": device, "quick": quick}, profile)
 
-    record = _guarded(save)
+    record = guarded(save)
     if as_json:
-        _emit_json({"record": record, "profile": profile})
+        emit_json({"record": record, "profile": profile})
         return
     p = profile["peak_tflops"]
     Console().print(f"{profile['id']}: matmul fp32 {p['fp32']:.3f} TFLOP/s, bf16 {p['bf16']:.3f} TFLOP/s, "
@@ -78,39 +96,6 @@ def calibrate_command(
                     f"op overhead {profile['op_overhead_s'] * 1e6:.1f} us (stored as record {record}; use "
                     f"--hardware {profile['id']})")
 
-
-def _option(name: str) -> Any:
-    """The typer option `afford assess` declares for its parameter `name`: measure takes the same flags, with
-    the same help, from that one declaration."""
-    from typing import get_type_hints
-
-    return get_type_hints(cli.assess, include_extras=True)[name].__metadata__[0]
-
-
-# The options assess declares in its own signature, shared with measure (the others come from cli's top).
-InferSamples = Annotated[int | None, _option("infer_samples")]
-BatchSize = Annotated[int, _option("batch_size")]
-Precision = Annotated[str, _option("precision")]
-Freeze = Annotated[list[str] | None, _option("freeze")]
-Depth = Annotated[int, _option("depth")]
-AllowLonger = Annotated[bool, _option("allow_longer")]
-TrustRemoteCode = Annotated[bool, _option("trust_remote_code")]
-Hub = Annotated[bool, _option("hub")]
-Nodes = Annotated[int | None, _option("nodes")]
-GpusPerNode = Annotated[int | None, _option("gpus_per_node")]
-Parallel = Annotated[str, _option("parallel")]
-Tp = Annotated[int, _option("tp")]
-Pp = Annotated[int, _option("pp")]
-GradAccum = Annotated[int, _option("grad_accum")]
-Recompute = Annotated[bool, _option("recompute")]
-GridIntensity = Annotated[float | None, _option("grid_gco2_kwh")]
-Pue = Annotated[float | None, _option("pue")]
-Mfu = Annotated[float | None, _option("mfu")]
-Task = Annotated[str, _option("task")]
-PromptTokens = Annotated[int | None, _option("prompt_tokens")]
-GenerateTokens = Annotated[int | None, _option("generate_tokens")]
-Explain = Annotated[bool, _option("explain")]
-Verbose = Annotated[bool, _option("verbose")]
 
 # assess options that do not apply to one process on this one device: accepted (a copied assess command runs)
 # and reported as ignored in a note
@@ -184,7 +169,7 @@ def measure_command(
 
     from afford.measure.run import measure
 
-    p = _with_job(ctx, "measure")
+    p = with_job(ctx, "measure")
     ignored = _ignored(ctx, p)
     typed = getattr(ctx.get_parameter_source("hardware"), "name", "") in ("COMMANDLINE", "ENVIRONMENT")
     if p["hardware"] is not None and not typed:  # a job file's target device: measure predicts for this machine
@@ -200,7 +185,7 @@ def measure_command(
             bar.console.print(f"afford: {message}", markup=False, highlight=False, soft_wrap=True)
             bar.update(task_id, description="calibrating this machine")
 
-        result = _guarded(lambda: measure(
+        result = guarded(lambda: measure(
             p["model"], steps=p["steps"], device=p["device"], batch_size=p["batch_size"], seq_len=p["seq_len"],
             image_size=p["image_size"], precision=p["precision"], optimizer=p["optimizer"], hardware=p["hardware"],
             train_samples=p["train_samples"], epochs=p["epochs"], train_tokens=p["train_tokens"],
@@ -213,9 +198,9 @@ def measure_command(
         result.notes.append(f"ignored by afford measure (one process on this one device; no prices, budgets or "
                             f"reports): {', '.join(ignored)}; `afford assess` takes them")
     data = result.to_dict()
-    _remember("measurement", result.model, {"model": p["model"], "argv": sys.argv[1:]}, data)
+    remember("measurement", result.model, {"model": p["model"], "argv": sys.argv[1:]}, data)
     if p["as_json"]:
-        _emit_json(data)
+        emit_json(data)
         return
     _render_measurement(result)
 
@@ -258,6 +243,7 @@ def _render_measurement(result: Any) -> None:
 
 
 def _pct(value: float | None) -> str:
+    """A relative error as a signed percentage; "-" when there is none."""
     return "-" if value is None else f"{value:+.1f}%"
 
 
@@ -279,15 +265,15 @@ def history_list(
     from afford.store import KINDS, Store
 
     if kind is not None and kind not in KINDS:
-        _fail(f"unknown --kind {kind!r}; choose {', '.join(KINDS)}")
+        fail(f"unknown --kind {kind!r}; choose {', '.join(KINDS)}")
 
     def read() -> list[Any]:
         with Store() as store:
             return [r.to_dict() for r in store.list(kind, limit)]
 
-    records = _guarded(read)
+    records = guarded(read)
     if as_json:
-        _emit_json({"records": records})
+        emit_json({"records": records})
         return
     from rich.table import Table
 
@@ -308,4 +294,4 @@ def history_show(record_id: Annotated[int, typer.Argument(help="record id from `
         with Store() as store:
             return store.get(record_id).to_dict()
 
-    _emit_json(_guarded(read))
+    emit_json(guarded(read))
