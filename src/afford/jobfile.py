@@ -72,16 +72,8 @@ def _yaml(text: str, path: Path) -> Any:
     """The YAML document, parsed safely with aliases refused (see the module docstring)."""
     import yaml
 
-    class NoAliasLoader(yaml.SafeLoader):
-        def compose_node(self, parent: Any, index: Any) -> Any:
-            if self.check_event(yaml.AliasEvent):
-                mark = self.peek_event().start_mark
-                raise InputError(f"{path}: line {mark.line + 1}: YAML aliases (*name) are not allowed in job files; "
-                                 "write the value out")
-            return super().compose_node(parent, index)
-
     try:
-        return yaml.load(text, Loader=NoAliasLoader)  # a SafeLoader subclass: no Python tags
+        return safeio.load_yaml(text, str(path))
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}: " if mark is not None else ""

@@ -145,3 +145,20 @@ def read_json(path: Path, what: str = "", *, scale: float = 1.0, **kwargs: Any) 
 
 __all__ = ["MAX_FILE_MB_ENV", "exists", "kind_of", "loads_json", "max_bytes", "read_bytes", "read_json",
            "read_text", "regular_file"]
+
+
+def load_yaml(text: str, where: str) -> Any:
+    """A YAML document parsed with PyYAML's safe loader (no Python tags) and aliases refused: `*name` could
+    expand a few lines into gigabytes (an anchor bomb), and a file afford reads has nothing to repeat.
+    yaml.YAMLError propagates for the caller to name the file and line."""
+    import yaml
+
+    class NoAliasLoader(yaml.SafeLoader):
+        def compose_node(self, parent: Any, index: Any) -> Any:
+            if self.check_event(yaml.AliasEvent):
+                mark = self.peek_event().start_mark
+                raise InputError(f"{where}: line {mark.line + 1}: YAML aliases (*name) are not allowed; write the "
+                                 "value out")
+            return super().compose_node(parent, index)
+
+    return yaml.load(text, Loader=NoAliasLoader)

@@ -40,3 +40,14 @@ CASES = [
     Case("cli-hardware-unknown", ["assess", "torchvision:resnet18", "--hardware", "a1000000"], 2, "unknown"),
     Case("cli-report-suffix", ["assess", "torchvision:resnet18", "--report", "{tmp}/r.pdf"], 2, r"\.html"),
 ]
+
+
+def _hardware_bomb(tmp: Path) -> list[str]:
+    """A --hardware-file whose YAML expands nine levels of nine aliases: refused at the first alias."""
+    laughs = "".join(f"&l{i} [{', '.join([f'*l{i - 1}'] * 9)}], " for i in range(1, 9))
+    (tmp / "hw.yaml").write_text(f"device: [&l0 [{', '.join(['lol'] * 9)}], {laughs}x]\n", encoding="utf-8")
+    return ["--hardware-file", str(tmp / "hw.yaml")]
+
+
+CASES.append(Case("cli-hardware-file-yaml-alias-bomb", ["assess", "torchvision:resnet18", "--infer-samples", "1"],
+                  2, r"aliases .* not allowed", setup=_hardware_bomb))

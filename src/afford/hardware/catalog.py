@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from afford.bounds import show, within
-from afford.errors import ConfigError, InputError, opt
+from afford.errors import AffordError, ConfigError, InputError, opt
 from afford.sources.names import closest
 
 PRECISIONS = ("fp32", "tf32", "bf16", "fp16", "fp8", "int8", "fp4")
@@ -135,11 +135,11 @@ def read_user_file(path: Path) -> list[dict[str, Any]]:
     text = safeio.read_text(path, "hardware file")  # a regular file of bounded size, UTF-8
     try:
         if path.suffix.lower() in (".yaml", ".yml"):
-            import yaml
-
-            data = yaml.safe_load(text)
+            data = safeio.load_yaml(text, str(path))
         else:
             data = tomllib.loads(text)
+    except AffordError:
+        raise
     except RecursionError:
         raise ConfigError(f"{path}: nests too deep to read; not a hardware file") from None
     except Exception as exc:  # noqa: BLE001 - parser errors of either format become one line
