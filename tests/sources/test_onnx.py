@@ -16,7 +16,8 @@ from typer.testing import CliRunner
 import afford
 from afford.cli import app
 from afford.errors import ConfigError, UnsupportedError, WorkloadError
-from afford.sources import ModelKind, onnx_src, resolve
+from afford.sources import ModelKind, resolve
+from afford.sources import onnx as onnx_source
 from afford.sources.base import Dims, ModelSpec
 
 runner = CliRunner()
@@ -187,7 +188,7 @@ def test_bert_base_forward_flops_match_the_torch_module(bert: tuple[Any, Path]) 
 def test_bert_inputs_are_int64_tokens_with_workload_dims(bert: tuple[Any, Path]) -> None:
     spec = resolve(bert[1])
     assert spec.kind is ModelKind.ENCODER and spec.kind.uses_tokens
-    assert spec.default_seq_len == onnx_src.DEFAULT_SEQ and spec.max_seq_len is None
+    assert spec.default_seq_len == onnx_source.DEFAULT_SEQ and spec.max_seq_len is None
     assert spec.metadata["inference_only"] == "an ONNX graph holds the inference graph only"
     args = spec.make_inputs(3, Dims(seq_len=40), False)["_args"]
     assert [tuple(a.shape) for a in args] == [(3, 40)] * 3
