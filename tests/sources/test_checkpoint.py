@@ -200,8 +200,8 @@ def test_sparse_10gb_file_is_read_from_its_header_only(tmp_path: Path, monkeypat
         f.truncate(8 + len(raw) + 80 * size)
     assert path.stat().st_size == 8 + len(raw) + 10 * 2**30
     tally: list[int] = []
-    monkeypatch.setattr(checkpoint, "open", lambda p, mode="r", *a, **k: _Counting(open(p, mode, *a, **k), tally),
-                        raising=False)
+    monkeypatch.setattr(checkpoint.headers, "open",
+                        lambda p, mode="r", *a, **k: _Counting(open(p, mode, *a, **k), tally), raising=False)
     info = inspect(path)
     assert info.params == 80 * 8192 * 8192 and info.weight_bytes == 10 * 2**30
     assert 0 < sum(tally) <= 8 + len(raw)

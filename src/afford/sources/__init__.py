@@ -106,9 +106,9 @@ def _resolve_path(path: Path, *, trust_remote_code: bool, options: Mapping[str, 
     if kind is not None and kind != "a directory":
         raise UnknownModelError(f"{shorten(str(path))} is {kind}: give a model file or folder")
     if name.endswith(ONNX_SUFFIXES):
-        from afford.sources import onnx_src
+        from afford.sources import onnx as onnx_source
 
-        return onnx_src.resolve_path(path)
+        return onnx_source.resolve_path(path)
     if name.endswith(KERAS_SUFFIXES):
         from afford.sources import keras as keras_source
 

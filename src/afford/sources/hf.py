@@ -7,13 +7,10 @@ afford and nothing is downloaded unless the user asks for a hub look-up.
 from __future__ import annotations
 
 import copy
-import inspect
 import json
 import os
 import re
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass
+from collections.abc import Callable
 from functools import cache
 from importlib import resources
 from pathlib import Path
@@ -25,7 +22,8 @@ from torch import nn
 from afford import safeio
 from afford.bounds import show
 from afford.errors import ConfigError, InputError, TraceError, UnknownModelError
-from afford.sources.base import DecodeAdapter, Dims, ModelKind, ModelSpec, Run, first_tensor
+from afford.sources.base import Dims, ModelKind, ModelSpec
+from afford.sources.hf_decode import adapter, decode_adapter, output_loss, unpadded_masks
 from afford.sources.names import closest, shorten
 
 CATALOG_PACKAGE = "afford.sources"
@@ -232,110 +230,6 @@ def _inputs(cfg: Any, kind: ModelKind) -> Callable[[int, Dims, bool], dict[str, 
     return make
 
 
-def _loss(output: Any, inputs: dict[str, Any]) -> torch.Tensor:
-    loss = getattr(output, "loss", None)
-    if isinstance(loss, torch.Tensor):
-        return loss
-    return first_tensor(output).sum()
-
-
-def _ids(batch: int, length: int) -> torch.Tensor:
-    return torch.zeros(batch, length, dtype=torch.long, device="meta")
-
-
-def _returned_cache(out: Any) -> Any:
-    for attr in ("cache", "past_key_values"):
-        found = getattr(out, attr, None)
-        if found is not None:
-            return found
-    raise TraceError("the model returned no KV cache from a forward pass with use_cache=True")
-
-
-def _decode_adapter(cls: Any) -> DecodeAdapter:
-    """Causal LMs: the prefill returns the cache; a step feeds one token against it. Like transformers'
-    `generate`, the prefill computes logits for its last position only where the model allows it
-    (`logits_to_keep=1`, GenerationMixin._prepare_cache_for_generation / prepare_inputs_for_generation)."""
-    keeps = cls is not None and "logits_to_keep" in inspect.signature(cls.forward).parameters
-    last_only = {"logits_to_keep": 1} if keeps else {}
-
-    def prefill(run: Run, batch: int, prompt: int) -> Any:
-        return _returned_cache(run(input_ids=_ids(batch, prompt), use_cache=True, **last_only))
-
-    def step(run: Run, batch: int, cache_obj: Any, position: int) -> Any:
-        return run(input_ids=_ids(batch, 1), cache=cache_obj, use_cache=True)
-
-    return DecodeAdapter(prefill=prefill, step=step)
-
-
-@dataclass
-class EncoderDecoderState:
-    """What an encoder-decoder's decode step needs: the decoder's cache (self-attention keys/values and the
-    cross-attention keys/values of the encoder output, an EncoderDecoderCache) and the encoder output."""
-
-    cache: Any
-    encoder_output: torch.Tensor
-    logits: Any = None
-
-
-def _seq2seq_adapter(cfg: Any, kind: ModelKind) -> DecodeAdapter:
-    """Encoder-decoders (T5, BART, Whisper): the prefill runs the encoder once (over the source tokens, or over
-    Whisper's fixed 30 s of audio) and the decoder over its prompt; each step feeds one decoder token with the
-    cache and the encoder output, as transformers' `generate` does (encoder_outputs passed, never recomputed)."""
-    from transformers.modeling_outputs import BaseModelOutput
-
-    def source(batch: int, length: int) -> dict[str, torch.Tensor]:
-        if kind is ModelKind.SPEECH_SEQ2SEQ:
-            frames = 2 * getattr(cfg, "max_source_positions", 1500)  # two mel frames per encoder position
-            return {"input_features": torch.empty(batch, cfg.num_mel_bins, frames, device="meta")}
-        return {"input_ids": _ids(batch, length)}
-
-    def encode_prefill(run: Run, batch: int, source_len: int, decoder_len: int) -> EncoderDecoderState:
-        out = run(**source(batch, source_len), decoder_input_ids=_ids(batch, decoder_len), use_cache=True)
-        return EncoderDecoderState(cache=_returned_cache(out), encoder_output=out.encoder_last_hidden_state)
-
-    def prefill(run: Run, batch: int, decoder_len: int) -> EncoderDecoderState:
-        # the one-step decode of a plain assessment: a source as long as the traced sequence (decoder_len + 1)
-        return encode_prefill(run, batch, decoder_len + 1, decoder_len)
-
-    def step(run: Run, batch: int, state: EncoderDecoderState, position: int) -> EncoderDecoderState:
-        out = run(encoder_outputs=BaseModelOutput(last_hidden_state=state.encoder_output),
-                  decoder_input_ids=_ids(batch, 1), cache=state.cache, use_cache=True)
-        state.cache, state.logits = _returned_cache(out), out.logits
-        return state
-
-    # T5 and BART start the decoder from one start token (decoder_start_token_id) and take the prompt as the
-    # encoder's source; Whisper's prompt is its decoder's (<|startoftranscript|>, language, task tokens)
-    start: Callable[[int], int] = (lambda p: p) if kind is ModelKind.SPEECH_SEQ2SEQ else (lambda p: 1)
-    return DecodeAdapter(prefill=prefill, step=step, encode_prefill=encode_prefill, decoder_prompt=start)
-
-
-def _adapter(cls: Any, cfg: Any, kind: ModelKind) -> DecodeAdapter | None:
-    """The decode adapter of a model that generates: causal LMs and encoder-decoders with an LM head."""
-    if kind is ModelKind.CAUSAL_LM:
-        return _decode_adapter(cls)
-    if kind in (ModelKind.SEQ2SEQ, ModelKind.SPEECH_SEQ2SEQ) and getattr(cfg, "is_encoder_decoder", False):
-        return _seq2seq_adapter(cfg, kind)
-    return None
-
-
-@contextmanager
-def _unpadded_masks() -> Iterator[None]:
-    """transformers asks `fast_all(padding_mask)` (a `.item()`) before it drops an all-ones mask; on meta the
-    answer cannot be read, but afford's synthetic inputs never contain padding, so it is True by construction."""
-    from transformers import masking_utils
-
-    original: Any = masking_utils.fast_all
-
-    def fast_all(tensor: Any) -> Any:
-        return True if tensor.device.type == "meta" else original(tensor)
-
-    masking_utils.fast_all = fast_all
-    try:
-        yield
-    finally:
-        masking_utils.fast_all = original
-
-
 # Architecture sizes a config may give, by field name (at any depth: text_config, vision_config, encoder...),
 # with their bounds: positive integers, far above any published model (the largest bundled configs have 126
 # layers, hidden 16384, vocabulary 256000), low enough that building and tracing on meta stays quick.
@@ -414,10 +308,10 @@ def spec_from_config(data: dict[str, Any], name: str, *, trust_remote_code: bool
         image = getattr(cfg, "image_size", 224)
     elif kind is ModelKind.VISION_TEXT:
         image = cfg.vision_config.image_size
-    return ModelSpec(name=name, source="hf", kind=kind, build=build, make_inputs=_inputs(cfg, kind), loss=_loss,
+    return ModelSpec(name=name, source="hf", kind=kind, build=build, make_inputs=_inputs(cfg, kind), loss=output_loss,
                      native_image_size=image, max_seq_len=max_pos, default_seq_len=default_seq,
                      causal_for=_causal_fn(kind), window_for=_window_fn(cfg),
-                     decode=_adapter(cls, cfg, kind), context=_unpadded_masks,
+                     decode=adapter(cls, cfg, kind), context=unpadded_masks,
                      metadata={"model_type": cfg.model_type, "architecture": cls.__name__, **_shape_facts(cfg),
                                **_encoder_facts(cfg, kind), **(metadata or {}),
                                "notes": [*(metadata or {}).get("notes", ()), *_auto_map_note(data)]})
@@ -523,7 +417,7 @@ def _remote_code_spec(folder: Path, data: dict[str, Any]) -> ModelSpec:
 
     max_pos = _max_positions(cfg, kind)
     return ModelSpec(name=str(folder), source="hf", kind=kind, build=build, make_inputs=_inputs(cfg, kind),
-                     loss=_loss, max_seq_len=max_pos, default_seq_len=min(max_pos or 2048, 2048),
+                     loss=output_loss, max_seq_len=max_pos, default_seq_len=min(max_pos or 2048, 2048),
                      causal_for=_causal_fn(kind), window_for=_window_fn(cfg),
-                     decode=_decode_adapter(None) if kind is ModelKind.CAUSAL_LM else None,
+                     decode=decode_adapter(None) if kind is ModelKind.CAUSAL_LM else None,
                      metadata={"model_type": data["model_type"], "remote_code": True})

@@ -1,43 +1,32 @@
-"""Checkpoints on disk: parameter count, dtypes and bytes read from safetensors headers, never from the data.
-
-A `.safetensors` file is an 8-byte little-endian header length N, N bytes of JSON
-`{name: {dtype, shape, data_offsets: [begin, end]}, "__metadata__": {str: str}}`, then the tensor bytes
-(https://github.com/huggingface/safetensors, README "Format"). Reading 8 + N bytes is enough to count a 10 GB
-file. Pickled checkpoints (`torch.save`) are refused unless the user trusts them, then read on the meta device.
-With a config.json beside the weights the checkpoint becomes a full Hugging Face assessment (docs/checkpoints.md).
-"""
+"""Reading checkpoint files: safetensors headers (8 + N bytes, never the data), sharded indexes, pickles (only
+if trusted, on meta or memory-mapped), model directories, and `sniff` for what a file holds by its first bytes."""
 
 from __future__ import annotations
 
 import json
-import math
 import struct
 import warnings
 import zipfile
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from afford import safeio
-from afford.errors import AffordError, ConfigError, InputError
-from afford.estimate.memory import optimizer_state_bytes
-from afford.sources.base import ModelSpec
+from afford.errors import ConfigError, InputError
+from afford.sources.checkpoint.info import (
+    DTYPE_BITS,
+    TRUST_HINT,
+    CheckpointInfo,
+    NotSafetensors,
+    PickleRefused,
+    TensorEntry,
+)
 from afford.sources.names import shorten
-from afford.workload import Optimizer, Precision
 
 # A sharded index lists every tensor name (a large MoE's index holds ~10 MB of names), so it may be larger than a
 # config: it may take this many times the AFFORD_MAX_FILE_MB cap (safeio).
 INDEX_SIZE_SCALE = 4.0
 # The reference implementation refuses headers over 100 MB (safetensors/src/tensor.rs, MAX_HEADER_SIZE).
 MAX_HEADER_SIZE = 100_000_000
-# Bits per element of every dtype the format defines (safetensors/src/tensor.rs, `Dtype::bitsize`).
-DTYPE_BITS: dict[str, int] = {
-    "BOOL": 8, "F4": 4, "F6_E2M3": 6, "F6_E3M2": 6, "U8": 8, "I8": 8, "F8_E5M2": 8, "F8_E4M3": 8, "F8_E8M0": 8,
-    "F8_E4M3FNUZ": 8, "F8_E5M2FNUZ": 8, "I16": 16, "U16": 16, "F16": 16, "BF16": 16, "I32": 32, "U32": 32,
-    "F32": 32, "C64": 64, "F64": 64, "I64": 64, "U64": 64,
-}
-# Floating dtypes are the trainable ones; integer and bool tensors (ids, masks, packed quantized weights) are not.
-FLOAT_DTYPES = frozenset(d for d in DTYPE_BITS if d.startswith(("F", "BF", "C")))
 # torch dtype names -> the safetensors spelling, so pickles and safetensors report dtypes alike.
 _TORCH_TO_ST = {
     "float64": "F64", "float32": "F32", "float16": "F16", "bfloat16": "BF16", "int64": "I64", "int32": "I32",
@@ -52,95 +41,6 @@ _MAGICS = ((b"GGUF", "a GGUF file (llama.cpp)"), (b"\x89HDF\r\n\x1a\n", "an HDF5
 # keys under which training frameworks nest the weights (PyTorch Lightning, timm, fairseq, DeepSpeed, ...)
 _NESTED_KEYS = ("state_dict", "model_state_dict", "model", "module", "net", "network", "params", "weights",
                 "model_ema", "ema")
-TRUST_HINT = "nothing was unpickled; pass --trust-pickle only if you trust its author (or convert it to .safetensors)"
-
-
-@dataclass(frozen=True)
-class TensorEntry:
-    """One stored tensor: its name, safetensors dtype and shape."""
-
-    name: str
-    dtype: str
-    shape: tuple[int, ...]
-
-    @property
-    def numel(self) -> int:
-        return math.prod(self.shape)
-
-    @property
-    def nbytes(self) -> int:
-        return self.numel * DTYPE_BITS.get(self.dtype, 8) // 8
-
-
-@dataclass
-class CheckpointInfo:
-    """What a checkpoint holds, from its headers: files, tensors, elements and bytes, by dtype."""
-
-    path: str
-    format: str
-    files: list[dict[str, Any]]
-    entries: list[TensorEntry] = field(repr=False)
-    metadata: dict[str, Any] = field(default_factory=dict)
-    notes: list[str] = field(default_factory=list)
-
-    @property
-    def tensors(self) -> int:
-        return len(self.entries)
-
-    @property
-    def params(self) -> int:
-        return sum(e.numel for e in self.entries)
-
-    @property
-    def weight_bytes(self) -> int:
-        return sum(e.nbytes for e in self.entries)
-
-    @property
-    def params_by_dtype(self) -> dict[str, int]:
-        out: dict[str, int] = {}
-        for e in self.entries:
-            out[e.dtype] = out.get(e.dtype, 0) + e.numel
-        return dict(sorted(out.items(), key=lambda kv: -kv[1]))
-
-    @property
-    def bytes_by_dtype(self) -> dict[str, int]:
-        out: dict[str, int] = {}
-        for e in self.entries:
-            out[e.dtype] = out.get(e.dtype, 0) + e.nbytes
-        return dict(sorted(out.items(), key=lambda kv: -kv[1]))
-
-    def to_dict(self) -> dict[str, Any]:
-        """The JSON form (numbers unformatted); per-tensor entries are left out."""
-        return {"path": self.path, "format": self.format, "files": list(self.files), "tensors": self.tensors,
-                "params": self.params, "weight_bytes": self.weight_bytes, "params_by_dtype": self.params_by_dtype,
-                "bytes_by_dtype": self.bytes_by_dtype, "metadata": dict(self.metadata), "notes": list(self.notes)}
-
-
-class PickleRefused(InputError):
-    """A pickled checkpoint that the user has not said to trust; `zipped` for torch.save's zip archive."""
-
-    def __init__(self, message: str, zipped: bool = False) -> None:
-        super().__init__(message)
-        self.zipped = zipped
-
-
-class NotSafetensors(ConfigError):
-    """A file whose first bytes are no safetensors header at all (as opposed to a malformed one)."""
-
-
-class NoArchitecture(InputError):
-    """Weights without a config.json beside them: counted, but compute and activations need the architecture."""
-
-    def __init__(self, info: CheckpointInfo, reason: str = "") -> None:
-        from afford.units import count, gib
-
-        dtypes = ", ".join(info.params_by_dtype) or "no tensors"
-        files = f"{len(info.files)} file{'s' if len(info.files) != 1 else ''}"
-        why = f" ({reason})" if reason else ""
-        super().__init__(f"{info.path}: {count(info.params)} parameters ({info.params:,}), {gib(info.weight_bytes)} "
-                         f"of weights ({dtypes}) in {info.tensors:,} tensors, {files}; compute, activations and "
-                         f"time need the architecture: put the model's config.json beside it{why}")
-        self.info = info
 
 
 # --- safetensors headers ----------------------------------------------------------------------------------
@@ -478,169 +378,4 @@ def inspect(path: Path, *, trust_pickle: bool = False) -> CheckpointInfo:
     entries, meta, fmt = _one(path, trust_pickle)
     return CheckpointInfo(str(path), fmt, [_file(path)], entries, metadata=meta)
 
-
-# --- the spec, the comparison with the config, the static memory ------------------------------------------
-
-def resolve_path(path: Path, *, trust_pickle: bool, trust_remote_code: bool) -> ModelSpec:
-    """A checkpoint with a config.json beside it: the Hugging Face assessment of that config, the checkpoint's
-    counts in metadata and compared with the built model's. Without one: NoArchitecture, carrying the counts."""
-    from afford.sources import hf
-
-    path = Path(path)
-    folder = path if path.is_dir() else path.parent
-    config = folder / "config.json"
-    if not config.is_file():
-        raise NoArchitecture(inspect(path, trust_pickle=trust_pickle))
-    try:
-        hf.read_config_file(config)
-    except ConfigError as exc:
-        raise NoArchitecture(inspect(path, trust_pickle=trust_pickle), f"the config.json beside it is not "
-                             f"usable: {exc}") from None
-    skipped: str | None = None
-    info: CheckpointInfo | None = None
-    try:
-        info = inspect(path, trust_pickle=trust_pickle)
-    except PickleRefused as exc:
-        if not path.is_dir():
-            raise InputError(f"{exc}; or give {folder} (or its config.json) to assess the config alone") from None
-        skipped = f"weights not counted: {exc}"
-    spec = hf.resolve_path(folder, trust_remote_code=trust_remote_code)
-    spec.name = str(path)
-    notes: list[str] = list(spec.metadata.get("notes", []))
-    if info is None:
-        spec.metadata["checkpoint"] = {"path": str(path), "skipped": skipped}
-        notes.append(f"checkpoint {skipped}")
-    else:
-        spec.metadata["checkpoint"] = info.to_dict()
-        comparison = compare(spec, info)
-        spec.metadata["checkpoint_vs_config"] = comparison
-        notes.append(comparison["note"])
-        notes.extend(f"checkpoint: {n}" for n in info.notes)
-    spec.metadata["notes"] = notes
-    return spec
-
-
-def _align(model_names: set[str], ck_names: list[str]) -> dict[str, str]:
-    """Checkpoint name -> model name, trying the names as they are, with the model's top-level prefix added
-    (a base-model checkpoint under a task head) and with the checkpoint's first component dropped."""
-    prefixes = {""} | {n.split(".", 1)[0] + "." for n in model_names if "." in n}
-    best: dict[str, str] = {}
-    for prefix in sorted(prefixes):
-        for strip in (False, True):
-            mapping = {}
-            for name in ck_names:
-                base = name.split(".", 1)[1] if strip and "." in name else name
-                if prefix + base in model_names:
-                    mapping[name] = prefix + base
-            if len(mapping) > len(best):
-                best = mapping
-    return best
-
-
-def compare(spec: ModelSpec, info: CheckpointInfo) -> dict[str, Any]:
-    """The checkpoint's tensors against the model the config builds (on meta): matched, tied, missing, extra."""
-    import torch
-
-    from afford.units import count
-
-    try:
-        module = spec.build(torch.float32, spec.dims(None, None))
-    except AffordError as exc:
-        return {"checkpoint_params": info.params, "config_params": None,
-                "note": f"checkpoint holds {info.params:,} parameters; the config could not be built to compare "
-                        f"({exc})"}
-    config_params = sum(p.numel() for p in module.parameters())
-    state = module.state_dict(keep_vars=True)
-    param_ids = {id(p) for p in module.parameters()}
-    buffers = sum(t.numel() for t in state.values() if id(t) not in param_ids) if state else 0
-    mapping = _align(set(state), [e.name for e in info.entries])
-    covered = {id(state[m]) for m in mapping.values()}
-    tied = sorted(n for n in state if n not in mapping.values() and id(state[n]) in covered)
-    missing = sorted(n for n in state if n not in mapping.values() and id(state[n]) not in covered)
-    unexpected = [e for e in info.entries if e.name not in mapping]
-    reshaped = [e.name for e in info.entries if e.name in mapping and tuple(state[mapping[e.name]].shape) != e.shape]
-    missing_params = sum(state[n].numel() for n in missing)
-    out: dict[str, Any] = {
-        "checkpoint_params": info.params, "config_params": config_params, "config_buffer_elements": buffers,
-        "difference": info.params - config_params, "matched_tensors": len(mapping),
-        "tied_not_stored": tied, "missing": missing[:20], "missing_count": len(missing),
-        "missing_params": missing_params, "unexpected": [e.name for e in unexpected][:20],
-        "unexpected_count": len(unexpected), "unexpected_params": sum(e.numel for e in unexpected),
-        "shape_mismatches": reshaped[:20],
-    }
-    head = (f"checkpoint holds {info.params:,} parameters, the config builds {config_params:,}")
-    tied_txt = (f"; {', '.join(tied[:3])} {'is' if len(tied) == 1 else 'are'} tied to a stored tensor (tied "
-                "embeddings are stored once)") if tied else ""
-    if info.params == config_params and not missing and not unexpected and not reshaped:
-        out["note"] = f"{head}: they agree{tied_txt}"
-        return out
-    parts = []
-    if missing:
-        parts.append(f"{len(missing)} model tensors absent from the checkpoint ({', '.join(missing[:3])}: "
-                     f"{count(missing_params)})")
-    if unexpected:
-        names = ", ".join(e.name for e in unexpected[:3])
-        parts.append(f"{len(unexpected)} checkpoint tensors the model lacks ({names}: "
-                     f"{count(out['unexpected_params'])})")
-    if reshaped:
-        parts.append(f"{len(reshaped)} tensors differ in shape ({', '.join(reshaped[:3])})")
-    if not parts and buffers and info.params == config_params + buffers:
-        parts.append(f"the checkpoint also stores {buffers:,} buffer elements (running statistics, position ids)")
-    out["note"] = (f"{head} ({info.params - config_params:+,}): " + "; ".join(parts or ["tensors differ"])
-                   + (tied_txt or "; tied embeddings stored twice (or once) explain a gap of one embedding matrix")
-                   + "; the assessment counts the model the config builds")
-    return out
-
-
-def summary(info: CheckpointInfo, precision: Precision, optimizer: Optimizer) -> dict[str, Any]:
-    """Static memory a job needs from the parameters alone: inference holds the weights as stored; training holds
-    weights and gradients at the precision's compute dtype, fp32 master weights (mixed precision) and the
-    optimizer's state (afford.estimate.memory's rule, so figures agree with a traced assessment)."""
-    import torch
-
-    compute = torch.empty((), dtype=precision.compute_dtype).element_size()
-    trainable = [e for e in info.entries if e.dtype in FLOAT_DTYPES]
-    n_train = sum(e.numel for e in trainable)
-    frozen_bytes = sum(e.nbytes for e in info.entries if e.dtype not in FLOAT_DTYPES)
-    weights = n_train * compute + frozen_bytes
-    gradients = n_train * compute
-    master = 4 * n_train if precision.mixed else 0
-    optim = optimizer_state_bytes([(e.shape, e.dtype in FLOAT_DTYPES) for e in info.entries], optimizer, precision)
-    return {
-        "checkpoint": info.to_dict(), "precision": precision.value, "optimizer": optimizer.value,
-        "trainable_params": n_train,
-        "inference": {"weights_bytes": info.weight_bytes},
-        "training": {"weights_bytes": weights, "gradients_bytes": gradients, "master_weights_bytes": master,
-                     "optimizer_bytes": optim, "static_bytes": weights + gradients + master + optim},
-        "not_counted": "activations, KV cache, temporaries, FLOPs and time: they need the architecture (put the "
-                       "model's config.json beside the weights)",
-    }
-
-
-def render(data: dict[str, Any], console: Any) -> None:
-    """A short table of a checkpoint (`CheckpointInfo.to_dict()`) or of its `summary(...)`."""
-    from rich.table import Table
-
-    from afford.units import count, gb, gib
-
-    ck = data.get("checkpoint", data)
-    table = Table(title=f"{ck['path']}  ({ck['format']})", title_justify="left")
-    table.add_column("figure")
-    table.add_column("value", justify="right")
-    table.add_column("how")
-    table.add_row("parameters", f"{count(ck['params'])}", f"{ck['params']:,} elements in {ck['tensors']:,} tensors")
-    table.add_row("weights", gib(ck["weight_bytes"]), f"{gb(ck['weight_bytes'])} in {len(ck['files'])} file(s)")
-    for dtype, n in ck["params_by_dtype"].items():
-        table.add_row(f"  {dtype}", count(n), gib(ck["bytes_by_dtype"][dtype]))
-    if "training" in data:
-        tr = data["training"]
-        table.add_row("inference weights", gib(data["inference"]["weights_bytes"]), "as stored")
-        table.add_row("training, static", gib(tr["static_bytes"]),
-                      f"{data['precision']} weights {gib(tr['weights_bytes'])} + gradients {gib(tr['gradients_bytes'])}"
-                      f" + master {gib(tr['master_weights_bytes'])} + {data['optimizer']} {gib(tr['optimizer_bytes'])}")
-    console.print(table)
-    for note in ck.get("notes", []):
-        console.print(f"note: {note}")
-    if "not_counted" in data:
-        console.print(f"note: not counted: {data['not_counted']}")
 
