@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck bench validate calibrate-system cpu-check clean
+.PHONY: demo test lint typecheck bench validate calibrate-system cpu-check timm-coverage clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -34,12 +34,18 @@ bench: $(STAMP)
 	$(BIN)/python bench/trace_bench.py
 	$(BIN)/python bench/plan_bench.py
 	$(BIN)/python bench/checkpoint_bench.py
+	$(BIN)/python bench/reprice_bench.py
 
 validate: $(STAMP)
 	$(BIN)/python bench/validate_runs.py
 
 cpu-check: $(STAMP)
 	$(BIN)/python bench/cpu_check.py
+
+# Trace every timm.list_models() name (resumable: bench/results/timm_all.jsonl) and write docs/timm_coverage.md;
+# hours on 2 cores, so never part of `make test`. TIMM_ARGS passes options (--limit N, --jobs N, --retry-failed).
+timm-coverage: $(STAMP)
+	$(BIN)/python bench/timm_all.py $(TIMM_ARGS)
 
 calibrate-system: $(STAMP)
 	$(BIN)/python bench/calibrate_system.py

@@ -10,6 +10,7 @@ fallback that the meta device would otherwise pick (which would materialise the 
 from __future__ import annotations
 
 import gc
+import os
 import weakref
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -18,11 +19,13 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.nn.modules.module import register_module_forward_hook, register_module_forward_pre_hook
 from torch.overrides import TorchFunctionMode
 from torch.utils import flop_counter as fc
 
 from afford.counting.formulas import custom_mapping
 from afford.counting.profile import AttentionCall, OpStat, PhaseProfile
+from afford.errors import InputError, TraceError
 
 aten = torch.ops.aten
 
@@ -136,6 +139,59 @@ class _RecordingDispatch(fc._FlopCounterMode):
 _NO_SEQUENCE = 1 << 62  # AccumulateGrad and other graph roots carry UINT64_MAX as their sequence number
 
 
+class ModuleStack:
+    """The modules whose forward is running, by qualified name (`ResNet.layer1.0`), from global forward hooks only;
+    it stands in for PyTorch's ModuleTracker inside the counter.
+
+    ModuleTracker also hangs `register_multi_grad_hook` on every module's inputs and outputs that require grad, to
+    follow modules through backward. That fails on a view made under no_grad of a parameter (timm's
+    `self.latent.expand(B, -1, -1)` and `cls_token.expand(...)` at inference): such a view requires grad yet has no
+    grad_fn, and the hook raises "Expected gradient function to be set". Its "all" hooks also hold every gradient
+    of a module's inputs until the last one arrives, which inflates the measured backward memory. Backward credit
+    comes from `_NodeLabels` (the autograd node running), so no backward hook is needed here.
+    """
+
+    def __init__(self) -> None:
+        self.parents: set[str] = {"Global"}
+        self._names: weakref.WeakKeyDictionary[nn.Module, str] = weakref.WeakKeyDictionary()
+        self._seen: weakref.WeakSet[nn.Module] = weakref.WeakSet()
+        self._handles: list[Any] = []
+
+    @property
+    def is_bw(self) -> bool:
+        """Whether the autograd engine is running a backward pass on this thread."""
+        return bool(torch._C._current_graph_task_id() != -1)
+
+    def name(self, mod: nn.Module) -> str:
+        """A module's name: its class for a module first met outside any known parent, else `parent.child`
+        (ModuleTracker's naming, so per-module figures keep their keys)."""
+        if mod not in self._names:
+            self._names[mod] = type(mod).__name__
+        name = self._names[mod]
+        if mod not in self._seen:
+            self._seen.add(mod)
+            for child_name, child in mod.named_children():
+                self._names[child] = f"{name}.{child_name}"
+                self.name(child)
+        return name
+
+    def _enter(self, mod: nn.Module, args: Any) -> None:
+        self.parents.add(self.name(mod))
+
+    def _leave(self, mod: nn.Module, args: Any, output: Any) -> None:
+        self.parents.discard(self.name(mod))
+
+    def __enter__(self) -> ModuleStack:
+        self._handles = [register_module_forward_pre_hook(self._enter), register_module_forward_hook(self._leave)]
+        return self
+
+    def __exit__(self, *args: Any) -> None:
+        for handle in self._handles:
+            handle.remove()
+        self._handles.clear()
+        self.parents = {"Global"}
+
+
 class _NodeLabels(TorchFunctionMode):
     """Labels each autograd node a forward call creates with the modules running at that moment, so that a
     backward op is credited to the module whose forward op it differentiates.
@@ -147,7 +203,7 @@ class _NodeLabels(TorchFunctionMode):
     `torch._C._current_autograd_node()` names it, so the label of that node is exact.
     """
 
-    def __init__(self, tracker: Any) -> None:
+    def __init__(self, tracker: ModuleStack) -> None:
         super().__init__()
         self.tracker = tracker
         self.labels: dict[int, frozenset[str]] = {}  # node sequence number -> module names (with "Global")
@@ -183,6 +239,29 @@ class _NodeLabels(TorchFunctionMode):
         return set(label) if label else {"Global"}
 
 
+# Dispatched aten ops one trace may run (all its phases together) before it stops with a TraceError. Real
+# models need far fewer (measured: GPT-2 at 128 tokens 3,148; Llama-2-70B at 4,096 tokens, training and
+# inference, 37,505; Llama-2-7B generating 64 tokens 29,057); an op costs 0.3-0.8 ms on a 2-core machine, so
+# the default stops a runaway config or module loop after some minutes instead of hours.
+# AFFORD_MAX_TRACE_OPS overrides it (README, "Limits").
+DEFAULT_MAX_TRACE_OPS = 1_000_000
+MAX_TRACE_OPS_ENV = "AFFORD_MAX_TRACE_OPS"
+
+
+def max_trace_ops() -> int:
+    """The op budget of a trace: AFFORD_MAX_TRACE_OPS when set (a positive integer), else the default."""
+    raw = os.environ.get(MAX_TRACE_OPS_ENV, "").strip()
+    if not raw:
+        return DEFAULT_MAX_TRACE_OPS
+    try:
+        value = int(raw.replace("_", ""))
+    except ValueError:
+        value = 0
+    if not 1 <= value <= 10**12:
+        raise InputError(f"{MAX_TRACE_OPS_ENV} must be a positive integer (ops per trace), got {raw[:40]!r}")
+    return value
+
+
 class Counter(fc.FlopCounterMode):
     """FlopCounterMode that also records, per leaf op, its bytes, module and phase, and follows live memory."""
 
@@ -190,10 +269,13 @@ class Counter(fc.FlopCounterMode):
 
     def __init__(self, live: LiveBytes) -> None:
         super().__init__(display=False, custom_mapping=custom_mapping())
+        self.mod_tracker: ModuleStack = ModuleStack()  # type: ignore[assignment]  # forward hooks only
         self.live = live
         self.phase = PhaseProfile(name="forward")
         self._finished = True  # no phase open until start_phase
         self._module_base: dict[str, int] = {}
+        self.ops = 0  # aten ops dispatched so far, against the budget `max_ops`
+        self.max_ops = max_trace_ops()
 
     def __enter__(self) -> Counter:
         self.flop_counts.clear()
@@ -234,6 +316,11 @@ class Counter(fc.FlopCounterMode):
         return max(parents, key=lambda p: (p.count("."), len(p))) if parents else "Global"
 
     def _count_flops(self, func_packet: Any, out: Any, args: Any, kwargs: Any) -> Any:
+        self.ops += 1
+        if self.ops > self.max_ops:
+            raise TraceError(f"the trace passed its budget of {self.max_ops:,} dispatched ops (set "
+                             f"{MAX_TRACE_OPS_ENV} to allow more); the model is far larger than any real one or "
+                             "loops without end")
         name = func_packet.__name__
         if name in _NO_WORK_OPS:
             for t in _tensors(out):
@@ -337,7 +424,8 @@ class AttentionRouter(TorchFunctionMode):
         causal = is_causal or (mask is not None and self.causal_for(module) and sq > 1)
         window = self.window_for(module) if causal else None
         fwd = int(fc.sdpa_flop_count(tuple(q.shape), tuple(k.shape), tuple(v.shape)))
-        bwd = int(fc.sdpa_backward_flop_count(tuple(q.shape), tuple(q.shape), tuple(k.shape), tuple(v.shape)))
+        out_shape = (b, hq, sq, int(v.shape[-1]))  # the value's head size may differ from the query's (iFormer)
+        bwd = int(fc.sdpa_backward_flop_count(out_shape, tuple(q.shape), tuple(k.shape), tuple(v.shape)))
         needs_grad = torch.is_grad_enabled() and any(t.requires_grad for t in (q, k, v))
         call = AttentionCall(module=module, batch=b, q_heads=hq, kv_heads=hk, q_len=sq, kv_len=sk, head_dim=d,
                              causal=causal, window=window, forward_flops=fwd,

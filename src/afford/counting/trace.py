@@ -30,7 +30,7 @@ from afford.counting.engine import (
     tensor_bytes,
 )
 from afford.counting.profile import GenerationProfile, PhaseProfile, Trace
-from afford.errors import InputError, TraceError
+from afford.errors import InputError, TraceError, opt
 from afford.sources.base import DecodeAdapter, Dims, ModelSpec, Run
 
 
@@ -163,23 +163,33 @@ def _forward_loss(spec: ModelSpec, run: Callable[..., Any], inputs: dict[str, An
     return lambda: spec.loss(_call(run, inputs), inputs)
 
 
-def _guard(what: str, spec: ModelSpec, fn: Callable[[], Any]) -> Any:
-    """Run a traced step; turn failures that come from the meta device into a TraceError naming the op."""
+def _guard(what: str, spec: ModelSpec, fn: Callable[[], Any], where: Callable[[], str] | None = None) -> Any:
+    """Run a traced step; turn failures that come from the meta device into a TraceError naming the op (and, where
+    `where` says, the module that was running)."""
     try:
         return fn()
     except (InputError, TraceError):
         raise
     except Exception as exc:
         text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        module = where() if where is not None else "Global"
+        inside = f" (in {module})" if module != "Global" else ""
         if "meta" in text.lower() or "item()" in text or "_local_scalar_dense" in text or "nonzero" in text:
             raise TraceError(
-                f"{spec.name}: {what} cannot run on the meta device: {type(exc).__name__}: {text[:300]} - the "
-                "model reads tensor values (.item(), nonzero, data-dependent shapes), which the meta device cannot "
-                "provide; try another attention/experts implementation or a smaller sibling") from exc
-        hint = ""
+                f"{spec.name}: {what} cannot run on the meta device{inside}: {type(exc).__name__}: {text[:300]} - "
+                "the model reads tensor values (.item(), nonzero, data-dependent shapes), which the meta device "
+                "cannot provide; try another attention/experts implementation or a smaller sibling") from exc
         if "more than 1 value per channel" in text:
-            hint = " - BatchNorm cannot train on one value per channel; use --batch-size 2 or more"
-        raise TraceError(f"{spec.name}: {what} failed: {type(exc).__name__}: {text[:300]}{hint}") from exc
+            # PyTorch's own check (F.batch_norm in training mode): a real training step at this batch fails too
+            raise TraceError(
+                f"{spec.name}: the training step fails at batch size 1, as it would in PyTorch: a BatchNorm"
+                f"{inside} gets one value per channel ({text.rpartition('input size ')[2][:80] or text[:200]}); use "
+                f"{opt('batch_size')} 2 or more (inference at batch 1 works)") from exc
+        hint = ""
+        if spec.metadata.get("inputs_guessed"):
+            hint = (" - afford guessed this module's inputs; pass example_inputs to afford.assess (a tensor, a tuple "
+                    "of tensors or a dict of keyword tensors, batch dimension first)")
+        raise TraceError(f"{spec.name}: {what} failed{inside}: {type(exc).__name__}: {text[:300]}{hint}") from exc
 
 
 # A request with at most this many decode steps has every step traced in sequence (cheaper than the closed form).
@@ -355,7 +365,7 @@ def trace(spec: ModelSpec, module: nn.Module, *, batch_size: int, dims: Dims, dt
                 for t in _input_tensors(inputs):
                     live.add(t)
                 with saved_activations(known) as saved:
-                    loss = _guard("forward", spec, _forward_loss(spec, run, inputs))
+                    loss = _guard("forward", spec, _forward_loss(spec, run, inputs), counter.current_module)
                 saved_bytes = sum(saved.values())
                 forward = counter.finish_phase()
                 backward = counter.start_phase("backward")
@@ -376,7 +386,7 @@ def trace(spec: ModelSpec, module: nn.Module, *, batch_size: int, dims: Dims, dt
                 for t in _input_tensors(inputs):
                     live.add(t)
                 if infer:
-                    out = _guard("forward", spec, _forward(run, inputs))
+                    out = _guard("forward", spec, _forward(run, inputs), counter.current_module)
                     del out
                 counter.finish_phase()
                 del inputs

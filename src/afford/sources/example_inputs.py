@@ -243,9 +243,9 @@ def config_inputs(module: nn.Module) -> ConfigInputs | None:
 
     context: Callable[[], AbstractContextManager[Any]] = nullcontext
     try:
-        from afford.sources.hf import _unpadded_masks
+        from afford.sources.hf_decode import unpadded_masks
 
-        context = _unpadded_masks
+        context = unpadded_masks
     except ImportError:  # pragma: no cover - part of afford
         pass
     meta = {"model_type": getattr(cfg, "model_type", None), "architecture": type(module).__name__,

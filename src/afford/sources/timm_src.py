@@ -10,7 +10,7 @@ from torch import nn
 from afford.errors import UnknownModelError
 from afford.sources.base import Dims, ModelKind, ModelSpec, classification_loss, image_inputs
 from afford.sources.building import build_on_meta
-from afford.sources.names import closest
+from afford.sources.names import closest, shorten
 
 
 def list_names() -> list[str]:
@@ -37,7 +37,8 @@ def resolve(name: str) -> ModelSpec:
 
     base = name.split(".")[0]
     if not timm.is_model(base):
-        raise UnknownModelError(f"unknown timm model {name!r}; closest: {', '.join(closest(name, list_names()))}")
+        raise UnknownModelError(f"unknown timm model {shorten(name)!r}; closest: "
+                                f"{', '.join(closest(name, list_names()))}")
     pcfg = _pretrained_cfg(name)
     input_size = pcfg.get("input_size") or (3, 224, 224)
     channels, size = int(input_size[0]), int(input_size[-1])

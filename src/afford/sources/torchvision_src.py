@@ -13,7 +13,7 @@ from afford.errors import InputError, UnknownModelError
 from afford.sources import detection
 from afford.sources.base import Dims, ModelKind, ModelSpec, classification_loss, first_tensor, image_inputs
 from afford.sources.building import build_on_meta
-from afford.sources.names import closest
+from afford.sources.names import closest, shorten
 from afford.sources.options import refuse
 
 # RAFT's input side: torchvision computed its published GFLOPS (`_ops`) on 512 x 512 frames (both raft_small's
@@ -131,7 +131,8 @@ def resolve(name: str, options: Mapping[str, Any] | None = None) -> ModelSpec:
     fixed counts) come from sources/detection.py."""
     names = list_names()
     if name not in names:
-        raise UnknownModelError(f"unknown torchvision model {name!r}; closest: {', '.join(closest(name, names))}")
+        raise UnknownModelError(f"unknown torchvision model {shorten(name)!r}; closest: "
+                                f"{', '.join(closest(name, names))}")
     if name in detection.names():
         return detection.resolve(name, options)
     refuse(options, f"torchvision:{name}")
