@@ -21,7 +21,7 @@ from afford.estimate.job import estimate
 from afford.estimate.request import check_rates, request
 from afford.hardware.catalog import Catalog
 from afford.sources import resolve
-from afford.workload import Optimizer, Precision, Task, Workload, parse_enum
+from afford.workload import Optimizer, Precision, Task, Workload
 
 __all__ = ["assess"]
 
@@ -78,12 +78,11 @@ def assess(model: Any, *, train_samples: int | None = None, epochs: float = 1, t
         req = replace(req, energy_usd_per_kwh=electricity_usd_kwh if electricity_usd_kwh is not None
                       else electricity_price())
     whole(depth, "depth", low=0, high=MAX_DEPTH, error=WorkloadError)
-    workload = Workload(train_samples=train_samples, epochs=epochs, train_tokens=train_tokens,
-                        infer_samples=infer_samples, batch_size=batch_size, seq_len=seq_len, image_size=image_size,
-                        precision=parse_enum(Precision, precision, "precision"),
-                        optimizer=parse_enum(Optimizer, optimizer, "optimizer"), freeze=tuple(freeze),
-                        allow_longer=allow_longer, task=parse_enum(Task, task, "task"),
-                        prompt_tokens=prompt_tokens, generate_tokens=generate_tokens)
+    workload = Workload.parse(train_samples=train_samples, epochs=epochs, train_tokens=train_tokens,
+                              infer_samples=infer_samples, batch_size=batch_size, seq_len=seq_len,
+                              image_size=image_size, precision=precision, optimizer=optimizer, freeze=freeze,
+                              allow_longer=allow_longer, task=task, prompt_tokens=prompt_tokens,
+                              generate_tokens=generate_tokens)
     cache_key = tracecache.key(model, workload, options=model_options, example_inputs=example_inputs,
                                flags=(trust_remote_code, allow_hub, trust_pickle))
     result = tracecache.get(cache_key, workload, depth)

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import enum
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import torch
 
@@ -120,6 +121,15 @@ class Workload:
         elif self.prompt_tokens is not None or self.generate_tokens is not None:
             raise WorkloadError(f"{opt('prompt_tokens')} and {opt('generate_tokens')} apply to {opt('task')} "
                                 "generate")
+
+    @classmethod
+    def parse(cls, *, precision: str | Precision = Precision.FP32, optimizer: str | Optimizer = Optimizer.ADAMW,
+              task: str | Task = Task.AUTO, freeze: Iterable[str] = (), **fields: Any) -> Workload:
+        """A Workload from the values a user gives (enum values as strings, freeze patterns as any iterable):
+        the one place assess, plan and measure turn options into a job."""
+        return cls(precision=parse_enum(Precision, precision, "precision"),
+                   optimizer=parse_enum(Optimizer, optimizer, "optimizer"), task=parse_enum(Task, task, "task"),
+                   freeze=tuple(freeze), **fields)
 
     @property
     def wants_training(self) -> bool:

@@ -15,7 +15,7 @@ from afford.errors import InputError, opt
 from afford.estimate import footprint as fp
 from afford.estimate.request import DEFAULT_HARDWARE, check_rates
 from afford.hardware.catalog import Catalog
-from afford.workload import Optimizer, Precision, Workload, parse_enum
+from afford.workload import Workload
 
 MAX_LORA_RANK = 65536
 
@@ -94,11 +94,9 @@ def plan(model: Any, *, train_samples: int | None = None, epochs: float = 1, tra
     b.whole(max_count, "max_count", high=b.MAX_DEVICES)
     if count is not None:
         b.whole(count, "count", high=b.MAX_DEVICES)
-    workload = Workload(train_samples=train_samples, epochs=epochs, train_tokens=train_tokens,
-                        batch_size=batch_size, seq_len=seq_len, image_size=image_size,
-                        precision=parse_enum(Precision, precision, "precision"),
-                        optimizer=parse_enum(Optimizer, optimizer, "optimizer"), freeze=tuple(freeze),
-                        allow_longer=allow_longer)
+    workload = Workload.parse(train_samples=train_samples, epochs=epochs, train_tokens=train_tokens,
+                              batch_size=batch_size, seq_len=seq_len, image_size=image_size, precision=precision,
+                              optimizer=optimizer, freeze=freeze, allow_longer=allow_longer)
     if not workload.wants_training:
         raise InputError(f"plan needs a training job: give {opt('train_samples')} (and {opt('epochs')}) or "
                          f"{opt('train_tokens')}")

@@ -34,7 +34,7 @@ from afford.measure.quiet import quiet_native_stderr
 from afford.measure.target import AnnounceFn, check_device, check_mode, prediction_target
 from afford.sources import resolve
 from afford.sources.base import ModelSpec
-from afford.workload import Optimizer, Precision, Task, Workload, parse_enum
+from afford.workload import Optimizer, Workload
 
 ProgressFn = Callable[[str, int, int], None]
 MAX_STEPS = 1000  # timed steps (and inference batches) at most
@@ -156,12 +156,11 @@ def measure(model: str | ModelSpec, *, steps: int = 5, device: str = "cpu", batc
     b.whole(steps, "steps", high=MAX_STEPS)
     device = check_device(device)
     check_mode(calibration)
-    workload = Workload(train_samples=train_samples, epochs=epochs, train_tokens=train_tokens,
-                        infer_samples=infer_samples, batch_size=batch_size, seq_len=seq_len, image_size=image_size,
-                        precision=parse_enum(Precision, precision, "precision"),
-                        optimizer=parse_enum(Optimizer, optimizer, "optimizer"), freeze=tuple(freeze),
-                        allow_longer=allow_longer, task=parse_enum(Task, task, "task"),
-                        prompt_tokens=prompt_tokens, generate_tokens=generate_tokens)
+    workload = Workload.parse(train_samples=train_samples, epochs=epochs, train_tokens=train_tokens,
+                              infer_samples=infer_samples, batch_size=batch_size, seq_len=seq_len,
+                              image_size=image_size, precision=precision, optimizer=optimizer, freeze=freeze,
+                              allow_longer=allow_longer, task=task, prompt_tokens=prompt_tokens,
+                              generate_tokens=generate_tokens)
     b.whole(grad_accum, "grad_accum", high=b.MAX_GRAD_ACCUM)
     _check_optimizer(workload.optimizer)
     spec = resolve(model, trust_remote_code=trust_remote_code, allow_hub=allow_hub, options=model_options,
