@@ -16,7 +16,7 @@ $(STAMP): pyproject.toml
 
 demo: $(STAMP)
 	$(BIN)/afford assess torchvision:resnet50 --train-samples 100000 --epochs 10 --infer-samples 10000 \
-		--batch-size 64 --hardware t4 --budget-usd 20 --deadline 24h --report afford-demo.html
+		--batch-size 64 --hardware t4 --budget-usd 20 --deadline 24h --report afford-demo.html --force
 
 test: $(STAMP)
 	$(BIN)/ruff check src tests bench
