@@ -50,8 +50,9 @@ BATCH1_TEXT = (
 
 # What earlier sweeps failed on, and what changed (kept here so that the page says it after every run).
 FIXED = [
-    "- **\"Expected gradient function to be set\"** (MODULETRACKER_FAILS models before the fix, e.g. every "
-    "`cait_*`, `pit_*`, the SigLIP ViTs with a `map` pool, `vit_pe_core_*`). The counter used PyTorch's "
+    "- **\"Expected gradient function to be set\"** (45 of 1371 models before the fix, measured by an "
+    "inference sweep with PyTorch's tracker put back: every `cait_*` and `pit_*`, four `naflexvit_*` and the SigLIP "
+    "ViTs with a `map` pool, `vit_pe_core_*`). The counter used PyTorch's "
     "`ModuleTracker`, which registers `register_multi_grad_hook` on each module's inputs and outputs that require "
     "grad. At inference (under `no_grad`) these models hand a submodule a view of a parameter "
     "(`self.latent.expand(B, -1, -1)`, `cls_token.expand(...)`): it requires grad yet has no `grad_fn`, and the hook "
