@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from hostile.harness import Case, Result
+from hostile.harness import Case, Result, assert_finite, strict_json
 
 MLP = "module:fixture_models:mlp"
 BIG = "1" + "0" * 400  # 10**400: past float's range, 401 digits
@@ -61,29 +61,11 @@ def _file(name: str, text: str, option: str) -> Any:
     return setup
 
 
-def _strict(text: str) -> Any:
-    def refuse(name: str) -> Any:
-        raise AssertionError(f"non-standard JSON constant {name}")
-
-    return json.loads(text, parse_constant=refuse)
-
-
-def _finite(node: Any, where: str = "") -> None:
-    if isinstance(node, float):
-        assert math.isfinite(node), where
-    elif isinstance(node, dict):
-        for k, v in node.items():
-            _finite(v, f"{where}.{k}")
-    elif isinstance(node, list):
-        for i, v in enumerate(node):
-            _finite(v, f"{where}[{i}]")
-
-
 def _consistent_verdict(tmp: Path, result: Result) -> None:
     """Strict, finite JSON; the verdict's plan feasible when affordable; every MFU in (0, 1]; the plan as asked
     has the assessment's MFU (one peak per precision)."""
-    data = _strict(result.stdout)
-    _finite(data)
+    data = strict_json(result.stdout)
+    assert_finite(data)
     verdict = data["verdict"]
     assert verdict["status"] == "affordable", verdict
     assert verdict["plan"]["feasible"] and not verdict["plan"]["violations"], verdict["plan"]

@@ -9,12 +9,15 @@ from __future__ import annotations
 
 import contextlib
 import io
+import json
+import math
 import os
 import re
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -87,3 +90,24 @@ def check_case(case: Case, tmp: Path) -> Result:
     if case.check:
         case.check(tmp, result)
     return result
+
+
+def strict_json(text: str) -> Any:
+    """JSON as a strict parser reads it: NaN and Infinity are refused."""
+
+    def refuse(name: str) -> Any:
+        raise AssertionError(f"non-standard JSON constant {name}")
+
+    return json.loads(text, parse_constant=refuse)
+
+
+def assert_finite(node: Any, where: str = "") -> None:
+    """Every number in a parsed JSON document is finite."""
+    if isinstance(node, float):
+        assert math.isfinite(node), f"non-finite number at {where}"
+    elif isinstance(node, dict):
+        for k, v in node.items():
+            assert_finite(v, f"{where}.{k}")
+    elif isinstance(node, list):
+        for i, v in enumerate(node):
+            assert_finite(v, f"{where}[{i}]")

@@ -18,7 +18,7 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from hostile.harness import Result, run
+from hostile.harness import Result, assert_finite, run, strict_json
 
 SECONDS_PER_EXAMPLE = 30.0
 MAX_RSS_GROWTH_KIB = 3 * 1024 * 1024  # 3 GiB over the whole module
@@ -31,26 +31,6 @@ def _settings(examples: int) -> settings:
                     suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
 
 
-def _strict(text: str) -> Any:
-    """JSON as a strict parser reads it: NaN and Infinity are refused."""
-
-    def refuse(name: str) -> Any:
-        raise AssertionError(f"non-standard JSON constant {name}")
-
-    return json.loads(text, parse_constant=refuse)
-
-
-def _finite(node: Any, where: str = "") -> None:
-    if isinstance(node, float):
-        assert math.isfinite(node), f"non-finite number at {where}"
-    elif isinstance(node, dict):
-        for k, v in node.items():
-            _finite(v, f"{where}.{k}")
-    elif isinstance(node, list):
-        for i, v in enumerate(node):
-            _finite(v, f"{where}[{i}]")
-
-
 def _holds(args: list[str], started: float) -> Result:
     """Run `afford ARGS` and assert the property."""
     result = run(args)
@@ -60,14 +40,14 @@ def _holds(args: list[str], started: float) -> Result:
     assert result.code in (0, 2), where
     assert "Traceback" not in result.stderr, where
     if result.code == 0:
-        data = _strict(result.stdout)
+        data = strict_json(result.stdout)
         assert isinstance(data, dict), where
-        _finite(data)
+        assert_finite(data)
     else:
         lines = [line for line in result.stderr.splitlines() if line.strip()]
         assert len(lines) == 1, where
         if result.stdout.strip():
-            error = _strict(result.stdout)["error"]
+            error = strict_json(result.stdout)["error"]
             assert error["message"] and error["type"], where
     return result
 
