@@ -13,11 +13,12 @@ AFFORD_MAX_FILE_MB); YAML aliases (`*name`, and so `<<:` merges) are refused: a 
 and refusing them rules out "billion laughs" alias bombs that expand a few lines into gigabytes.
 
     model = "hf:meta-llama/Llama-2-7b-hf"
-    [workload]   train_samples, epochs, train_tokens, infer_samples, batch_size, seq_len, image_size, precision,
-                 optimizer, freeze, allow_longer, task, prompt_tokens, generate_tokens, model_options
-    [hardware]   device, count, nodes, gpus_per_node, parallel, tp, pp, grad_accum, recompute, price_per_hour,
-                 region, grid_gco2_kwh, pue, mfu, file
-    [budget]     usd, deadline, max_kwh, max_co2_kg, available, electricity_usd_kwh
+    [workload]   train_samples = 100000, batch_size = 8, precision = "bf16-mixed", ...
+    [hardware]   device = "h100-80gb", count = 8, ...
+    [budget]     usd = 5000, deadline = "7d", ...
+    [plan]       lora_rank = 16, max_count = 64
+
+Every key, its section and its type come from `schema.JobRequest`; an unknown key's error lists the valid ones.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
-from afford import safeio
+from afford import safeio, schema
 from afford.errors import InputError
 from afford.sources.names import closest, shorten
 
@@ -36,29 +37,10 @@ COMMAND_LINE_ONLY = ("trust_code", "force")
 # Job keys that run code when true; from a job file they need --trust-code.
 _RUNS_CODE = ("trust_remote_code", "trust_pickle")
 
-# section -> {job key: (CLI parameter name, type)}; None is the file's top level
-SCHEMA: dict[str | None, dict[str, tuple[str, type]]] = {
-    None: {"model": ("model", str), "trust_remote_code": ("trust_remote_code", bool), "hub": ("hub", bool),
-           "trust_pickle": ("trust_pickle", bool), "depth": ("depth", int), "report": ("report", str)},
-    "workload": {
-        "train_samples": ("train_samples", int), "epochs": ("epochs", float), "train_tokens": ("train_tokens", int),
-        "infer_samples": ("infer_samples", int), "batch_size": ("batch_size", int), "seq_len": ("seq_len", int),
-        "image_size": ("image_size", int), "precision": ("precision", str), "optimizer": ("optimizer", str),
-        "freeze": ("freeze", list), "allow_longer": ("allow_longer", bool), "task": ("task", str),
-        "prompt_tokens": ("prompt_tokens", int), "generate_tokens": ("generate_tokens", int),
-        "model_options": ("model_option", dict)},
-    "hardware": {
-        "device": ("hardware", str), "count": ("count", int), "nodes": ("nodes", int),
-        "gpus_per_node": ("gpus_per_node", int), "parallel": ("parallel", str), "tp": ("tp", int), "pp": ("pp", int),
-        "grad_accum": ("grad_accum", int), "recompute": ("recompute", bool),
-        "price_per_hour": ("price_per_hour", float), "region": ("region", str),
-        "grid_gco2_kwh": ("grid_gco2_kwh", float), "pue": ("pue", float), "mfu": ("mfu", float),
-        "file": ("hardware_file", str)},
-    "budget": {
-        "usd": ("budget_usd", float), "deadline": ("deadline", str), "max_kwh": ("max_kwh", float),
-        "max_co2_kg": ("max_co2_kg", float), "available": ("available", str),
-        "electricity_usd_kwh": ("electricity_usd_kwh", float)},
-}
+# section -> {job key: (CLI parameter name, type)}; None is the file's top level. Generated from the one
+# declaration of a job's options (schema.JobRequest), plus the model and the report path.
+SCHEMA: dict[str | None, dict[str, tuple[str, type]]] = schema.job_file_schema()
+SCHEMA[None] = {"model": ("model", str), **SCHEMA[None], "report": ("report", str)}
 
 # Values quoted in messages are cut short (a job file's list may be long or deeply nested).
 _SHORT = reprlib.Repr()

@@ -11,55 +11,17 @@ from rich.console import Console
 from afford.cli.app import app, emit_json, fail, guarded
 from afford.cli.jobs import remember, with_job
 from afford.cli.options import (
-    AllowLonger,
     AsJson,
-    Available,
-    BatchSize,
-    BudgetUsd,
-    Count,
-    Deadline,
-    Depth,
-    Electricity,
-    Epochs,
     Explain,
     Force,
-    Freeze,
-    GenerateTokens,
-    GpusPerNode,
-    GradAccum,
-    GridIntensity,
-    HardwareFile,
-    Hub,
-    ImageSize,
-    InferSamples,
     Job,
     JobModelArg,
-    MaxCo2,
-    MaxKwh,
-    Mfu,
-    ModelOption,
-    Nodes,
-    Optim,
-    Parallel,
-    Pp,
-    Precision,
-    PricePerHour,
-    PromptTokens,
-    Pue,
-    Recompute,
-    Region,
     Report,
-    SeqLen,
-    Task,
-    Tp,
-    TrainSamples,
-    TrainTokens,
     TrustCode,
-    TrustPickle,
-    TrustRemoteCode,
     Verbose,
+    job_command,
+    request_kwargs,
 )
-from afford.sources.options import parse_pairs
 from afford.units import duration
 
 
@@ -97,64 +59,20 @@ def calibrate_command(
                     f"--hardware {profile['id']})")
 
 
-# assess options that do not apply to one process on this one device: accepted (a copied assess command runs)
-# and reported as ignored in a note
-IGNORED = ("depth", "count", "nodes", "gpus_per_node", "parallel", "tp", "pp", "recompute", "price_per_hour",
-           "region", "grid_gco2_kwh", "pue", "mfu", "budget_usd", "deadline", "max_kwh", "max_co2_kg", "available",
-           "electricity_usd_kwh", "report", "force", "explain", "verbose")
+# the command's own switches that a local measurement takes (a copied assess command runs) and does not use
+IGNORED_SWITCHES = ("report", "force", "explain", "verbose")
 
 
 @app.command("measure")
+@job_command("measure", offered="assess")
 def measure_command(
     ctx: typer.Context,
     model: JobModelArg = None,
     steps: Annotated[int, typer.Option(help="timed training steps and inference batches (1-1000)")] = 5,
     device: Annotated[str, typer.Option(help="cpu | cuda | cuda:N")] = "cpu",
-    hardware: Annotated[str | None, typer.Option(
-        help="device to predict for (default: this machine's calibration; a catalog id compares two devices)")]
-    = None,
     calibrate: Annotated[str, typer.Option(
         help="with no stored calibration of this machine: quick (calibrate first, a few seconds; stored) | full | "
              "no (refuse and name the command)")] = "quick",
-    train_samples: TrainSamples = None,
-    epochs: Epochs = 1.0,
-    train_tokens: TrainTokens = None,
-    infer_samples: InferSamples = None,
-    batch_size: BatchSize = 1,
-    seq_len: SeqLen = None,
-    image_size: ImageSize = None,
-    precision: Precision = "fp32",
-    optimizer: Optim = "adamw",
-    freeze: Freeze = None,
-    grad_accum: GradAccum = 1,
-    allow_longer: AllowLonger = False,
-    trust_remote_code: TrustRemoteCode = False,
-    hub: Hub = False,
-    task: Task = "auto",
-    prompt_tokens: PromptTokens = None,
-    generate_tokens: GenerateTokens = None,
-    model_option: ModelOption = None,
-    trust_pickle: TrustPickle = False,
-    hardware_file: HardwareFile = None,
-    depth: Depth = 2,
-    count: Count = None,
-    nodes: Nodes = None,
-    gpus_per_node: GpusPerNode = None,
-    parallel: Parallel = "dp",
-    tp: Tp = 1,
-    pp: Pp = 1,
-    recompute: Recompute = False,
-    price_per_hour: PricePerHour = None,
-    region: Region = None,
-    grid_gco2_kwh: GridIntensity = None,
-    pue: Pue = None,
-    mfu: Mfu = None,
-    budget_usd: BudgetUsd = None,
-    deadline: Deadline = None,
-    max_kwh: MaxKwh = None,
-    max_co2_kg: MaxCo2 = None,
-    available: Available = None,
-    electricity_usd_kwh: Electricity = None,
     job: Job = None,
     trust_code: TrustCode = False,
     report: Report = None,
@@ -162,6 +80,7 @@ def measure_command(
     explain: Explain = False,
     as_json: AsJson = False,
     verbose: Verbose = False,
+    **options: Any,
 ) -> None:
     """Run real training steps and inference batches here and compare them with afford's prediction for this
     machine; takes assess's job options (the hardware, price and budget ones are reported as ignored)."""
@@ -185,15 +104,9 @@ def measure_command(
             bar.console.print(f"afford: {message}", markup=False, highlight=False, soft_wrap=True)
             bar.update(task_id, description="calibrating this machine")
 
-        result = guarded(lambda: measure(
-            p["model"], steps=p["steps"], device=p["device"], batch_size=p["batch_size"], seq_len=p["seq_len"],
-            image_size=p["image_size"], precision=p["precision"], optimizer=p["optimizer"], hardware=p["hardware"],
-            train_samples=p["train_samples"], epochs=p["epochs"], train_tokens=p["train_tokens"],
-            infer_samples=p["infer_samples"], freeze=tuple(p["freeze"] or ()), grad_accum=p["grad_accum"],
-            allow_longer=p["allow_longer"], trust_remote_code=p["trust_remote_code"], allow_hub=p["hub"],
-            task=p["task"], prompt_tokens=p["prompt_tokens"], generate_tokens=p["generate_tokens"],
-            model_options=parse_pairs(p["model_option"] or ()), trust_pickle=p["trust_pickle"],
-            hardware_file=p["hardware_file"], calibration=p["calibrate"], announce=announce, progress=tick))
+        result = guarded(lambda: measure(p["model"], steps=p["steps"], device=p["device"],
+                                         calibration=p["calibrate"], announce=announce, progress=tick,
+                                         **request_kwargs("measure", p)))
     if ignored:
         result.notes.append(f"ignored by afford measure (one process on this one device; no prices, budgets or "
                             f"reports): {', '.join(ignored)}; `afford assess` takes them")
@@ -207,10 +120,13 @@ def measure_command(
 
 def _ignored(ctx: typer.Context, p: dict[str, Any]) -> list[str]:
     """The assess options given (on the command line or in --job) that a local measurement does not use."""
+    from afford import schema
+
+    unused = {s.flag for s in schema.specs("assess")} - {s.flag for s in schema.specs("measure")}
     out = []
     for param in ctx.command.params:
         name = param.name or ""
-        if name in IGNORED and p.get(name) not in (None, False, param.default):
+        if (name in unused or name in IGNORED_SWITCHES) and p.get(name) not in (None, False, param.default):
             flag = max(param.opts, key=len)
             out.append(flag if isinstance(p[name], bool) else f"{flag} {p[name]}")
     return out

@@ -209,8 +209,9 @@ def _fmt(precision: str, fp8: bool) -> str:
 
 
 def evaluate(v: Variant, device: Device, s: Strategy, samples: float, *, price: float | None, grid: fp.Grid,
-             pue: float, notes: list[str]) -> Plan:
-    """Memory, time, money and energy of one strategy for one traced variant."""
+             pue: float, notes: list[str], mfu: float | None = None) -> Plan:
+    """Memory, time, money and energy of one strategy for one traced variant; a fixed `mfu` (`--mfu`) times the
+    step as the model FLOPs at that fraction of the peak, as the assessment does, instead of the roofline."""
     a, t = v.a, v.a.trace
     traced_batch = t.batch_size
     scale = s.micro_batch / traced_batch
@@ -253,17 +254,20 @@ def evaluate(v: Variant, device: Device, s: Strategy, samples: float, *, price: 
                            tp_activation_bytes=s.micro_batch * (a.dims.seq_len or 1) * hidden * 2,
                            layers=a.spec.metadata.get("num_layers"), recompute=s.recompute, notes=notes,
                            offload_seconds=offload_s)
-    n_steps = steps_for(samples, s.micro_batch, layout)
-    seconds = n_steps * step.step_s
-    foot = fp.footprint(device, s.count, seconds, step.busy_fraction, price_per_hour=price, pue=pue, grid_=grid)
     # MFU of a step, as the assessment's: the model FLOPs of the samples one step takes, against the peaks the
     # roofline above timed each op with
     step_flops = (a.train_forward_flops + a.backward_flops) * s.micro_batch * layout.grad_accum * layout.dp
     peak = v.peak(device, fmt)
-    mfu = step_flops / (step.step_s * s.count * peak) if step.step_s else 0.0
+    step_s, busy = step.step_s, step.busy_fraction
+    if mfu is not None:
+        step_s, busy = step_flops / (s.count * peak * mfu), mfu
+    n_steps = steps_for(samples, s.micro_batch, layout)
+    seconds = n_steps * step_s
+    foot = fp.footprint(device, s.count, seconds, busy, price_per_hour=price, pue=pue, grid_=grid)
+    achieved = step_flops / (step_s * s.count * peak) if step_s else 0.0
     return Plan(strategy=s, cost_usd=foot.usd, train_seconds=seconds, gpu_hours=foot.device_hours,
                 per_device_bytes=mem.total_bytes, device_bytes=device.memory_bytes, fits=fits, kwh=foot.kwh,
-                co2_kg=foot.co2_kg, mfu=mfu)
+                co2_kg=foot.co2_kg, mfu=achieved)
 
 
 @dataclass
@@ -287,10 +291,12 @@ def _hardware(catalog: Catalog, budget: Budget, max_count: int) -> list[tuple[De
 
 def search(vs: list[Variant], budget: Budget, *, catalog: Catalog | None = None, precisions: tuple[str, ...] = (),
            max_count: int = 16384, electricity_usd_kwh: float | None = None, region: str | None = None,
-           pue: float | None = None, price_per_hour: float | None = None) -> PlanSearch:
-    """Evaluate strategies over hardware and mark the feasible ones against the budget."""
+           pue: float | None = None, price_per_hour: float | None = None, grid_gco2_kwh: float | None = None,
+           mfu: float | None = None) -> PlanSearch:
+    """Evaluate strategies over hardware and mark the feasible ones against the budget (a fixed `mfu` times
+    every plan, see `evaluate`)."""
     cat = catalog or Catalog.load()
-    grid = fp.grid(region)
+    grid = fp.grid(region, grid_gco2_kwh)
     pue_v = pue if pue is not None else fp.default_pue()
     elec = electricity_usd_kwh if electricity_usd_kwh is not None else fp.electricity_price()
     notes: list[str] = []
@@ -315,13 +321,13 @@ def search(vs: list[Variant], budget: Budget, *, catalog: Catalog | None = None,
                     for tp, pp in ((t, p) for t in tps for p in pps if count % (t * p) == 0):
                         for par in pars:
                             plan = _first_fit(v, device, count, tp, pp, par, prec, asked, samples, price, grid,
-                                              pue_v, notes, owned)
+                                              pue_v, notes, owned, mfu)
                             if plan is None:
                                 continue
                             for fp8 in fp8_options:
                                 p = plan if not fp8 else evaluate(
                                     v, device, dataclasses.replace(plan.strategy, fp8=True), samples, price=price,
-                                    grid=grid, pue=pue_v, notes=notes)
+                                    grid=grid, pue=pue_v, notes=notes, mfu=mfu)
                                 if owned:
                                     p.cost_usd = (p.cost_usd or 0.0) + p.kwh * elec
                                 plans.append(p)
@@ -340,7 +346,7 @@ def search(vs: list[Variant], budget: Budget, *, catalog: Catalog | None = None,
 
 def _first_fit(v: Variant, device: Device, count: int, tp: int, pp: int, par: str, prec: str, asked: Workload,
                samples: float, price: float | None, grid: fp.Grid, pue: float, notes: list[str],
-               owned: bool) -> Plan | None:
+               owned: bool, mfu: float | None = None) -> Plan | None:
     """The first (least costly) memory saver and micro-batch that make this layout fit, evaluated."""
     micro = asked.batch_size
     while micro >= 1:
@@ -350,7 +356,7 @@ def _first_fit(v: Variant, device: Device, count: int, tp: int, pp: int, par: st
                          recompute=recompute, offload=offload, parallel=par, tp=tp, pp=pp, micro_batch=micro,
                          grad_accum=max(1, asked.batch_size // micro), owned=owned)
             try:
-                p = evaluate(v, device, s, samples, price=price, grid=grid, pue=pue, notes=notes)
+                p = evaluate(v, device, s, samples, price=price, grid=grid, pue=pue, notes=notes, mfu=mfu)
             except AffordError:
                 return None
             if p.fits:

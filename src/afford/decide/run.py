@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from afford import bounds as b
+from afford import schema
 from afford.assess import Assessment, batch_note
 from afford.decide.budget import Budget, deadline_seconds, parse_available, parse_duration
 from afford.decide.planner import Plan, PlanSearch, Strategy, Variant, evaluate, search, variants
 from afford.decide.verdict import Verdict, decide
 from afford.errors import InputError, opt
 from afford.estimate import footprint as fp
-from afford.estimate.request import DEFAULT_HARDWARE, check_rates
+from afford.estimate.request import check_rates, request
 from afford.hardware.catalog import Catalog
 from afford.workload import Workload
 
@@ -69,62 +71,61 @@ def make_budget(*, budget_usd: float | None = None, deadline: str | float | None
     return Budget(usd=budget_usd, deadline_s=seconds, max_kwh=max_kwh, max_co2_kg=max_co2_kg, available=owned)
 
 
-def plan(model: Any, *, train_samples: int | None = None, epochs: float = 1, train_tokens: int | None = None,
-         batch_size: int = 1, seq_len: int | None = None, image_size: int | None = None,
-         precision: str = "bf16-mixed", optimizer: str = "adamw", freeze: tuple[str, ...] = (),
-         hardware: str | None = None, count: int | None = None, budget_usd: float | None = None,
-         deadline: str | float | None = None, max_kwh: float | None = None, max_co2_kg: float | None = None,
-         available: str | None = None, electricity_usd_kwh: float | None = None, region: str | None = None,
-         pue: float | None = None, price_per_hour: float | None = None, lora_rank: int = 16,
-         adapters: tuple[str, ...] = ("full", "lora", "qlora"), max_count: int = 16384,
-         hardware_file: str | Path | None = None, trust_remote_code: bool = False,
-         allow_longer: bool = False, model_options: dict[str, Any] | None = None,
-         trust_pickle: bool = False, assessment: Assessment | None = None) -> PlanResult:
+def plan(model: Any, *, assessment: Assessment | None = None,
+         adapters: tuple[str, ...] = ("full", "lora", "qlora"), **options: Any) -> PlanResult:
     """Is the training job affordable within the budget, and if not, the cheapest way it becomes so.
 
-    `assessment`, an Assessment of this model and job already traced (its training step), is reused as the plan
-    of the model as asked instead of tracing it again; adapters (LoRA) are other graphs and are traced."""
+    The options are `afford.JobRequest`'s fields that `plan` takes (schema.names("plan")): the job as asked is
+    priced with its layout (`parallel="auto"`: dp on one device, else fsdp), rates, grid and a fixed `mfu`, and
+    the search with the same rates, grid and MFU. `assessment`, an Assessment of this model and job already
+    traced (its training step), is reused as the plan of the model as asked instead of tracing it again;
+    adapters (LoRA) are other graphs and are traced."""
     from afford.sources import resolve
 
-    catalog = Catalog.load(Path(hardware_file) if hardware_file else None)
-    budget = make_budget(budget_usd=budget_usd, deadline=deadline, max_kwh=max_kwh, max_co2_kg=max_co2_kg,
-                         available=available, catalog=catalog)
-    check_rates(price_per_hour=price_per_hour, pue=pue, electricity_usd_kwh=electricity_usd_kwh)
-    b.whole(lora_rank, "lora_rank", high=MAX_LORA_RANK)
-    b.whole(max_count, "max_count", high=b.MAX_DEVICES)
-    if count is not None:
-        b.whole(count, "count", high=b.MAX_DEVICES)
-    workload = Workload.parse(train_samples=train_samples, epochs=epochs, train_tokens=train_tokens,
-                              batch_size=batch_size, seq_len=seq_len, image_size=image_size, precision=precision,
-                              optimizer=optimizer, freeze=freeze, allow_longer=allow_longer)
+    r = schema.build("plan", options)
+    catalog = Catalog.load(Path(r.hardware_file) if r.hardware_file else None)
+    budget = make_budget(budget_usd=r.budget_usd, deadline=r.deadline, max_kwh=r.max_kwh, max_co2_kg=r.max_co2_kg,
+                         available=r.available, catalog=catalog)
+    check_rates(electricity_usd_kwh=r.electricity_usd_kwh)
+    b.whole(r.lora_rank, "lora_rank", high=MAX_LORA_RANK)
+    b.whole(r.max_count, "max_count", high=b.MAX_DEVICES)
+    # the job as asked: the named device, else the first the user owns, else the default; validated as assess does
+    first_owned = budget.available[0] if budget.available and r.hardware is None else None
+    auto = str(r.parallel).lower() == "auto"
+    req = request(hardware=r.hardware or (first_owned.device if first_owned else None),
+                  count=r.count or (first_owned.count if first_owned and r.nodes is None else None), nodes=r.nodes,
+                  gpus_per_node=r.gpus_per_node, parallel="dp" if auto else r.parallel, tp=r.tp, pp=r.pp,
+                  grad_accum=r.grad_accum, price_per_hour=r.price_per_hour, region=r.region,
+                  grid_gco2_kwh=r.grid_gco2_kwh, pue=r.pue, mfu=r.mfu, recompute=r.recompute, catalog=catalog)
+    workload = Workload.parse(train_samples=r.train_samples, epochs=r.epochs, train_tokens=r.train_tokens,
+                              batch_size=r.batch_size, seq_len=r.seq_len, image_size=r.image_size,
+                              precision=r.precision, optimizer=r.optimizer, freeze=r.freeze,
+                              allow_longer=r.allow_longer)
     if not workload.wants_training:
         raise InputError(f"plan needs a training job: give {opt('train_samples')} (and {opt('epochs')}) or "
                          f"{opt('train_tokens')}")
-    model = resolve(model, trust_remote_code=trust_remote_code, options=model_options, trust_pickle=trust_pickle)
-    vs = variants(model, workload, adapters=adapters, lora_rank=lora_rank, trust_remote_code=trust_remote_code,
+    model = resolve(model, trust_remote_code=r.trust_remote_code, allow_hub=r.allow_hub, options=r.model_options,
+                    trust_pickle=r.trust_pickle)
+    vs = variants(model, workload, adapters=adapters, lora_rank=r.lora_rank, trust_remote_code=r.trust_remote_code,
                   traced=assessment)
     full = next(v for v in vs if v.name == "full")
-    if hardware is not None:
-        device, n, owned = catalog.get(hardware), count or 1, any(o.device == catalog.get(hardware).id
-                                                                    for o in budget.available)
-    elif budget.available:
-        device, n, owned = catalog.get(budget.available[0].device), count or budget.available[0].count, True
-    else:
-        device, n, owned = catalog.get(DEFAULT_HARDWARE), count or 1, False
-    asked_strategy = Strategy(device=device.id, count=n, precision=workload.precision.value,
-                              optimizer=workload.optimizer.value, micro_batch=batch_size,
-                              parallel="dp" if n == 1 else "fsdp", owned=owned)
-    grid = fp.grid(region)
-    pue_v = pue if pue is not None else fp.default_pue()
+    device, lay = req.device, req.layout
+    owned = first_owned is not None or any(o.device == device.id for o in budget.available)
+    asked_strategy = Strategy(device=device.id, count=lay.count, precision=workload.precision.value,
+                              optimizer=workload.optimizer.value, micro_batch=r.batch_size,
+                              parallel=("dp" if lay.count == 1 else "fsdp") if auto else lay.parallel.value,
+                              tp=lay.tp, pp=lay.pp, grad_accum=lay.grad_accum, recompute=r.recompute, owned=owned)
     notes: list[str] = [n for n in (batch_note(full.a),) if n]
-    price = price_per_hour if price_per_hour is not None else (0.0 if owned else device.price_usd_per_hour)
+    price = r.price_per_hour if r.price_per_hour is not None else (0.0 if owned else device.price_usd_per_hour)
     samples = full.a.train_samples_total
-    asked = evaluate(full, device, asked_strategy, samples, price=price, grid=grid, pue=pue_v, notes=notes)
+    asked = evaluate(full, device, asked_strategy, samples, price=price, grid=req.grid, pue=req.pue, notes=notes,
+                     mfu=r.mfu)
     if owned:
         asked.cost_usd = (asked.cost_usd or 0.0) + asked.kwh * (
-            electricity_usd_kwh if electricity_usd_kwh is not None else fp.electricity_price())
-    found = search(vs, budget, catalog=catalog, max_count=max_count, electricity_usd_kwh=electricity_usd_kwh,
-                   region=region, pue=pue, price_per_hour=price_per_hour)
+            r.electricity_usd_kwh if r.electricity_usd_kwh is not None else fp.electricity_price())
+    found = search(vs, budget, catalog=catalog, max_count=r.max_count, electricity_usd_kwh=r.electricity_usd_kwh,
+                   region=r.region, grid_gco2_kwh=r.grid_gco2_kwh, pue=r.pue, price_per_hour=r.price_per_hour,
+                   mfu=r.mfu)
     trainable = {v.name: (v.trainable, v.params) for v in vs}
     verdict = decide(asked, device.name, budget, found, trainable)
     model_info = {"name": full.a.spec.name, "params": full.params, "seq_len": full.a.dims.seq_len,
@@ -132,6 +133,13 @@ def plan(model: Any, *, train_samples: int | None = None, epochs: float = 1, tra
                                                                     "weights_bytes": v.weights_bytes}
                                                            for v in vs}}
     return PlanResult(verdict=verdict, asked=asked, found=found, model=model_info, budget=budget, notes=notes)
+
+
+plan.__signature__ = schema.signature(  # type: ignore[attr-defined]
+    "plan", [inspect.Parameter("model", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=Any)],
+    [inspect.Parameter("assessment", inspect.Parameter.KEYWORD_ONLY, default=None, annotation=Assessment | None),
+     inspect.Parameter("adapters", inspect.Parameter.KEYWORD_ONLY, default=("full", "lora", "qlora"),
+                       annotation=tuple[str, ...])])
 
 
 __all__ = ["PlanResult", "Variant", "make_budget", "plan"]

@@ -15,6 +15,7 @@ The prediction is for this machine: its calibration (`afford calibrate`), made o
 from __future__ import annotations
 
 import gc
+import inspect
 import math
 import statistics
 import threading
@@ -26,6 +27,7 @@ from typing import Any
 import torch
 
 from afford import bounds as b
+from afford import schema
 from afford.api import assess
 from afford.assess import Assessment
 from afford.counting.trace import _next_cache, trainable_mask
@@ -137,22 +139,24 @@ def _time(fn: Callable[[], Any], device: str) -> float:
     return time.perf_counter() - t
 
 
-def measure(model: str | ModelSpec, *, steps: int = 5, device: str = "cpu", batch_size: int = 1,
-            seq_len: int | None = None, image_size: int | None = None, precision: str = "fp32",
-            optimizer: str = "adamw", hardware: str | None = None, train_samples: int | None = None,
-            epochs: float = 1.0, train_tokens: int | None = None, infer_samples: int | None = None,
-            freeze: tuple[str, ...] | list[str] = (), grad_accum: int = 1, allow_longer: bool = False,
-            trust_remote_code: bool = False, allow_hub: bool = False, task: str = "auto",
-            prompt_tokens: int | None = None, generate_tokens: int | None = None,
-            model_options: dict[str, Any] | None = None, trust_pickle: bool = False,
-            hardware_file: str | None = None, calibration: str = "quick", announce: AnnounceFn | None = None,
-            progress: ProgressFn | None = None) -> Measurement:
+def measure(model: str | ModelSpec, *, steps: int = 5, device: str = "cpu", calibration: str = "quick",
+            announce: AnnounceFn | None = None, progress: ProgressFn | None = None, **options: Any) -> Measurement:
     """Time `steps` real training steps and inference batches of `model` here and predict the same job for this
     machine (its calibration, made on the fly when there is none; see `target.prediction_target`), or for
     `hardware` when asked. With train_samples/train_tokens or infer_samples, the whole job too: the predicted
     time and the measured step time times the job's steps. `freeze`, `grad_accum` and `--task generate` change
     what runs: frozen parameters take no gradient, a step runs `grad_accum` micro-batches, and an inference
-    batch is a whole generation request batch (prefill, then G - 1 cached decode steps)."""
+    batch is a whole generation request batch (prefill, then G - 1 cached decode steps). The options are
+    `afford.JobRequest`'s fields that `measure` takes (schema.names("measure"))."""
+    r = schema.build("measure", options)
+    batch_size, seq_len, image_size, precision, optimizer = (r.batch_size, r.seq_len, r.image_size, r.precision,
+                                                             r.optimizer)
+    train_samples, epochs, train_tokens, infer_samples = r.train_samples, r.epochs, r.train_tokens, r.infer_samples
+    freeze, grad_accum, allow_longer, task = r.freeze, r.grad_accum, r.allow_longer, r.task
+    prompt_tokens, generate_tokens, hardware, hardware_file = (r.prompt_tokens, r.generate_tokens, r.hardware,
+                                                               r.hardware_file)
+    trust_remote_code, allow_hub, model_options, trust_pickle = (r.trust_remote_code, r.allow_hub, r.model_options,
+                                                                 r.trust_pickle)
     b.whole(steps, "steps", high=MAX_STEPS)
     device = check_device(device)
     check_mode(calibration)
@@ -206,6 +210,13 @@ def measure(model: str | ModelSpec, *, steps: int = 5, device: str = "cpu", batc
             if d["model"]["trainable_params"] == 0 else "the prediction has no training step (see its note)"))
     return Measurement(model=d["model"]["name"], device=device, hardware=target.hardware, measured=measured,
                        predicted=predicted, peak_method=method, steps=steps, notes=notes, job=job)
+
+
+measure.__signature__ = schema.signature(  # type: ignore[attr-defined]
+    "measure", [inspect.Parameter("model", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=str | ModelSpec)],
+    [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=kind)
+     for name, default, kind in (("steps", 5, int), ("device", "cpu", str), ("calibration", "quick", str),
+                                 ("announce", None, AnnounceFn | None), ("progress", None, ProgressFn | None))])
 
 
 def _job_totals(d: dict[str, Any], measured: dict[str, float], predicted: dict[str, float], w: Workload,

@@ -1,0 +1,157 @@
+"""What a runtime adds to the per-op roofline: host dispatch per aten op, kernel launches, CUDA-graph replay and a
+fixed cost per step. One model for inference and training, used by the assessment (estimate/job.py) and the
+planner (decide/planner.py).
+
+The host issues ops while the GPU runs earlier ones, so a phase takes max(GPU time, host time):
+
+    GPU  = roofline kernels / eta_system + kernels x gap          (gap: idle GPU time between queued kernels)
+    host = eager:      kernels x (dispatch + launch) + views x view (backward: the engine's share of dispatch)
+           compiled:   kernels x (launch + wrapper)
+           cudagraphs: one graph launch per phase
+    step = max(GPU, host) + a fixed cost per step (inference batch or optimizer step; a step synchronises once,
+           for its loss or outputs, so the fixed cost does not overlap the GPU)
+
+Ops and kernels come from the trace: every aten op a phase dispatched (`PhaseProfile.by_op`, views included)
+and those that launch a kernel (`PhaseProfile.events`, views excluded); a view is issued by the C++ dispatcher
+alone (most come from composite ops such as F.linear decomposing into t + view + addmm). Under autocast (fp16-
+or bf16-mixed) eager PyTorch also casts the weight of every convolution and linear layer, one extra op and kernel
+each, in the forward and again (the cast's gradient) in the backward. Constants and their sources: `runtime.toml`.
+Overheads apply to GPUs priced from the catalog; a calibrated profile measured its own per-op cost, and CPUs,
+TPUs and other accelerators are left as the roofline times them.
+"""
+
+from __future__ import annotations
+
+import enum
+import tomllib
+from dataclasses import dataclass
+from functools import cache
+from importlib import resources
+from typing import Any
+
+from afford.bounds import show
+from afford.counting.profile import PhaseProfile
+from afford.errors import InputError, opt
+from afford.hardware.catalog import Device
+
+__all__ = ["NONE", "Overhead", "Runtime", "applies", "constants", "overhead", "step_fixed_seconds", "wall",
+           "weight_casts"]
+
+# aten ops that take a layer's weight (autocast casts that weight once per call)
+WEIGHT_OPS = frozenset({"convolution", "addmm", "mm", "linear", "_convolution", "cudnn_convolution"})
+
+
+class Runtime(enum.StrEnum):
+    """How the job's ops reach the GPU."""
+
+    EAGER = "eager"  # PyTorch eager: Python dispatches every aten op, each kernel launched on its own
+    COMPILED = "compiled"  # torch.compile (Inductor) without CUDA graphs: no Python per op, one launch per kernel
+    CUDAGRAPHS = "cudagraphs"  # captured graphs replayed (torch.compile mode='reduce-overhead', TensorRT, vLLM)
+
+    @classmethod
+    def parse(cls, value: str | Runtime) -> Runtime:
+        """A Runtime from its name (case-insensitive; 'graphs' and 'reduce-overhead' name cudagraphs)."""
+        text = str(value).strip().lower()
+        text = {"graphs": "cudagraphs", "cuda-graphs": "cudagraphs", "reduce-overhead": "cudagraphs",
+                "compile": "compiled", "torch.compile": "compiled"}.get(text, text)
+        try:
+            return cls(text)
+        except ValueError:
+            raise InputError(f"unknown {opt('runtime')} {show(value)}; choose eager, compiled or cudagraphs") from None
+
+
+@dataclass(frozen=True)
+class Constants:
+    """runtime.toml, in seconds."""
+
+    launch_s: float  # host time per kernel launch
+    dispatch_s: float  # eager: host time per kernel-launching aten op issued from Python, besides its launch
+    view_s: float  # eager: host time per aten op that launches nothing (views, from C++ composites)
+    engine_fraction: float  # the share of `dispatch_s` an op replayed by the autograd engine pays
+    step_s: float  # fixed host cost per step
+    wrapper_s: float  # compiled: host time per kernel of the generated wrapper, besides the launch
+    graph_launch_s: float  # host time per CUDA-graph launch
+    graph_gap_s: float  # GPU time per kernel inside a graph, beyond the kernel itself
+    stream_gap_s: float  # GPU time per kernel launched into a stream, beyond the kernel itself
+
+
+@cache
+def constants() -> Constants:
+    """runtime.toml, read once."""
+    text = resources.files("afford.estimate").joinpath("runtime.toml").read_text(encoding="utf-8")
+    t: dict[str, Any] = tomllib.loads(text)
+    us = 1e-6
+    return Constants(launch_s=t["launch"]["host_us"] * us, dispatch_s=t["eager"]["dispatch_us"] * us,
+                     view_s=t["eager"]["view_us"] * us,
+                     engine_fraction=float(t["eager"]["engine_fraction"]), step_s=t["eager"]["step_ms"] * 1e-3,
+                     wrapper_s=t["compiled"]["wrapper_us"] * us, graph_launch_s=t["graph"]["launch_us"] * us,
+                     graph_gap_s=t["graph"]["kernel_gap_us"] * us, stream_gap_s=t["stream"]["kernel_gap_us"] * us)
+
+
+@dataclass(frozen=True)
+class Overhead:
+    """What the runtime adds to one execution of a phase: host seconds to issue it, GPU seconds between its
+    kernels, and the counts they come from."""
+
+    host_s: float = 0.0
+    gap_s: float = 0.0
+    ops: int = 0
+    kernels: int = 0
+
+    def __add__(self, other: Overhead) -> Overhead:
+        return Overhead(self.host_s + other.host_s, self.gap_s + other.gap_s, self.ops + other.ops,
+                        self.kernels + other.kernels)
+
+    def scaled(self, k: float) -> Overhead:
+        """This overhead `k` times (a weighted decode step, a share of a pipeline)."""
+        return Overhead(self.host_s * k, self.gap_s * k, round(self.ops * k), round(self.kernels * k))
+
+    def to_dict(self) -> dict[str, float]:
+        return {"host_seconds": self.host_s, "kernel_gap_seconds": self.gap_s, "ops": self.ops,
+                "kernels": self.kernels}
+
+
+NONE = Overhead()
+
+
+def applies(device: Device) -> bool:
+    """Whether the overhead model prices this device: a catalog GPU (a calibrated profile measured its own)."""
+    return device.kind == "gpu" and not device.extra.get("calibrated")
+
+
+def weight_casts(phase: PhaseProfile | None, mixed: bool) -> int:
+    """Casts autocast adds to a forward phase: one per call of a weight-taking op (none outside mixed precision)."""
+    if phase is None or not mixed:
+        return 0
+    return sum(calls for (op, _, _), calls in phase.events.items() if op in WEIGHT_OPS)
+
+
+def overhead(phase: PhaseProfile | None, runtime: Runtime, device: Device, *, backward: bool = False,
+             casts: int = 0) -> Overhead:
+    """Host and GPU-side overhead of one execution of a traced phase under `runtime` (`casts`: autocast's
+    extra cast ops, see `weight_casts`); nothing for a device the model does not price."""
+    if phase is None or not applies(device):
+        return NONE
+    c = constants()
+    ops = sum(s.calls for s in phase.by_op.values()) + casts
+    kernels = sum(phase.events.values()) + casts
+    if not kernels:
+        return Overhead(ops=ops)
+    if runtime is Runtime.CUDAGRAPHS:
+        return Overhead(c.graph_launch_s, kernels * c.graph_gap_s, ops, kernels)
+    if runtime is Runtime.COMPILED:
+        return Overhead(kernels * (c.launch_s + c.wrapper_s), kernels * c.stream_gap_s, ops, kernels)
+    dispatch = c.dispatch_s * (c.engine_fraction if backward else 1.0)
+    host = kernels * (dispatch + c.launch_s) + (ops - kernels) * c.view_s
+    return Overhead(host, kernels * c.stream_gap_s, ops, kernels)
+
+
+def step_fixed_seconds(device: Device) -> float:
+    """The fixed host cost of one step (an inference batch or an optimizer step) on a device the model prices."""
+    return constants().step_s if applies(device) else 0.0
+
+
+def wall(gpu_s: float, host: Overhead) -> float:
+    """Seconds of a phase whose kernels take `gpu_s` (system efficiency applied): the GPU works while the host
+    issues ahead, so the slower of the two sets the time."""
+    return max(gpu_s + host.gap_s, host.host_s)

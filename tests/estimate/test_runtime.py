@@ -1,0 +1,79 @@
+"""The runtime-overhead model (estimate/runtime.py): counts from a phase, the three runtimes, which devices it
+prices, and a step that is host-bound when dispatch x ops exceeds the GPU work."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from afford.counting.profile import OpStat, PhaseProfile
+from afford.errors import InputError
+from afford.estimate.parallel import Layout, Parallel
+from afford.estimate.runtime import NONE, Runtime, applies, constants, overhead, wall, weight_casts
+from afford.estimate.timing import Efficiency, step_from_times
+from afford.hardware.catalog import Catalog
+
+
+def _phase() -> PhaseProfile:
+    """10 convolutions, 10 ReLUs and 5 views (no kernel)."""
+    return PhaseProfile(name="forward", by_op={"convolution": OpStat(calls=10), "relu_": OpStat(calls=10),
+                                               "view": OpStat(calls=5)},
+                        events={("convolution", 1000, 100): 10, ("relu_", 0, 100): 10})
+
+
+def test_eager_counts_kernels_views_and_casts() -> None:
+    dev = Catalog.load().get("a100-80gb")
+    c = constants()
+    ov = overhead(_phase(), Runtime.EAGER, dev)
+    assert (ov.ops, ov.kernels) == (25, 20)
+    assert ov.host_s == pytest.approx(20 * (c.dispatch_s + c.launch_s) + 5 * c.view_s)
+    assert ov.gap_s == pytest.approx(20 * c.stream_gap_s)
+    casts = weight_casts(_phase(), mixed=True)
+    assert casts == 10 and weight_casts(_phase(), mixed=False) == 0
+    amp = overhead(_phase(), Runtime.EAGER, dev, casts=casts)
+    assert (amp.ops, amp.kernels) == (35, 30)
+    back = overhead(_phase(), Runtime.EAGER, dev, backward=True)
+    assert back.host_s == pytest.approx(20 * (c.engine_fraction * c.dispatch_s + c.launch_s) + 5 * c.view_s)
+
+
+def test_compiled_and_graphs_cost_less_host_time_than_eager() -> None:
+    dev = Catalog.load().get("h100-sxm")
+    eager, compiled, graphs = (overhead(_phase(), r, dev) for r in Runtime)
+    assert eager.host_s > compiled.host_s > graphs.host_s == pytest.approx(constants().graph_launch_s)
+    assert graphs.gap_s < compiled.gap_s == eager.gap_s
+
+
+def test_only_catalog_gpus_are_priced() -> None:
+    cat = Catalog.load()
+    assert applies(cat.get("t4")) and not applies(cat.get("cpu-generic")) and not applies(cat.get("tpu-v4"))
+    gpu = cat.get("t4")
+    calibrated = dataclasses.replace(gpu, extra={**gpu.extra, "calibrated": True})
+    assert not applies(calibrated) and overhead(_phase(), Runtime.EAGER, calibrated) == NONE
+
+
+@pytest.mark.parametrize("text,expect", [("eager", Runtime.EAGER), ("Compiled", Runtime.COMPILED),
+                                         ("reduce-overhead", Runtime.CUDAGRAPHS), ("graphs", Runtime.CUDAGRAPHS)])
+def test_parse_names_and_aliases(text: str, expect: Runtime) -> None:
+    assert Runtime.parse(text) is expect
+
+
+def test_unknown_runtime_is_an_input_error() -> None:
+    with pytest.raises(InputError, match="unknown runtime 'tensorrt'; choose eager, compiled or cudagraphs"):
+        Runtime.parse("tensorrt")
+
+
+def test_a_step_is_host_bound_when_issuing_takes_longer_than_the_gpu() -> None:
+    dev = Catalog.load().get("a100-80gb")
+    eff = Efficiency.for_device(dev)
+    lay = Layout(count=1, gpus_per_node=1, parallel=Parallel.DP, tp=1, pp=1, grad_accum=2)
+    ov = overhead(_phase(), Runtime.EAGER, dev)
+    kw = dict(b_fwd=0.0, b_bwd=0.0, device=dev, eff=eff, layout=lay, gradient_bytes=0.0, parameter_bytes=0.0,
+              optimizer_bytes_touched=0.0, tp_activation_bytes=0.0, layers=None, recompute=False, notes=[],
+              host_fwd=ov, host_bwd=ov, fixed_s=0.003)
+    fast = step_from_times(t_fwd=1e-5, t_bwd=1e-5, **kw)  # type: ignore[arg-type]
+    assert fast.host_bound and fast.step_s == pytest.approx(2 * 2 * ov.host_s + 0.003)
+    slow = step_from_times(t_fwd=0.5, t_bwd=1.0, **kw)  # type: ignore[arg-type]
+    assert not slow.host_bound
+    assert slow.step_s == pytest.approx(2 * 1.5 / eff.system + 2 * 2 * ov.gap_s + 0.003)
+    assert wall(1.0, ov) == pytest.approx(1.0 + ov.gap_s) and wall(0.0, ov) == pytest.approx(ov.host_s)
