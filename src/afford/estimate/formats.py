@@ -1,0 +1,311 @@
+"""Weight formats for inference: the exact bytes of a model's weights in fp32/fp16/bf16, LLM.int8, NF4, GPTQ, AWQ,
+FP8, NVFP4/MXFP4 and GGUF files, from the traced parameters (names, shapes, which are linear layers, which is the
+output head).
+
+Each layout is the one the named runtime stores, tensor by tensor (sources on each entry):
+- weight-only formats of transformers/vLLM (int8, nf4, gptq, awq, fp8, nvfp4, mxfp4) quantize the linear layers
+  but the output head; embeddings, norms, biases and the head stay in 16 bits;
+- GGUF files (llama.cpp) quantize every 2-D `*.weight` but norms and position embeddings, with a type per
+  tensor chosen by `llama_tensor_get_type` (the "mixtures" Q4_K_M, Q5_K_M...), and keep 1-D tensors in F32.
+The figures are checked against published file sizes in tests/golden/test_weight_formats.py.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from afford.errors import InputError
+
+LLAMA_QUANT = ("llama.cpp src/llama-quant.cpp (llama_tensor_get_type, tensor_allows_quantization), "
+               "ggml-org/llama.cpp@007dbbf3")
+GGML_BLOCKS = "llama.cpp ggml/src/ggml-common.h block structs (ggml-org/llama.cpp@01243c58)"
+
+# ggml types: bytes per block / weights per block (ggml-common.h)
+GGML_TYPES: dict[str, tuple[int, int]] = {
+    "F32": (4, 1), "F16": (2, 1), "BF16": (2, 1), "Q4_0": (18, 32), "Q4_1": (20, 32), "Q5_0": (22, 32),
+    "Q5_1": (24, 32), "Q8_0": (34, 32), "Q2_K": (84, 256), "Q3_K": (110, 256), "Q4_K": (144, 256),
+    "Q5_K": (176, 256), "Q6_K": (210, 256)}
+# llama_tensor_get_type's fallback when a row length is not a multiple of the block (tensor_type_fallback)
+_FALLBACK = {"Q2_K": "Q4_0", "Q3_K": "Q4_0", "Q4_K": "Q5_0", "Q5_K": "Q5_1", "Q6_K": "Q8_0"}
+# a GGUF file type: its default tensor type (llama_ftype_get_default_type)
+GGUF_FILES = {"q2_k": "Q2_K", "q3_k_s": "Q3_K", "q3_k_m": "Q3_K", "q3_k_l": "Q3_K", "q4_0": "Q4_0",
+              "q4_1": "Q4_1", "q4_k_s": "Q4_K", "q4_k_m": "Q4_K", "q5_0": "Q5_0", "q5_1": "Q5_1",
+              "q5_k_s": "Q5_K", "q5_k_m": "Q5_K", "q6_k": "Q6_K", "q8_0": "Q8_0", "f16": "F16", "bf16": "BF16"}
+
+
+@dataclass(frozen=True)
+class WeightFormat:
+    """A way of storing a model's weights for inference."""
+
+    id: str
+    kind: str  # dense | linear (weight-only, linear layers but the head) | gguf
+    bits: float  # nominal bits per quantized weight (before scales)
+    group: int = 0  # weights per scale group (0: none)
+    device_format: str | None = None  # the catalog format a device must have to run it (fp8, fp4)
+    source: str = ""
+
+    @property
+    def dense_bytes(self) -> int:
+        """Bytes per weight of the tensors a format keeps unquantized (16-bit, or fp32 for fp32)."""
+        return 4 if self.id == "fp32" else 2
+
+
+FORMATS: dict[str, WeightFormat] = {f.id: f for f in (
+    WeightFormat("fp32", "dense", 32, source="IEEE 754 binary32"),
+    WeightFormat("fp16", "dense", 16, source="IEEE 754 binary16"),
+    WeightFormat("bf16", "dense", 16, source="bfloat16 (Google Brain float)"),
+    WeightFormat("int8", "linear", 8, source="LLM.int8 (Dettmers et al. 2022), bitsandbytes Int8Params: int8 weight + "
+                                             "one fp32 scale per output row (SCB); transformers keeps lm_head"),
+    WeightFormat("nf4", "linear", 4, 64, source="bitsandbytes quantize_4bit: 4-bit NF4, blocksize 64, one fp32 absmax "
+                                                "per block (transformers' default, no double quantization)"),
+    WeightFormat("nf4-dq", "linear", 4, 64, source="bitsandbytes quantize_4bit with compress_statistics (QLoRA double "
+                                                   "quantization): 8-bit absmax per 64, fp32 per 256 blocks"),
+    WeightFormat("gptq-4bit", "linear", 4, 128, source="GPTQ as vLLM loads it (quantization/gptq.py): qweight int32 "
+                                                       "[in/8, out], qzeros int32 [in/g, out/8], scales fp16 "
+                                                       "[in/g, out], g_idx int32 [in]; group 128"),
+    WeightFormat("awq-4bit", "linear", 4, 128, source="AWQ as vLLM loads it (quantization/awq.py): qweight int32 "
+                                                      "[in, out/8], qzeros int32 [in/g, out/8], scales fp16 "
+                                                      "[in/g, out]; AutoAWQ's default group 128"),
+    WeightFormat("fp8", "linear", 8, device_format="fp8",
+                 source="FP8 E4M3 weights with one fp32 scale per tensor (weight_scale, input_scale) as vLLM's "
+                        "fp8 checkpoints; the head stays 16-bit"),
+    WeightFormat("nvfp4", "linear", 4, 16, device_format="fp4",
+                 source="NVFP4: E2M1 values, one E4M3 scale per 16 and one fp32 scale per tensor (NVIDIA)"),
+    WeightFormat("mxfp4", "linear", 4, 32, device_format="fp4",
+                 source="OCP Microscaling MXFP4: E2M1 values, one E8M0 scale per 32"),
+    *(WeightFormat(f"gguf-{name}", "gguf", GGML_TYPES[t][0] * 8 / GGML_TYPES[t][1],
+                   source=f"{LLAMA_QUANT}; {GGML_BLOCKS}") for name, t in GGUF_FILES.items()),
+)}
+
+
+def weight_format(name: str) -> WeightFormat:
+    """The format named `name` (case-insensitive; `Q4_K_M` and `gguf-q4_k_m` are the same), or an InputError
+    listing them."""
+    raw = str(name).strip().lower()
+    gguf = "gguf-" + raw.removeprefix("gguf-").removeprefix("gguf:").replace("-", "_")
+    for key in (raw, raw.replace("_", "-"), gguf):
+        if key in FORMATS:
+            return FORMATS[key]
+    raise InputError(f"unknown weight format {str(name)[:40]!r}; choose one of: {', '.join(FORMATS)}")
+
+
+@dataclass(frozen=True)
+class Param:
+    """One parameter tensor as a format sees it."""
+
+    name: str
+    shape: tuple[int, ...]
+    linear: tuple[int, int] | None  # (in_features, out_features) of a linear layer's weight
+    output: bool  # the output head (or the token embedding tied to it)
+    embedding: bool
+
+    @property
+    def numel(self) -> int:
+        return math.prod(self.shape)
+
+
+def params_of(trace: Any) -> list[Param]:
+    """The traced parameters with their roles (counting/profile.Trace: param_names, linear_params, output_param)."""
+    linear = {i: (fi, fo) for i, fi, fo in trace.linear_params}
+    embeddings = set(trace.embedding_params)
+    return [Param(name, tuple(shape), linear.get(i), i == trace.output_param, i in embeddings)
+            for i, (name, (shape, _)) in enumerate(zip(trace.param_names, trace.param_shapes, strict=True))]
+
+
+@dataclass
+class WeightBytes:
+    """A model's weights in one format: the total, and how many parameters were quantized or kept."""
+
+    format: str
+    bytes: float
+    quantized_params: int
+    kept_params: int
+    by_type: dict[str, int]  # GGUF: parameters per ggml type; others: {"quantized": n, "kept": n}
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"format": self.format, "weights_bytes": self.bytes, "quantized_params": self.quantized_params,
+                "kept_params": self.kept_params, "params_by_type": self.by_type,
+                "source": FORMATS[self.format].source}
+
+
+def weight_bytes(params: list[Param], fmt: WeightFormat, meta: dict[str, Any] | None = None) -> WeightBytes:
+    """The bytes of `params` stored in `fmt`. `meta` (the spec's metadata: num_layers, heads, kv heads, the
+    parameter count) steers GGUF's per-tensor choices."""
+    if fmt.kind == "dense":
+        n = sum(p.numel for p in params)
+        return WeightBytes(fmt.id, n * fmt.bits / 8, 0, n, {fmt.id: n})
+    if fmt.kind == "gguf":
+        return _gguf(params, fmt, meta or {})
+    total, quantized, kept = 0.0, 0, 0
+    for p in params:
+        if p.linear is None or p.output:
+            total, kept = total + p.numel * fmt.dense_bytes, kept + p.numel
+            continue
+        total, quantized = total + _linear_bytes(fmt, *p.linear), quantized + p.numel
+    return WeightBytes(fmt.id, total, quantized, kept, {"quantized": quantized, "kept": kept})
+
+
+def _linear_bytes(fmt: WeightFormat, fan_in: int, fan_out: int) -> float:
+    """One linear weight [out, in] in a weight-only format, with its scales and zeros (see FORMATS' sources)."""
+    n = fan_in * fan_out
+    groups_in = math.ceil(fan_in / fmt.group) if fmt.group else 0
+    match fmt.id:
+        case "int8":
+            return n + 4 * fan_out
+        case "nf4":
+            return n / 2 + 4 * math.ceil(n / 64)
+        case "nf4-dq":
+            blocks = math.ceil(n / 64)
+            return n / 2 + blocks + 4 * math.ceil(blocks / 256) + 4
+        case "gptq-4bit":
+            return n / 2 + groups_in * fan_out / 2 + 2 * groups_in * fan_out + 4 * fan_in
+        case "awq-4bit":
+            return n / 2 + groups_in * fan_out / 2 + 2 * groups_in * fan_out
+        case "fp8":
+            return n + 8
+        case "nvfp4":
+            return n / 2 + math.ceil(n / 16) + 8
+        case "mxfp4":
+            return n / 2 + math.ceil(n / 32)
+    raise InputError(f"weight format {fmt.id} has no layout")  # pragma: no cover - every linear format is above
+
+
+# tensor categories of llama_tensor_get_type, from Hugging Face parameter names (llama, mistral, qwen, gemma,
+# phi, gpt-2, gpt-neox, falcon, bloom, opt names)
+_CATEGORIES = (
+    ("attn_qkv", re.compile(r"(c_attn|query_key_value|qkv_proj|Wqkv)\.weight$")),
+    ("attn_v", re.compile(r"(v_proj|\.value)\.weight$")),
+    ("attn_k", re.compile(r"(k_proj|\.key)\.weight$")),
+    ("attn_q", re.compile(r"(q_proj|\.query)\.weight$")),
+    ("attn_output", re.compile(r"(o_proj|out_proj|attn\.c_proj|attention\.dense|self_attention\.dense)\.weight$")),
+    ("ffn_down", re.compile(r"(down_proj|mlp\.c_proj|fc2|dense_4h_to_h|\.w2)\.weight$")),
+)
+_POSITION = re.compile(r"(position|wpe|pos_emb|token_type)", re.I)
+_LAYER = re.compile(r"\.(\d+)\.")
+
+
+def _use_more_bits(i: int, n: int) -> bool:
+    """llama.cpp's choice of the layers that get more bits in the _M mixtures."""
+    return i < n // 8 or i >= 7 * n // 8 or (i - n // 8) % 3 == 2
+
+
+def _gguf_type(p: Param, file: str, base: str, layers: int, gqa: float, big: bool) -> str:
+    """The ggml type llama_tensor_get_type gives one tensor of a `file` (q4_k_m...) whose default type is `base`."""
+    if p.output:
+        return "Q8_0" if base == "Q8_0" else ("Q6_K" if base not in ("F16", "BF16") else base)
+    if p.embedding:
+        return base
+    cat = next((c for c, rx in _CATEGORIES if rx.search(p.name)), "")
+    m = _LAYER.search(p.name)
+    i = int(m.group(1)) if m else 0
+    t = base
+    if cat == "attn_v":
+        if file == "q2_k":
+            t = "Q4_K" if gqa >= 4 else "Q3_K"
+        elif file == "q3_k_m":
+            t = "Q5_K" if i < 2 else "Q4_K"
+        elif file == "q3_k_l":
+            t = "Q5_K"
+        elif file in ("q4_k_m", "q5_k_m") and _use_more_bits(i, layers):
+            t = "Q6_K"
+        elif file == "q4_k_s" and i < 4:
+            t = "Q5_K"
+        if big and t in ("Q3_K", "Q4_K"):  # llama.cpp's 70B rule: attn_v is 8x smaller there, given more bits
+            t = "Q5_K"
+    elif cat == "ffn_down":
+        t = {"q2_k": "Q3_K", "q3_k_l": "Q5_K"}.get(file, base)
+        if file == "q3_k_m":
+            t = "Q5_K" if i < layers // 16 else "Q4_K"
+        elif file in ("q4_k_m", "q5_k_m") and _use_more_bits(i, layers):
+            t = "Q6_K"
+        elif file == "q4_k_s" and i < layers // 8:
+            t = "Q5_K"
+    elif cat == "attn_output":
+        t = {"q2_k": "Q3_K", "q3_k_m": "Q4_K", "q3_k_l": "Q5_K"}.get(file, base)
+    elif cat == "attn_qkv":
+        t = {"q3_k_m": "Q4_K", "q3_k_l": "Q4_K", "q4_k_m": "Q5_K", "q5_k_m": "Q6_K"}.get(file, base)
+    return t
+
+
+def _gguf(params: list[Param], fmt: WeightFormat, meta: dict[str, Any]) -> WeightBytes:
+    """A GGUF file's tensors: 1-D ones in F32, position embeddings in F16, 2-D weights in their ggml type."""
+    file = fmt.id.removeprefix("gguf-")
+    base = GGUF_FILES[file]
+    layers = int(meta.get("num_layers") or 1)
+    heads, kv = meta.get("num_heads"), meta.get("num_kv_heads")
+    gqa = float(heads) / float(kv) if heads and kv else 1.0
+    big = 60e9 <= float(meta.get("params") or 0) <= 80e9  # llama.cpp's LLM_TYPE_70B
+    total, quantized, kept = 0.0, 0, 0
+    by_type: dict[str, int] = {}
+    for p in params:
+        if len(p.shape) < 2 or "norm" in p.name.lower():
+            t = "F32"
+        elif _POSITION.search(p.name) or not p.name.endswith("weight"):
+            t = "F16"
+        else:
+            t = _gguf_type(p, file, base, layers, gqa, big)
+            row = p.linear[0] if p.linear else p.shape[-1]  # ggml's ne[0]: a linear layer's input features
+            if row % GGML_TYPES[t][1]:  # rows must fill whole blocks (tensor_type_fallback)
+                t = _FALLBACK.get(t, "F16")
+                t = t if row % GGML_TYPES[t][1] == 0 else "F16"
+        size, block = GGML_TYPES[t]
+        total += p.numel / block * size
+        by_type[t] = by_type.get(t, 0) + p.numel
+        if t in ("F32", "F16", "BF16"):
+            kept += p.numel
+        else:
+            quantized += p.numel
+    return WeightBytes(fmt.id, total, quantized, kept, dict(sorted(by_type.items())))
+
+
+KV_DTYPES = {"fp32": 4, "fp16": 2, "bf16": 2, "fp8": 1}
+KV_SOURCE = "KV cache in fp8 (E4M3) halves fp16's bytes: vLLM --kv-cache-dtype fp8, TensorRT-LLM FP8 KV cache"
+
+
+def inference_memory(a: Any, fmt: WeightFormat, kv_dtype: str | None, device: Any, tp: int = 1) -> dict[str, Any]:
+    """An inference batch (and a generation request) with the weights stored in `fmt` and the KV cache in
+    `kv_dtype` (default: the compute dtype): weights, activations, KV cache and peaks per device under tensor
+    parallelism `tp`, and whether they fit `device` (its memory less the runtime reserve).
+
+    Activations and the KV cache are the traced ones rescaled from the traced dtype to the format's compute
+    dtype (fp32 for fp32, else 16-bit: weight-only formats compute in 16 bits). A weight-only format's
+    dequantise-then-compute kernels (bitsandbytes, GPTQ/AWQ at large batches) add one dequantised 16-bit copy of
+    the largest linear weight as a workspace."""
+    from afford.estimate.parallel import RESERVED_BYTES
+
+    if fmt.device_format and not device.has_format(fmt.device_format):
+        raise InputError(f"{device.name} has no {fmt.device_format.upper()} support in the catalog: weight format "
+                         f"{fmt.id} needs it; choose another --weights or --hardware")
+    key = str(kv_dtype).lower() if kv_dtype else None
+    if key is not None and key not in KV_DTYPES:
+        raise InputError(f"unknown KV cache dtype {str(kv_dtype)[:20]!r}; choose one of: {', '.join(KV_DTYPES)}")
+    if key == "fp8" and not device.has_format("fp8"):
+        raise InputError(f"{device.name} has no FP8 support in the catalog: --kv-cache-dtype fp8 needs it")
+    t, mem = a.trace, a.memory
+    params = params_of(t)
+    wb = weight_bytes(params, fmt, {**a.spec.metadata, "params": t.params})
+    traced = a.workload.precision.compute_dtype.itemsize
+    compute = fmt.dense_bytes
+    act = compute / traced
+    kv_scale = (KV_DTYPES[key] if key else compute) / traced
+    workspace = 2 * max((p.numel for p in params if p.linear and not p.output), default=0) \
+        if fmt.kind == "linear" else 0
+    weights = wb.bytes / tp + mem.buffers_bytes * act
+    infer_live = t.infer.peak_live_bytes * act
+    kv = mem.kv_cache_bytes * kv_scale
+    gen_live = max((p.peak_live_bytes for p in (t.prefill, t.decode) if p is not None), default=0)
+    if t.generation is not None:
+        gen_live = max(gen_live, mem.generate_peak_bytes - mem.weights_bytes - mem.buffers_bytes)
+    generating = mem.generate_peak_bytes > 0
+    gen_peak = (weights + workspace + max(0.0, gen_live - mem.kv_cache_bytes) * act + kv / tp) if generating else 0.0
+    infer_peak = weights + workspace + infer_live
+    usable = device.memory_bytes - RESERVED_BYTES
+    need = max(infer_peak, gen_peak)
+    return {**wb.to_dict(), "kv_cache_dtype": key or ("fp32" if compute == 4 else "fp16"),
+            "kv_cache_bytes": kv, "activations_scale": act, "dequant_workspace_bytes": workspace,
+            "infer_peak_bytes": infer_peak, "generate_peak_bytes": gen_peak, "tp": tp,
+            "device": device.id, "device_usable_bytes": usable, "fits": need <= usable,
+            "kv_source": KV_SOURCE if key == "fp8" else None}
