@@ -3,6 +3,8 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# pytest-xdist workers for `make test` (0: one process); loadgroup keeps a module's shared fixtures on one worker
+TEST_JOBS ?= 2
 
 .PHONY: demo test lint typecheck bench validate calibrate-system cpu-check timm-coverage clean
 
@@ -11,7 +13,8 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install -q --upgrade pip
 	# torch 2.14.1 + torchvision 0.29.1 install from this machine's local wheels (see README)
 	$(BIN)/pip install -q "torch==2.14.1" "torchvision==0.29.1"
-	$(BIN)/pip install -q -e ".[dev]"
+	# the core plus every extra (hf, timm, keras, onnx, diffusers, report, notebook): the tests cover them all
+	$(BIN)/pip install -q -e ".[dev,all]"
 	touch $(STAMP)
 
 demo: $(STAMP)
@@ -22,7 +25,7 @@ test: $(STAMP)
 	$(BIN)/ruff check src tests bench
 	$(BIN)/mypy
 	sh scripts/install-test-deps.sh
-	$(BIN)/pytest
+	$(BIN)/pytest -n $(TEST_JOBS) --dist loadgroup
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests bench
@@ -35,6 +38,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/plan_bench.py
 	$(BIN)/python bench/checkpoint_bench.py
 	$(BIN)/python bench/reprice_bench.py
+	$(BIN)/python bench/diskcache_bench.py
 
 validate: $(STAMP)
 	$(BIN)/python bench/validate_runs.py

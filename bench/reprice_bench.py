@@ -8,8 +8,10 @@ budget verdict. Appends its table to docs/benchmarks.md ("Re-pricing"). Run with
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 CHILD = r"""
@@ -35,8 +37,9 @@ CASES = [
 def main() -> int:
     lines, ok = [], True
     for model, kwargs in CASES:
+        home = tempfile.mkdtemp(prefix="afford-bench-home-")  # an empty trace cache on disk: the first traces
         out = subprocess.run([sys.executable, "-c", CHILD, model, json.dumps(kwargs)], capture_output=True,
-                             text=True, check=True)
+                             text=True, check=True, env={**os.environ, "AFFORD_HOME": home})
         r = json.loads(out.stdout.strip().splitlines()[-1])
         share = r["warm_s"] / r["first_s"]
         passed = share < 0.10

@@ -368,4 +368,5 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
+    os.environ.setdefault("AFFORD_NO_CACHE", "1")  # time (and check) real traces, not the trace cache
     sys.exit(main())

@@ -9,6 +9,7 @@ Run with `make bench`.
 from __future__ import annotations
 
 import json
+import os
 import platform
 import subprocess
 import sys
@@ -64,4 +65,5 @@ def main() -> int:
 
 
 if __name__ == "__main__":
+    os.environ.setdefault("AFFORD_NO_CACHE", "1")  # time (and check) real traces, not the trace cache
     raise SystemExit(main())

@@ -18,6 +18,7 @@ from afford.decide.budget import parse_available
 from afford.decide.run import make_budget, plan
 from afford.errors import WorkloadError, opt
 from afford.estimate.footprint import electricity_price
+from afford.estimate.formats import inference_memory, weight_format
 from afford.estimate.job import estimate
 from afford.estimate.request import check_rates, request
 from afford.hardware.catalog import Catalog
@@ -60,7 +61,7 @@ def assess(model: Any, *, example_inputs: Any = None, **options: Any) -> Assessm
     req = request(hardware=hardware, count=count, nodes=r.nodes, gpus_per_node=r.gpus_per_node,
                   parallel=r.parallel, tp=r.tp, pp=r.pp, grad_accum=r.grad_accum, price_per_hour=price_per_hour,
                   region=r.region, grid_gco2_kwh=r.grid_gco2_kwh, pue=r.pue, mfu=r.mfu, recompute=r.recompute,
-                  catalog=catalog)
+                  catalog=catalog, runtime=r.runtime)
     check_rates(electricity_usd_kwh=r.electricity_usd_kwh)
     limited = any(v is not None for v in (r.budget_usd, r.deadline, r.max_kwh, r.max_co2_kg))
     if limited:
@@ -91,6 +92,9 @@ def assess(model: Any, *, example_inputs: Any = None, **options: Any) -> Assessm
         result.notes.append(oversized)
     result.estimate = estimate(result, req)
     result.notes.extend(result.estimate.notes)
+    if r.weights is not None or r.kv_cache_dtype is not None:
+        fmt = weight_format(r.weights or workload.precision.dense_format)
+        result.inference_memory = inference_memory(result, fmt, r.kv_cache_dtype, req.device, tp=req.layout.tp)
     if limited or r.available:
         if not workload.wants_training:
             raise WorkloadError(f"a budget verdict needs a training job: give {opt('train_samples')} or "

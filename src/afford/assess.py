@@ -42,6 +42,7 @@ class Assessment:
     notes: list[str] = field(default_factory=list)
     estimate: Estimate | None = None
     decision: Any = None  # a decide.run.PlanResult when a budget was given
+    inference_memory: dict[str, Any] | None = None  # --weights/--kv-cache-dtype: estimate/formats.inference_memory
 
     # --- per-sample figures -------------------------------------------------------------------------------
     def _per_sample(self, phase: PhaseProfile | None, attr: str = "flops") -> float:
@@ -184,6 +185,8 @@ class Assessment:
         }
         if self.estimate is not None:
             out["memory"].update(self.estimate.data["memory"])
+        if self.inference_memory is not None:
+            out["memory"]["inference"] = dict(self.inference_memory)
         if self.generation is not None:
             out["generate"] = {**self._generate_section(), **out.get("generate", {})}
         if self.decision is not None:

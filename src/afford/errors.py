@@ -6,7 +6,8 @@
     │   ├── ConfigError         a malformed or truncated config file
     │   └── WorkloadError       negative or zero counts, seq-len past the model's maximum
     ├── TraceError            the model cannot run on the meta device (data-dependent ops, ...)
-    └── UnsupportedError      a combination afford does not handle yet
+    ├── UnsupportedError      a combination afford does not handle yet
+    └── MissingExtraError     an optional library is not installed; names the pip extra (afford/extras.py)
 """
 
 from __future__ import annotations
@@ -70,3 +71,8 @@ class TraceError(AffordError):
 
 class UnsupportedError(AffordError):
     """Something afford does not support; the message says what would work instead."""
+
+
+class MissingExtraError(AffordError):
+    """An optional library (transformers, timm, keras, ...) is not installed; the message names the extra that
+    brings it: `pip install 'afford[keras]'` (afford/extras.py)."""

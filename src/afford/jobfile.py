@@ -30,7 +30,7 @@ from typing import Any
 
 from afford import safeio, schema
 from afford.errors import InputError
-from afford.sources.names import closest, shorten
+from afford.names import closest, shorten
 
 # Flags that only the command line may give: a job file setting them would grant itself what they allow.
 COMMAND_LINE_ONLY = ("trust_code", "force")

@@ -88,6 +88,12 @@ class JobRequest:
     task: str = _opt("auto", "auto | generate (prefill + cached decode per request)", "workload", (_A, _M))
     prompt_tokens: int | None = _opt(None, "prompt tokens per request (--task generate)", "workload", (_A, _M))
     generate_tokens: int | None = _opt(None, "generated tokens per request (--task generate)", "workload", (_A, _M))
+    weights: str | None = _opt(
+        None, "weight format for inference: fp32 | fp16 | bf16 | int8 | nf4 | nf4-dq | gptq-4bit | awq-4bit | fp8 | "
+              "nvfp4 | mxfp4 | a GGUF file type (q4_k_m, q8_0, ...); its exact bytes, KV cache and fit in "
+              "memory.inference", "workload", (_A, _C))
+    kv_cache_dtype: str | None = _opt(None, "KV cache dtype with --weights: fp16 | bf16 | fp8 | fp32 (default: the "
+                                            "compute dtype)", "workload", (_A, _C))
     model_options: dict[str, Any] | None = _opt(  # noqa: RUF009 (_opt is dataclasses.field; the default is None)
         None, "KEY=VALUE size of a built-in spec (recsys:, diffusers:); repeatable", "workload", (_A, _P, _M),
         flag="model_option", short="-O")
@@ -112,6 +118,8 @@ class JobRequest:
     grid_gco2_kwh: float | None = _opt(None, "grid intensity, gCO2e/kWh", "hardware", _PRICED)
     pue: float | None = _opt(None, "data-centre PUE (default: industry average)", "hardware", _PRICED)
     mfu: float | None = _opt(None, "fix model FLOPs utilisation instead of the roofline", "hardware", _PRICED)
+    runtime: str = _opt("eager", "eager | compiled | cudagraphs: how ops reach the GPU (host dispatch per op, one "
+                                 "launch per kernel, or graph replay)", "hardware", (_A, _P))
     hardware_file: str | None = _opt(None, "TOML/YAML file adding or overriding devices", "hardware", _ALL,
                                      key="file")
     # [budget]
@@ -174,7 +182,7 @@ def names(command: str) -> list[str]:
 def build(command: str, options: dict[str, Any], where: str | None = None) -> JobRequest:
     """The JobRequest of `command` from keyword arguments: an unknown or misplaced one is one InputError naming it
     (with the closest valid name); values are validated later, by the objects that take them."""
-    from afford.sources.names import closest, shorten
+    from afford.names import closest, shorten
 
     valid = names(command)
     for key in options:

@@ -26,11 +26,18 @@ class Precision(enum.StrEnum):
     FP16_MIXED = "fp16-mixed"
     BF16_MIXED = "bf16-mixed"
     BF16 = "bf16"
+    FP16 = "fp16"  # pure fp16 (weights and activations), as inference runs; training keeps fp16 optimizer state
 
     @property
     def compute_dtype(self) -> torch.dtype:
         return {Precision.FP32: torch.float32, Precision.FP16_MIXED: torch.float16,
-                Precision.BF16_MIXED: torch.bfloat16, Precision.BF16: torch.bfloat16}[self]
+                Precision.BF16_MIXED: torch.bfloat16, Precision.BF16: torch.bfloat16,
+                Precision.FP16: torch.float16}[self]
+
+    @property
+    def dense_format(self) -> str:
+        """The weight format (estimate/formats.py) the weights are stored in: fp32, fp16 or bf16."""
+        return {torch.float32: "fp32", torch.float16: "fp16", torch.bfloat16: "bf16"}[self.compute_dtype]
 
     @property
     def mixed(self) -> bool:
@@ -38,8 +45,9 @@ class Precision(enum.StrEnum):
 
     @property
     def state_bytes(self) -> int:
-        """Bytes per element of optimizer state: fp32 except in pure bf16, where PyTorch keeps the param dtype."""
-        return 2 if self is Precision.BF16 else 4
+        """Bytes per element of optimizer state: fp32 except in pure bf16/fp16, where PyTorch keeps the param
+        dtype."""
+        return 2 if self in (Precision.BF16, Precision.FP16) else 4
 
 
 class Optimizer(enum.StrEnum):

@@ -128,7 +128,10 @@ def test_compare_torchvision_models_for_a_1m_image_finetune_with_200_dollars(tmp
     costs = {r["model"]: r["cost_usd"] for r in d["models"]}
     assert costs["torchvision:vit_b_16"] > costs["torchvision:resnet18"]  # 17.6 vs 1.8 GMACs
     front = set(d["pareto"])
-    assert "torchvision:mobilenet_v3_small" in front and "torchvision:convnext_tiny" in front
+    # at batch 64 on an A100 eager MobileNetV3-small is host-bound (its ~700 small ops a step cost more host time
+    # than ResNet-18's GPU time; estimate/runtime.py), so ResNet-18 is cheaper and more accurate: it dominates
+    assert "torchvision:resnet18" in front and "torchvision:convnext_tiny" in front
+    assert costs["torchvision:mobilenet_v3_small"] > costs["torchvision:resnet18"]
     for r in d["models"]:
         assert r["accuracy_per_dollar"] == pytest.approx(r["accuracy"]["value"] / r["cost_usd"])
     for suffix in (".png", ".svg"):
@@ -164,7 +167,10 @@ def test_affordable_resnet18_verdict_names_a_feasible_plan_with_the_assessments_
     assert v["plan"]["feasible"] is True and v["plan"]["violations"] == []
     assert v["plan"]["strategy"]["precision"] == "fp32" and v["plan"]["strategy"]["device"] == "a100-80gb"
     assert v["plan"]["mfu"] == pytest.approx(d["time"]["train_mfu"], rel=1e-9)
-    assert 0.05 < d["time"]["train_mfu"] < 0.5  # 0.134 when written: a tiny batch-1 CNN step
+    # a tiny batch-1 CNN step is host-bound in eager PyTorch (estimate/runtime.py): dispatch and launches, not the
+    # GPU, set it (0.134 before the runtime model, which priced the kernels alone; 0.0075 with it)
+    assert 0.002 < d["time"]["train_mfu"] < 0.05
+    assert d["time"]["train_step_breakdown"]["host"]["bound"] is True
     assert d["time"]["mfu_peak_format"] == "tf32+fp32"  # convolutions in TF32, the classifier's matmul in fp32
     tf32, fp32 = 156e12, 19.5e12  # A100 dense peaks (devices.toml)
     assert fp32 < d["time"]["mfu_peak_flops_per_second"] <= tf32

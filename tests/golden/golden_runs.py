@@ -12,6 +12,7 @@ Shared by tests/golden/test_training_runs.py and bench/validate_runs.py (which w
 from __future__ import annotations
 
 import json
+import tempfile
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +21,9 @@ from typing import Any
 import afford
 
 HERE = Path(__file__).parent
+# files written for a run (configs, hardware files): private to this process, so parallel test workers never
+# read one another's half-written file
+SCRATCH = Path(tempfile.mkdtemp(prefix="afford-golden-"))
 TOLERANCE = 0.35
 
 
@@ -102,7 +106,7 @@ def _model_arg(spec: RunSpec) -> str:
     if spec.model.startswith("configs/"):
         cfg = json.loads((HERE / spec.model).read_text())
         cfg.pop("_source", None)
-        out = Path("/tmp") / f"afford-golden-{Path(spec.model).name}"
+        out = SCRATCH / Path(spec.model).name
         out.write_text(json.dumps(cfg))
         return str(out)
     return spec.model
@@ -131,7 +135,7 @@ def evaluate(spec: RunSpec) -> Outcome:
     accum = max(1, (spec.global_batch_seqs or dp * spec.micro_batch) // (dp * spec.micro_batch))
     hardware_file = None
     if spec.device:
-        hardware_file = Path("/tmp") / f"afford-golden-{spec.run_id}.toml"
+        hardware_file = SCRATCH / f"{spec.run_id}.toml"
         fields = "\n".join(f"{k} = {v!r}" for k, v in spec.device.items())
         hardware_file.write_text(f'[[device]]\nid = "{run["hardware"]}"\n{fields}\n')
     a = afford.assess(_model_arg(spec), train_tokens=int(tokens), seq_len=seq, batch_size=spec.micro_batch,

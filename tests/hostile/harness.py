@@ -25,7 +25,8 @@ class Case:
     """One hostile or odd input: the argv (after `afford`), the exit code and a regex the output must match.
 
     `setup(tmp)` may write files into a fresh temporary folder and return extra argv (or None); `{tmp}` in
-    `args` is replaced by that folder. `check(tmp, result)` may assert more (files not written, ...)."""
+    `args` is replaced by that folder. `check(tmp, result)` may assert more (files not written, ...). `hide`
+    names libraries that the run sees as not installed (an extra left out, tests/hostile/cases_extras.py)."""
 
     id: str
     args: Sequence[str]
@@ -35,6 +36,7 @@ class Case:
     check: Callable[[Path, Result], None] | None = None
     stdin: str = ""
     env: dict[str, str] = field(default_factory=dict)
+    hide: Sequence[str] = ()
 
 
 @dataclass(frozen=True)
@@ -44,15 +46,20 @@ class Result:
     stderr: str
 
 
-def run(args: Sequence[str], stdin: str = "", env: dict[str, str] | None = None) -> Result:
-    """`afford ARGS` through `afford.cli.main`, in this process; stdout/stderr captured, exit code returned."""
+def run(args: Sequence[str], stdin: str = "", env: dict[str, str] | None = None, hide: Sequence[str] = ()) -> Result:
+    """`afford ARGS` through `afford.cli.main`, in this process; stdout/stderr captured, exit code returned. The
+    libraries in `hide` (and their submodules) are None in sys.modules for the run: importing them fails as if they
+    were not installed; they are put back afterwards."""
     from afford.cli import main
 
     out, err = io.StringIO(), io.StringIO()
     old_argv, old_stdin = sys.argv, sys.stdin
     saved = {k: os.environ.get(k) for k in (env or {})}
+    hidden = {k: sys.modules.get(k) for k in list(sys.modules) for name in hide
+              if k == name or k.startswith(name + ".")} | {name: sys.modules.get(name) for name in hide}
     code = 0
     try:
+        sys.modules.update(dict.fromkeys(hidden))  # type: ignore[arg-type]  # None: "not installed"
         sys.argv = ["afford", *args]
         sys.stdin = io.StringIO(stdin)
         os.environ.update(env or {})
@@ -62,6 +69,11 @@ def run(args: Sequence[str], stdin: str = "", env: dict[str, str] | None = None)
             except SystemExit as exc:
                 code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
     finally:
+        for k, mod in hidden.items():
+            if mod is None:
+                sys.modules.pop(k, None)
+            else:
+                sys.modules[k] = mod
         sys.argv, sys.stdin = old_argv, old_stdin
         for k, v in saved.items():
             if v is None:
@@ -76,7 +88,7 @@ def check_case(case: Case, tmp: Path) -> Result:
     and the message regex found in stderr (or stdout for exit 0)."""
     extra = case.setup(tmp) if case.setup else None
     args = [a.replace("{tmp}", str(tmp)) for a in case.args] + list(extra or ())
-    result = run(args, stdin=case.stdin, env=case.env)
+    result = run(args, stdin=case.stdin, env=case.env, hide=case.hide)
     where = f"{case.id}: afford {' '.join(args)[:200]}\nexit {result.code}\nstderr: {result.stderr[-2000:]}"
     assert result.code == case.code, where
     assert "Traceback" not in result.stderr, where

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from html_page import lookup, parse
 
-from afford.errors import InputError
+from afford.errors import InputError, MissingExtraError
 from afford.report import write_report
 from afford.report.notebook import repr_html, to_dataframe
 
@@ -93,6 +93,6 @@ def test_dataframes(assessed: Any, planned: Any, compared: Any) -> None:
 
 def test_dataframe_without_pandas_is_one_line(planned: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "pandas", None)  # import pandas now raises ImportError
-    with pytest.raises(InputError, match="pip install pandas") as err:
+    with pytest.raises(MissingExtraError, match=r"notebook extra .*pip install 'afford\[notebook\]'") as err:
         to_dataframe(planned)
     assert "\n" not in str(err.value)

@@ -79,7 +79,7 @@ def test_exists_answers_false_for_names_too_long() -> None:
 
 def test_names_are_cut_for_messages_and_compared_quickly() -> None:
     cut = shorten("y" * 5000)
-    assert len(cut) < 100 and cut.endswith("\u2026 (5,000 characters)")
+    assert len(cut) < 110 and "\u2026" in cut and cut.endswith(" (5,000 characters)")
     assert shorten("gpt2") == "gpt2"
     assert shorten("a\nb") == "a\\nb"
     start = time.monotonic()

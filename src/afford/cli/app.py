@@ -16,7 +16,8 @@ from typing import Any
 import typer
 from rich.console import Console
 
-from afford.errors import AffordError, cli_names
+from afford import extras
+from afford.errors import AffordError, MissingExtraError, cli_names
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Is a pretrained model affordable for your job? Exact compute and memory, no weights.")
@@ -58,6 +59,9 @@ def guarded(fn: Callable[[], Any]) -> Any:
     except Exception as exc:
         if os.environ.get("AFFORD_DEBUG"):
             raise
+        missing = extras.from_import_error(exc)  # an optional library imported without extras.require
+        if missing is not None:
+            fail(str(missing), kind=type(missing).__name__)
         fail(_internal(exc), code=1, kind="InternalError")
 
 
@@ -118,6 +122,11 @@ def _run_app() -> int:
         elif not (hasattr(exc, "format_message") and hasattr(exc, "exit_code")):
             if os.environ.get("AFFORD_DEBUG"):
                 raise
+            # a missing optional library, whether raised outside `guarded` or imported without extras.require
+            missing = exc if isinstance(exc, MissingExtraError) else extras.from_import_error(exc)
+            if missing is not None:
+                error_line(str(missing), type(missing).__name__, 2)
+                return 2
             error_line(_internal(exc), "InternalError", 1)
             return 1
         else:

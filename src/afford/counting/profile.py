@@ -117,3 +117,9 @@ class Trace:
     embedding_params: list[int] = field(default_factory=list)
     extra_registered: list[str] = field(default_factory=list)
     generation: GenerationProfile | None = None  # --task generate: prefill + every decode step
+    # what weight formats need to know (estimate/formats.py): parameter names in param_shapes' order, the linear
+    # layers' weights as (position, in_features, out_features), and the position of the output head's weight
+    # (the token embedding when the two are tied)
+    param_names: list[str] = field(default_factory=list)
+    linear_params: list[tuple[int, int, int]] = field(default_factory=list)
+    output_param: int | None = None

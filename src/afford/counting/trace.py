@@ -344,6 +344,7 @@ def trace(spec: ModelSpec, module: nn.Module, *, batch_size: int, dims: Dims, dt
     tables = {f"{m}.weight" if m else "weight" for m, sub in module.named_modules()
               if isinstance(sub, (nn.Embedding, nn.EmbeddingBag))}
     embedding_params = [i for i, n in enumerate(params) if n in tables]
+    linear_params, output_param = _weight_roles(module, list(params))
 
     def run(*args: Any, **kwargs: Any) -> Any:
         # floating inputs in the compute dtype: those a decode adapter makes too (Whisper's audio features)
@@ -426,4 +427,31 @@ def trace(spec: ModelSpec, module: nn.Module, *, batch_size: int, dims: Dims, dt
                  forward=forward, backward=backward, infer=infer_phase, prefill=prefill, decode=decode_phase,
                  kv_cache_bytes=kv_bytes, kv_cache_tokens=kv_tokens, train_peak_live_bytes=train_peak,
                  param_shapes=shapes, embedding_params=embedding_params,
-                 extra_registered=extra, generation=generation)
+                 extra_registered=extra, generation=generation, param_names=list(params),
+                 linear_params=linear_params, output_param=output_param)
+
+
+def _weight_roles(module: nn.Module, names: list[str]) -> tuple[list[tuple[int, int, int]], int | None]:
+    """The linear layers' weights as (position in `names`, in_features, out_features), nn.Linear and the
+    transformers Conv1D (GPT-2, weight stored transposed); and the position of the output head's weight: what
+    `get_output_embeddings()` returns (a tied head is the token embedding itself), else None."""
+    where = {n: i for i, n in enumerate(names)}
+    linear: list[tuple[int, int, int]] = []
+    for prefix, sub in module.named_modules():
+        key = f"{prefix}.weight" if prefix else "weight"
+        if key not in where:
+            continue
+        if isinstance(sub, nn.Linear):
+            linear.append((where[key], sub.in_features, sub.out_features))
+        elif type(sub).__name__ == "Conv1D" and getattr(sub, "weight", None) is not None and sub.weight.dim() == 2:
+            linear.append((where[key], int(sub.weight.shape[0]), int(sub.weight.shape[1])))
+    output = None
+    head = getattr(module, "get_output_embeddings", None)
+    try:
+        out = head() if callable(head) else None
+    except (AttributeError, NotImplementedError, TypeError):
+        out = None
+    if isinstance(out, nn.Module) and getattr(out, "weight", None) is not None:
+        ids = {id(p): n for n, p in module.named_parameters()}
+        output = where.get(ids.get(id(out.weight), ""))
+    return linear, output

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import fnmatch
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -17,25 +16,13 @@ from afford.hardware.catalog import Catalog
 
 
 def expand(specs: list[str]) -> list[str]:
-    """Model specs with globs expanded: `torchvision:*` is every torchvision classification model."""
-    from afford.sources import hf, torchvision_src
+    """Model specs with globs expanded over the names their source lists (sources/registry.py):
+    `torchvision:*` is every torchvision classification model, `timm:resnet1*` every timm ResNet-1xx."""
+    from afford.sources import registry
 
     out: list[str] = []
     for spec in specs:
-        prefix, sep, pattern = spec.partition(":")
-        if sep and any(c in pattern for c in "*?["):
-            if prefix == "torchvision":
-                pool = [f"torchvision:{n}" for n in torchvision_src.classification_names()]
-            elif prefix == "hf":
-                pool = [f"hf:{n}" for n in sorted(hf.catalog())]
-            else:
-                raise InputError(f"{spec}: globs work for torchvision: and hf: specs")
-            hits = [p for p in pool if fnmatch.fnmatchcase(p.split(":", 1)[1], pattern)]
-            if not hits:
-                raise InputError(f"{spec} matches no model")
-            out.extend(hits)
-        else:
-            out.append(spec)
+        out.extend(registry.expand_glob(spec) if registry.is_glob(spec) else [spec])
     if len(out) < 2:
         raise InputError("compare needs at least two models")
     return list(dict.fromkeys(out))
@@ -108,6 +95,9 @@ def compare(models: list[str], *, hardware: str | None = None, count: int | None
             **job: Any) -> Comparison:
     """Assess every model for the same job on the same hardware and rank them (affordable first, then by
     accuracy where the model's metadata gives one, else by cost). Each verdict is for the job as asked."""
+    from afford import schema
+
+    schema.build("compare", job)  # an unknown option is one error here, not one per model
     catalog = Catalog.load(Path(hardware_file) if hardware_file else None)
     budget = make_budget(budget_usd=budget_usd, deadline=deadline, max_kwh=max_kwh, max_co2_kg=max_co2_kg,
                          catalog=catalog)

@@ -23,6 +23,7 @@ from afford.estimate import footprint as fp
 from afford.estimate.job import live_peaks
 from afford.estimate.memory import gradient_share, optimizer_state_bytes
 from afford.estimate.parallel import RESERVED_BYTES, Layout, Parallel, train_memory_per_device
+from afford.estimate.runtime import Overhead, Runtime, overhead, step_fixed_seconds, weight_casts
 from afford.estimate.timing import Efficiency, mfu_peak, phase_seconds, step_from_times, steps_for
 from afford.hardware.catalog import Catalog, Device
 from afford.workload import Optimizer, Precision, Workload
@@ -114,6 +115,18 @@ class Variant:
     _times: dict[tuple[str, str, float], tuple[float, float, float, float]] = field(default_factory=dict)
     _optim: dict[tuple[str, str], float] = field(default_factory=dict)
     _peaks: dict[tuple[str, str], float] = field(default_factory=dict)
+    _host: dict[tuple[str, Runtime, bool], tuple[Overhead, Overhead]] = field(default_factory=dict)
+
+    def overheads(self, device: Device, runtime: Runtime, mixed: bool) -> tuple[Overhead, Overhead]:
+        """The runtime's overhead of one forward and one backward of this variant (estimate/runtime.py); it
+        counts ops, so it does not change with the micro-batch."""
+        key = (device.id, runtime, mixed)
+        if key not in self._host:
+            t = self.a.trace
+            casts = weight_casts(t.forward, mixed)
+            self._host[key] = (overhead(t.forward, runtime, device, casts=casts),
+                               overhead(t.backward, runtime, device, backward=True, casts=casts))
+        return self._host[key]
 
     def optimizer_bytes(self, optimizer: str, precision: Precision) -> float:
         """Optimizer state of the trainable parameters (memoised: the search asks thousands of times)."""
@@ -209,9 +222,10 @@ def _fmt(precision: str, fp8: bool) -> str:
 
 
 def evaluate(v: Variant, device: Device, s: Strategy, samples: float, *, price: float | None, grid: fp.Grid,
-             pue: float, notes: list[str], mfu: float | None = None) -> Plan:
+             pue: float, notes: list[str], mfu: float | None = None, runtime: Runtime = Runtime.EAGER) -> Plan:
     """Memory, time, money and energy of one strategy for one traced variant; a fixed `mfu` (`--mfu`) times the
-    step as the model FLOPs at that fraction of the peak, as the assessment does, instead of the roofline."""
+    step as the model FLOPs at that fraction of the peak, as the assessment does, instead of the roofline;
+    `runtime` adds its host and launch overheads (estimate/runtime.py), as the assessment does."""
     a, t = v.a, v.a.trace
     traced_batch = t.batch_size
     scale = s.micro_batch / traced_batch
@@ -248,12 +262,14 @@ def evaluate(v: Variant, device: Device, s: Strategy, samples: float, *, price: 
         offload_s = (grads + weights) / (HOST_LINK_GB_S * 1e9) / (s.tp * s.pp)
         offload_s += traffic / (460.8e9 * eff.bandwidth) / (s.tp * s.pp)  # CPU Adam at a server socket's bandwidth
     hidden = int(a.spec.metadata.get("hidden_size") or 0)
+    host_f, host_b = v.overheads(device, runtime, prec.mixed)
     step = step_from_times(t_fwd=t_f, b_fwd=b_f, t_bwd=t_b, b_bwd=b_b, device=device, eff=eff, layout=layout,
                            gradient_bytes=grads, parameter_bytes=weights,
                            optimizer_bytes_touched=0.0 if s.offload else traffic,
                            tp_activation_bytes=s.micro_batch * (a.dims.seq_len or 1) * hidden * 2,
                            layers=a.spec.metadata.get("num_layers"), recompute=s.recompute, notes=notes,
-                           offload_seconds=offload_s)
+                           offload_seconds=offload_s, host_fwd=host_f, host_bwd=host_b,
+                           fixed_s=step_fixed_seconds(device))
     # MFU of a step, as the assessment's: the model FLOPs of the samples one step takes, against the peaks the
     # roofline above timed each op with
     step_flops = (a.train_forward_flops + a.backward_flops) * s.micro_batch * layout.grad_accum * layout.dp
@@ -292,7 +308,7 @@ def _hardware(catalog: Catalog, budget: Budget, max_count: int) -> list[tuple[De
 def search(vs: list[Variant], budget: Budget, *, catalog: Catalog | None = None, precisions: tuple[str, ...] = (),
            max_count: int = 16384, electricity_usd_kwh: float | None = None, region: str | None = None,
            pue: float | None = None, price_per_hour: float | None = None, grid_gco2_kwh: float | None = None,
-           mfu: float | None = None) -> PlanSearch:
+           mfu: float | None = None, runtime: Runtime = Runtime.EAGER) -> PlanSearch:
     """Evaluate strategies over hardware and mark the feasible ones against the budget (a fixed `mfu` times
     every plan, see `evaluate`)."""
     cat = catalog or Catalog.load()
@@ -321,13 +337,13 @@ def search(vs: list[Variant], budget: Budget, *, catalog: Catalog | None = None,
                     for tp, pp in ((t, p) for t in tps for p in pps if count % (t * p) == 0):
                         for par in pars:
                             plan = _first_fit(v, device, count, tp, pp, par, prec, asked, samples, price, grid,
-                                              pue_v, notes, owned, mfu)
+                                              pue_v, notes, owned, mfu, runtime)
                             if plan is None:
                                 continue
                             for fp8 in fp8_options:
                                 p = plan if not fp8 else evaluate(
                                     v, device, dataclasses.replace(plan.strategy, fp8=True), samples, price=price,
-                                    grid=grid, pue=pue_v, notes=notes, mfu=mfu)
+                                    grid=grid, pue=pue_v, notes=notes, mfu=mfu, runtime=runtime)
                                 if owned:
                                     p.cost_usd = (p.cost_usd or 0.0) + p.kwh * elec
                                 plans.append(p)
@@ -346,7 +362,7 @@ def search(vs: list[Variant], budget: Budget, *, catalog: Catalog | None = None,
 
 def _first_fit(v: Variant, device: Device, count: int, tp: int, pp: int, par: str, prec: str, asked: Workload,
                samples: float, price: float | None, grid: fp.Grid, pue: float, notes: list[str],
-               owned: bool, mfu: float | None = None) -> Plan | None:
+               owned: bool, mfu: float | None = None, runtime: Runtime = Runtime.EAGER) -> Plan | None:
     """The first (least costly) memory saver and micro-batch that make this layout fit, evaluated."""
     micro = asked.batch_size
     while micro >= 1:
@@ -356,7 +372,8 @@ def _first_fit(v: Variant, device: Device, count: int, tp: int, pp: int, par: st
                          recompute=recompute, offload=offload, parallel=par, tp=tp, pp=pp, micro_batch=micro,
                          grad_accum=max(1, asked.batch_size // micro), owned=owned)
             try:
-                p = evaluate(v, device, s, samples, price=price, grid=grid, pue=pue, notes=notes, mfu=mfu)
+                p = evaluate(v, device, s, samples, price=price, grid=grid, pue=pue, notes=notes, mfu=mfu,
+                             runtime=runtime)
             except AffordError:
                 return None
             if p.fits:

@@ -96,7 +96,8 @@ def plan(model: Any, *, assessment: Assessment | None = None,
                   count=r.count or (first_owned.count if first_owned and r.nodes is None else None), nodes=r.nodes,
                   gpus_per_node=r.gpus_per_node, parallel="dp" if auto else r.parallel, tp=r.tp, pp=r.pp,
                   grad_accum=r.grad_accum, price_per_hour=r.price_per_hour, region=r.region,
-                  grid_gco2_kwh=r.grid_gco2_kwh, pue=r.pue, mfu=r.mfu, recompute=r.recompute, catalog=catalog)
+                  grid_gco2_kwh=r.grid_gco2_kwh, pue=r.pue, mfu=r.mfu, recompute=r.recompute, catalog=catalog,
+                  runtime=r.runtime)
     workload = Workload.parse(train_samples=r.train_samples, epochs=r.epochs, train_tokens=r.train_tokens,
                               batch_size=r.batch_size, seq_len=r.seq_len, image_size=r.image_size,
                               precision=r.precision, optimizer=r.optimizer, freeze=r.freeze,
@@ -119,13 +120,13 @@ def plan(model: Any, *, assessment: Assessment | None = None,
     price = r.price_per_hour if r.price_per_hour is not None else (0.0 if owned else device.price_usd_per_hour)
     samples = full.a.train_samples_total
     asked = evaluate(full, device, asked_strategy, samples, price=price, grid=req.grid, pue=req.pue, notes=notes,
-                     mfu=r.mfu)
+                     mfu=r.mfu, runtime=req.runtime)
     if owned:
         asked.cost_usd = (asked.cost_usd or 0.0) + asked.kwh * (
             r.electricity_usd_kwh if r.electricity_usd_kwh is not None else fp.electricity_price())
     found = search(vs, budget, catalog=catalog, max_count=r.max_count, electricity_usd_kwh=r.electricity_usd_kwh,
                    region=r.region, grid_gco2_kwh=r.grid_gco2_kwh, pue=r.pue, price_per_hour=r.price_per_hour,
-                   mfu=r.mfu)
+                   mfu=r.mfu, runtime=req.runtime)
     trainable = {v.name: (v.trainable, v.params) for v in vs}
     verdict = decide(asked, device.name, budget, found, trainable)
     model_info = {"name": full.a.spec.name, "params": full.params, "seq_len": full.a.dims.seq_len,

@@ -20,7 +20,7 @@ from afford import bounds as b
 from afford.errors import InputError
 from afford.estimate.timing import factors
 from afford.hardware.catalog import Device
-from afford.sources.names import closest
+from afford.names import closest
 
 
 @cache

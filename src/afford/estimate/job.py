@@ -5,12 +5,13 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING, Any
 
-from afford.errors import InputError, opt
+from afford.errors import InputError, flag, opt
 from afford.estimate import footprint as fp
 from afford.estimate import timing
 from afford.estimate.memory import gradient_share
 from afford.estimate.parallel import RESERVED_BYTES, train_memory_per_device
 from afford.estimate.request import Estimate, HardwareRequest
+from afford.estimate.runtime import Overhead, Runtime, overhead, step_fixed_seconds, wall, weight_casts
 from afford.estimate.timing import Efficiency, phase_seconds, steps_for, train_step
 from afford.hardware.catalog import Device
 
@@ -56,17 +57,23 @@ def live_peaks(a: Assessment, recompute: bool, notes: list[str]) -> tuple[float,
     return max(fwd - saved + kept, 0.0), max(bwd - saved + kept, 0.0)
 
 
-def generation_seconds(gen: GenerationProfile, device: Device, eff: Efficiency,
-                       precision: str) -> tuple[float, float, float]:
-    """Roofline kernel seconds of a generation batch: its prefill, all its decode steps (the traced steps with
-    the weights of the exact FLOP sum, docs/generation.md) and the compute-bound part of both (for power)."""
-    prefill, busy = phase_seconds(gen.prefill, device, eff, precision)
+def generation_walls(gen: GenerationProfile, device: Device, eff: Efficiency, precision: str, runtime: Runtime,
+                     mixed: bool) -> tuple[float, float, float, Overhead, float]:
+    """Wall seconds of a generation batch's prefill and of all its decode steps under a runtime (each step the
+    longer of its kernels and the host's time to issue it, estimate/runtime.py), the compute-bound part, the
+    runtime overhead summed over the batch and the GPU seconds (kernels and the gaps between them)."""
+    k, busy = phase_seconds(gen.prefill, device, eff, precision)
+    ov = overhead(gen.prefill, runtime, device, casts=weight_casts(gen.prefill, mixed))
+    prefill, total, gpu = wall(k / eff.system, ov), ov, k / eff.system + ov.gap_s
     decode = 0.0
     for phase, weight in gen.steps.values():
-        step, step_busy = phase_seconds(phase, device, eff, precision)
-        decode += float(weight) * step
+        k, step_busy = phase_seconds(phase, device, eff, precision)
+        ov = overhead(phase, runtime, device, casts=weight_casts(phase, mixed))
+        decode += float(weight) * wall(k / eff.system, ov)
         busy += float(weight) * step_busy
-    return prefill, decode, busy
+        total = total + ov.scaled(float(weight))
+        gpu += float(weight) * (k / eff.system + ov.gap_s)
+    return prefill, decode, busy, total, gpu
 
 
 def _generation_time(gen: GenerationProfile, prefill_k: float, decode_k: float, batch_s: float, b: int,
@@ -93,6 +100,15 @@ def _generation_time(gen: GenerationProfile, prefill_k: float, decode_k: float, 
         "usd_per_million_tokens": usd_m,
         "usd_per_million_tokens_range": [usd_m * lo, usd_m * hi] if usd_m is not None else None,
     }
+
+
+def _host_note(what: str, rt: Runtime, issue_s: float, ops: int) -> str:
+    """The note of a host-bound job: what bounds it and what would help."""
+    fix = f"a larger {flag('batch_size')}"
+    if rt is not Runtime.CUDAGRAPHS:
+        fix += f" or {flag('runtime')} cudagraphs"
+    return (f"{what} are host-bound under the {rt.value} runtime: issuing {ops:,} ops takes {issue_s * 1e3:.3g} ms, "
+            f"longer than the GPU's work; {fix} would help")
 
 
 def estimate(a: Assessment, req: HardwareRequest) -> Estimate:
@@ -123,13 +139,19 @@ def estimate(a: Assessment, req: HardwareRequest) -> Estimate:
     time_out: dict[str, Any] = {"mfu_peak_format": mfu_format, "mfu_peak_flops_per_second": mfu_peak}
     variants: dict[str, dict[str, float]] = {}
     busy = 0.0
+    rt, mixed = req.runtime, a.workload.precision.mixed
+    fixed = step_fixed_seconds(dev)
+    casts = weight_casts(t.forward, mixed)  # autocast: each weight cast in forward, its gradient cast in backward
+    host_fwd = overhead(t.forward, rt, dev, casts=casts)
+    host_bwd = overhead(t.backward, rt, dev, backward=True, casts=casts)
     if t.backward is not None:
         for name, eff in (("point", base), ("low", base.scaled("low")), ("high", base.scaled("high"))):
             step = train_step(forward=t.forward, backward=t.backward, device=dev, eff=eff, precision=precision,
                               layout=lay, gradient_bytes=a.memory.gradients_bytes,
                               parameter_bytes=a.memory.weights_bytes, optimizer_bytes_touched=_optimizer_traffic(a),
                               tp_activation_bytes=tp_bytes, layers=a.spec.metadata.get("num_layers"),
-                              recompute=req.recompute, notes=notes)
+                              recompute=req.recompute, notes=notes, host_fwd=host_fwd, host_bwd=host_bwd,
+                              fixed_s=fixed)
             per_step_samples = b * lay.grad_accum * lay.dp
             step_s = step.step_s
             if req.mfu is not None:
@@ -144,9 +166,16 @@ def estimate(a: Assessment, req: HardwareRequest) -> Estimate:
                     "pipeline_bubble_seconds": step.bubble_s / eff.system,
                     "tp_comm_seconds": step.tp_comm_s / eff.system, "dp_comm_seconds": step.dp_comm_s,
                     "dp_comm_exposed_seconds": step.dp_exposed_s / eff.system,
-                    "optimizer_seconds": step.optimizer_s / eff.system, "efficiency": vars(eff)}
+                    "optimizer_seconds": step.optimizer_s / eff.system, "efficiency": vars(eff),
+                    "kernel_gap_seconds": step.gap_s, "host_seconds": step.host_s,
+                    "host": {"runtime": rt.value, "bound": step.host_bound, "issue_seconds": step.host_issue_s,
+                             "fixed_seconds": fixed, "forward": host_fwd.to_dict(),
+                             "backward": host_bwd.to_dict()}}
                 time_out["train_steps"] = n_steps
                 time_out["samples_per_step"] = per_step_samples
+                if step.host_bound and req.mfu is None:
+                    notes.append(_host_note("training micro-batches", rt,
+                                            (step.host_issue_s - fixed) / lay.grad_accum, host_fwd.ops + host_bwd.ops))
         # the slow end (low efficiency) gives the high time
         time_out.update({
             "train_step_seconds": variants["point"]["step_s"],
@@ -163,11 +192,19 @@ def estimate(a: Assessment, req: HardwareRequest) -> Estimate:
     # ---- inference ---------------------------------------------------------------------------------------
     gen = t.generation
     if gen is not None:  # --task generate: a batch of requests is its prefill and every decode step
-        pre_k, dec_k, b_busy = generation_seconds(gen, dev, base, precision)
-        t_batch = (pre_k + dec_k) / base.system
+        pre_k, dec_k, b_busy, infer_ov, gpu_s = generation_walls(gen, dev, base, precision, rt, mixed)
+        t_batch = pre_k + dec_k + fixed  # each step already the longer of its GPU and host times
     else:
-        t_batch, b_busy = phase_seconds(t.infer, dev, base, precision)
-        t_batch /= base.system
+        k_infer, b_busy = phase_seconds(t.infer, dev, base, precision)
+        infer_ov = overhead(t.infer, rt, dev, casts=weight_casts(t.infer, mixed))
+        gpu_s = k_infer / base.system + infer_ov.gap_s
+        t_batch = wall(k_infer / base.system, infer_ov) + fixed
+    # `host_seconds`: the host's time to issue the batch (overlapped with the GPU's), plus the fixed cost
+    infer_breakdown = {"runtime": rt.value, "gpu_seconds": gpu_s, **infer_ov.to_dict(),
+                       "host_seconds": infer_ov.host_s + fixed, "fixed_seconds": fixed,
+                       "host_bound": infer_ov.host_s > gpu_s}
+    if infer_breakdown["host_bound"] and req.mfu is None and (a.workload.infer_samples or gen is not None):
+        notes.append(_host_note("inference batches", rt, infer_ov.host_s, infer_ov.ops))
     if req.mfu is not None:
         t_batch = (a.flops_per_request if gen is not None else a.forward_flops) * b / (infer_peak * req.mfu)
     infer_samples = a.workload.infer_samples or 0
@@ -175,6 +212,7 @@ def estimate(a: Assessment, req: HardwareRequest) -> Estimate:
     sys_lo, sys_hi = base.scaled("low").system, base.scaled("high").system
     # a fixed --mfu has no range; otherwise the system-efficiency range scales every roofline time
     spread = (1.0, 1.0) if req.mfu is not None else (base.system / sys_hi, base.system / sys_lo)
+    time_out["infer_batch_breakdown"] = infer_breakdown
     time_out.update({"infer_batch_seconds": t_batch,
                      "infer_samples_per_second": b * lay.count / t_batch if t_batch else 0,
                      "infer_seconds": infer_batches * t_batch,
@@ -187,8 +225,10 @@ def estimate(a: Assessment, req: HardwareRequest) -> Estimate:
         out["generate"]["total_seconds"] = time_out["infer_seconds"]
         out["generate"]["total_seconds_range"] = time_out["infer_seconds_range"]
     elif t.decode is not None and t.prefill is not None:
-        prefill_s = phase_seconds(t.prefill, dev, base, precision)[0] / base.system
-        decode_s = phase_seconds(t.decode, dev, base, precision)[0] / base.system
+        prefill_s = wall(phase_seconds(t.prefill, dev, base, precision)[0] / base.system,
+                         overhead(t.prefill, rt, dev, casts=weight_casts(t.prefill, mixed)))
+        decode_s = wall(phase_seconds(t.decode, dev, base, precision)[0] / base.system,
+                        overhead(t.decode, rt, dev, casts=weight_casts(t.decode, mixed)))
         tps = b / decode_s if decode_s else 0.0
         usd_m = (req.price_per_hour / 3600 / tps * 1e6) if (tps and req.price_per_hour) else None
         out["generate"] = {

@@ -38,7 +38,8 @@ def reprice(a: Assessment, device_ids: Iterable[str] = COMPARED_DEVICES) -> list
         try:
             req = request(hardware=dev_id, count=lay.count, parallel=lay.parallel.value, tp=lay.tp, pp=lay.pp,
                           grad_accum=lay.grad_accum, catalog=catalog)
-            req = replace(req, grid=own.grid, pue=own.pue, mfu=own.mfu, recompute=own.recompute)
+            req = replace(req, grid=own.grid, pue=own.pue, mfu=own.mfu, recompute=own.recompute,
+                          runtime=own.runtime)
             out.append((f"{lay.count} x {dev_id}", estimate(a, req).data))
         except AffordError:
             continue  # a device without the needed peak format: left out of the comparison

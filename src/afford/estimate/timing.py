@@ -3,7 +3,8 @@ efficiency factors, then training steps with communication, pipeline bubble and 
 
     t_op   = max(flops / (peak_format x eta_matmul), bytes / (bandwidth x eta_bandwidth))
     t_step = (compute x (m + pp - 1) / m + tensor-parallel all-reduces + exposed data-parallel traffic
-              + optimizer step) / eta_system
+              + optimizer step) / eta_system + the runtime's overheads (estimate/runtime.py: kernel gaps, host
+              time beyond the GPU's, a fixed cost per step)
 
 The factors and their sources are in `efficiency.toml` and docs/methodology.md ("Time").
 """
@@ -20,6 +21,7 @@ from typing import Any
 
 from afford.counting.profile import PhaseProfile
 from afford.estimate.parallel import Layout, data_parallel_bytes, ring_all_reduce_bytes
+from afford.estimate.runtime import NONE, Overhead
 from afford.hardware.catalog import Device
 
 # Convolutions run in TF32 under fp32 by default (torch.backends.cudnn.allow_tf32 = True); plain matmuls do not
@@ -90,7 +92,7 @@ def compute_format(precision: str, op: str) -> str:
         return "fp8"
     if precision in ("bf16-mixed", "bf16"):
         return "bf16"
-    if precision == "fp16-mixed":
+    if precision in ("fp16-mixed", "fp16"):
         return "fp16"
     return "tf32" if op in _CONV_OPS else "fp32"
 
@@ -167,6 +169,10 @@ class StepTime:
     optimizer_s: float
     step_s: float
     busy_fraction: float  # share of the step the device spends in compute-bound work (for power)
+    gap_s: float = 0.0  # wall seconds the GPU idles between queued kernels (estimate/runtime.py)
+    host_s: float = 0.0  # wall seconds the host adds: issue time beyond the GPU's (host-bound) + the fixed cost
+    host_issue_s: float = 0.0  # wall seconds the host spends issuing the step's ops, overlapped or not
+    host_bound: bool = False  # the host, not the GPU, sets the pace of the micro-batches
 
 
 def link_gb_s(device: Device, across_nodes: bool, notes: list[str], per_node: int = 1) -> float:
@@ -194,27 +200,38 @@ def link_gb_s(device: Device, across_nodes: bool, notes: list[str], per_node: in
 def train_step(*, forward: PhaseProfile, backward: PhaseProfile | None, device: Device, eff: Efficiency,
                precision: str, layout: Layout, gradient_bytes: float, parameter_bytes: float,
                optimizer_bytes_touched: float, tp_activation_bytes: float, layers: int | None,
-               recompute: bool, notes: list[str]) -> StepTime:
-    """Time of one optimizer step: `grad_accum` micro-batches per device, then gradient sync and the update."""
+               recompute: bool, notes: list[str], host_fwd: Overhead = NONE, host_bwd: Overhead = NONE,
+               fixed_s: float = 0.0) -> StepTime:
+    """Time of one optimizer step: `grad_accum` micro-batches per device, then gradient sync and the update
+    (`host_*`, `fixed_s`: the runtime's overheads, see step_from_times)."""
     t_fwd, b_fwd = phase_seconds(forward, device, eff, precision)
     t_bwd, b_bwd = phase_seconds(backward, device, eff, precision)
     return step_from_times(t_fwd=t_fwd, b_fwd=b_fwd, t_bwd=t_bwd, b_bwd=b_bwd, device=device, eff=eff,
                            layout=layout, gradient_bytes=gradient_bytes, parameter_bytes=parameter_bytes,
                            optimizer_bytes_touched=optimizer_bytes_touched, tp_activation_bytes=tp_activation_bytes,
-                           layers=layers, recompute=recompute, notes=notes)
+                           layers=layers, recompute=recompute, notes=notes, host_fwd=host_fwd, host_bwd=host_bwd,
+                           fixed_s=fixed_s)
 
 
 def step_from_times(*, t_fwd: float, b_fwd: float, t_bwd: float, b_bwd: float, device: Device, eff: Efficiency,
                     layout: Layout, gradient_bytes: float, parameter_bytes: float, optimizer_bytes_touched: float,
                     tp_activation_bytes: float, layers: int | None, recompute: bool, notes: list[str],
-                    offload_seconds: float = 0.0) -> StepTime:
-    """train_step from one micro-batch's roofline times (forward, backward; busy = compute-bound part)."""
+                    offload_seconds: float = 0.0, host_fwd: Overhead = NONE, host_bwd: Overhead = NONE,
+                    fixed_s: float = 0.0) -> StepTime:
+    """train_step from one micro-batch's roofline times (forward, backward; busy = compute-bound part), with
+    the runtime's overhead of one micro-batch's forward and backward (estimate/runtime.py) and its fixed cost
+    per step: a micro-batch takes the longer of its GPU time and the host's time to issue it."""
     if recompute:  # activation checkpointing runs the forward again during backward
         t_bwd, b_bwd = t_bwd + t_fwd, b_bwd + b_fwd
+        host_bwd = host_bwd + host_fwd
     split = layout.model_split
     micro = (t_fwd + t_bwd) / split
     m = layout.grad_accum
     compute = micro * m
+    # each pipeline stage issues and runs its own layers' ops; tensor parallelism splits ops, not their number
+    issue = (host_fwd.host_s + host_bwd.host_s) / layout.pp
+    gap = (host_fwd.gap_s + host_bwd.gap_s) / layout.pp * m
+    exposed = max(0.0, issue - (micro / eff.system + gap / m)) * m
     bubble = micro * (layout.pp - 1) if layout.pp > 1 else 0.0  # 1F1B: (pp - 1) extra micro-batch slots
     tp_comm = 0.0
     if layout.tp > 1:
@@ -238,11 +255,12 @@ def step_from_times(*, t_fwd: float, b_fwd: float, t_bwd: float, b_bwd: float, d
     opt_gb_s = float(device.extra.get("optimizer_gb_s", device.memory_bandwidth_gb_s))
     optimizer = optimizer_bytes_touched / shard / (opt_gb_s * 1e9 * eff.bandwidth)
     kernel = compute + bubble + tp_comm + dp_exposed + optimizer + offload_seconds
-    step = kernel / eff.system
+    step = kernel / eff.system + gap + exposed + fixed_s
     busy = (b_fwd + b_bwd) / split * m
     return StepTime(compute_s=compute, bubble_s=bubble, tp_comm_s=tp_comm, dp_comm_s=dp_comm,
                     dp_exposed_s=dp_exposed, optimizer_s=optimizer, step_s=step,
-                    busy_fraction=min(1.0, busy / step) if step else 0.0)
+                    busy_fraction=min(1.0, busy / step) if step else 0.0, gap_s=gap, host_s=exposed + fixed_s,
+                    host_issue_s=issue * m + fixed_s, host_bound=exposed > 0.0)
 
 
 def steps_for(samples: float, micro_batch: int, layout: Layout) -> int:

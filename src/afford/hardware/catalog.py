@@ -16,7 +16,7 @@ from typing import Any
 
 from afford.bounds import show, within
 from afford.errors import AffordError, ConfigError, InputError, opt
-from afford.sources.names import closest
+from afford.names import closest
 
 PRECISIONS = ("fp32", "tf32", "bf16", "fp16", "fp8", "int8", "fp4")
 

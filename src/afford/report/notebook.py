@@ -11,6 +11,7 @@ from typing import Any
 
 from afford import display
 from afford.errors import InputError
+from afford.extras import require
 
 
 def repr_html(obj: Any) -> str:
@@ -51,10 +52,7 @@ def rows(obj: Any) -> list[dict[str, Any]]:
 
 def to_dataframe(obj: Any) -> Any:
     """A pandas DataFrame of the result's rows; pandas is optional (`pip install pandas`)."""
-    try:
-        import pandas as pd
-    except ImportError:
-        raise InputError("to_dataframe needs pandas: pip install pandas (or pip install afford[notebook])") from None
+    pd = require("pandas", what="to_dataframe")
     return pd.DataFrame(rows(obj))
 
 

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 
 from afford.errors import InputError
 from afford.estimate.roofline import Roofline, RooflinePoint
+from afford.extras import require
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -37,6 +38,7 @@ _FALLBACK = ("#8c564b", "#e377c2", "#7f7f7f")
 
 
 def _figure(width: float, height: float) -> Figure:
+    require("matplotlib")  # a missing library: one line naming the report extra
     from matplotlib.figure import Figure
 
     return Figure(figsize=(width, height), layout="constrained")
@@ -44,7 +46,7 @@ def _figure(width: float, height: float) -> Figure:
 
 def to_svg(fig: Figure, key: str) -> str:
     """The figure as an SVG element for inline use: no XML prolog, ids salted with `key`, fluid width."""
-    import matplotlib
+    matplotlib = require("matplotlib")
 
     buf = io.StringIO()
     with matplotlib.rc_context({"svg.fonttype": "none", "svg.hashsalt": f"afford-{key}"}):
@@ -87,6 +89,7 @@ def _log_axes(ax: Axes, x: bool = True, y: bool = True) -> None:
     labelled in plain digits, no minor ticks."""
     import math
 
+    require("matplotlib")
     from matplotlib.ticker import FuncFormatter, LogLocator, NullLocator
 
     for on, axis, set_scale, get_lim in ((x, ax.xaxis, ax.set_xscale, ax.get_xlim),
@@ -288,6 +291,8 @@ def roofline(r: Roofline, title: str) -> str:
     traced op shape, coloured by op (the ops taking most time named in the legend with their share of the
     phase's modelled time), shaped by phase, sized by share of time."""
     import numpy as np
+
+    require("matplotlib")
     from matplotlib.lines import Line2D
 
     fig = _figure(8.5, 5.4)

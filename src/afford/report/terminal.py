@@ -84,6 +84,14 @@ def render_summary(data: dict[str, Any], console: Console) -> None:
         fit_text = f"fits in {units.gib(mem['usable_bytes'])} usable" if fits else \
             f"[red]DOES NOT FIT[/red] in {units.gib(mem['usable_bytes'])} usable"
         t.add_row("memory / device", units.gib(per_dev), f"{fit_text} on {on}")
+        quant = mem.get("inference")
+        if quant:  # --weights / --kv-cache-dtype: the inference peak in that format
+            peak = max(quant["infer_peak_bytes"], quant["generate_peak_bytes"])
+            verdict = "fits" if quant["fits"] else "[red]DOES NOT FIT[/red]"
+            t.add_row(f"  as {quant['format']}", units.gib(peak),
+                      f"{verdict} in {units.gib(quant['device_usable_bytes'])}: weights "
+                      f"{units.gib(quant['weights_bytes'])}, KV {quant['kv_cache_dtype']} "
+                      f"{units.gib(quant['kv_cache_bytes'])}")
         if training and tm.get("train_steps"):
             lo, hi = tm["train_seconds_range"]
             t.add_row("time", _duration(tm["train_seconds"]), f"{_duration(lo)} .. {_duration(hi)}, "

@@ -10,19 +10,18 @@ from torch import nn
 
 from afford import safeio
 from afford.errors import UnknownModelError
-from afford.sources import hf, module_src, timm_src, torchvision_src
+from afford.sources import module_src, registry
 from afford.sources.base import Dims, ModelKind, ModelSpec
 from afford.sources.example_inputs import with_example_inputs
-from afford.sources.names import closest, shorten
+from afford.sources.names import shorten
 from afford.sources.options import refuse
+from afford.sources.registry import CHECKPOINT_SUFFIXES, KERAS_SUFFIXES, ONNX_SUFFIXES, Request
 
-PREFIXES = ("torchvision", "timm", "hf", "module", "keras", "recsys", "diffusers")
-# file suffixes that name a format of their own rather than a Hugging Face config
-ONNX_SUFFIXES = (".onnx",)
-KERAS_SUFFIXES = (".keras", ".h5", ".hdf5")
-CHECKPOINT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".ckpt", ".pkl")
+# the spec prefixes of the built-in sources (sources/registry.py declares them, with everything else a source has)
+PREFIXES = registry.prefixes()
 
-__all__ = ["Dims", "ModelKind", "ModelSpec", "resolve"]
+__all__ = ["CHECKPOINT_SUFFIXES", "KERAS_SUFFIXES", "ONNX_SUFFIXES", "PREFIXES", "Dims", "ModelKind", "ModelSpec",
+           "resolve"]
 
 
 def resolve(model: Any, *, trust_remote_code: bool = False, allow_hub: bool = False,
@@ -56,47 +55,31 @@ def resolve(model: Any, *, trust_remote_code: bool = False, allow_hub: bool = Fa
         refuse(options, "an nn.Module")
         return module_src.from_module(model)
     if isinstance(model, Path):
-        return _resolve_path(model, trust_remote_code=trust_remote_code, options=options, trust_pickle=trust_pickle)
+        return _resolve_path(model, Request(options=options, trust_remote_code=trust_remote_code,
+                                            allow_hub=allow_hub, trust_pickle=trust_pickle))
     if not isinstance(model, str) or not model.strip():
         raise UnknownModelError(f"a model spec must be a name, a path or an nn.Module, got {shorten(repr(model))}")
     spec = model.strip()
+    request = Request(options=options, trust_remote_code=trust_remote_code, allow_hub=allow_hub,
+                      trust_pickle=trust_pickle)
     prefix, sep, rest = spec.partition(":")
-    if sep and prefix in PREFIXES:
-        if prefix == "recsys":
-            from afford.sources import recsys
-
-            return recsys.resolve(rest, options or {})
-        if prefix == "diffusers":
-            from afford.sources import diffusers_src
-
-            return diffusers_src.resolve(rest, options or {})
-        if prefix == "torchvision":  # detection models take options (their fixed counts); the rest refuse them
-            return torchvision_src.resolve(rest, options)
-        refuse(options, f"{prefix}:{rest}")
-        if prefix == "timm":
-            return timm_src.resolve(rest)
-        if prefix == "hf":
-            return hf.resolve_hub_id(rest, trust_remote_code=trust_remote_code, allow_hub=allow_hub)
-        if prefix == "keras":
-            from afford.sources import keras as keras_source
-
-            return keras_source.resolve(rest)
-        return module_src.resolve(rest)
+    source = registry.find(prefix) if sep else None
+    if source is not None:
+        return registry.resolve_prefixed(source, rest, request)
     path = _expand(spec)
     if safeio.exists(path) or spec.endswith(".json") or spec.startswith(("./", "/", "~")):
         if not safeio.exists(path):
             raise UnknownModelError(f"{shorten(spec)}: no such file or directory")
-        return _resolve_path(path, trust_remote_code=trust_remote_code, options=options, trust_pickle=trust_pickle)
+        return _resolve_path(path, request)
     refuse(options, spec)
-    return _bare(spec, trust_remote_code=trust_remote_code)
+    return _bare(spec, request)
 
 
-def _resolve_path(path: Path, *, trust_remote_code: bool, options: Mapping[str, Any] | None,
-                  trust_pickle: bool) -> ModelSpec:
-    """A file or directory: dispatched on its suffix (ONNX, Keras, checkpoints), then on its first bytes (weights
-    saved under another name), else a Hugging Face config. FIFOs, devices and sockets are refused unread."""
-    name = path.name.lower()
-    refuse(options, str(path))
+def _resolve_path(path: Path, request: Request) -> ModelSpec:
+    """A file or directory, read by the source that owns its suffix, else the one that claims what it holds
+    (weights saved under another name), else as a Hugging Face config (sources/registry.py). FIFOs, devices and
+    sockets are refused unread."""
+    refuse(request.options, str(path))
     try:
         mode = path.stat().st_mode
     except (OSError, ValueError) as exc:
@@ -105,24 +88,7 @@ def _resolve_path(path: Path, *, trust_remote_code: bool, options: Mapping[str, 
     kind = safeio.kind_of(mode)
     if kind is not None and kind != "a directory":
         raise UnknownModelError(f"{shorten(str(path))} is {kind}: give a model file or folder")
-    if name.endswith(ONNX_SUFFIXES):
-        from afford.sources import onnx as onnx_source
-
-        return onnx_source.resolve_path(path)
-    if name.endswith(KERAS_SUFFIXES):
-        from afford.sources import keras as keras_source
-
-        return keras_source.resolve_path(path)
-    weights_dir = path.is_dir() and (
-        any(path.glob("*.safetensors")) or any(path.glob("*.safetensors.index.json"))
-        or any((path / n).is_file() for n in ("pytorch_model.bin", "pytorch_model.bin.index.json")))
-    if (name.endswith((*CHECKPOINT_SUFFIXES, ".safetensors.index.json", ".bin.index.json")) or weights_dir
-            or (kind is None and not name.endswith(".json") and _weights_by_content(path))):
-        # weight files (or a directory holding them): counted from their headers, assessed with a config beside
-        from afford.sources import checkpoint
-
-        return checkpoint.resolve_path(path, trust_pickle=trust_pickle, trust_remote_code=trust_remote_code)
-    return hf.resolve_path(path, trust_remote_code=trust_remote_code)
+    return registry.read_path(path, request)
 
 
 def _expand(spec: str) -> Path:
@@ -133,29 +99,11 @@ def _expand(spec: str) -> Path:
         return Path(spec)
 
 
-def _weights_by_content(path: Path) -> bool:
-    """A file named like no known format whose first bytes are a zip, a pickle or a safetensors header."""
-    from afford.sources import checkpoint
-
-    return checkpoint.sniff(path) is not None
-
-
-def _bare(name: str, *, trust_remote_code: bool) -> ModelSpec:
-    """A name without a source prefix: it must name exactly one model across the sources."""
-    hits: list[str] = []
-    if name in torchvision_src.list_names():
-        hits.append(f"torchvision:{name}")
-    if name.split(".")[0] in set(timm_src.list_names()):
-        hits.append(f"timm:{name}")
-    hf_key = hf.catalog_aliases().get(name.lower())
-    if hf_key is not None:
-        hits.append(f"hf:{hf_key}")
+def _bare(name: str, request: Request) -> ModelSpec:
+    """A name without a source prefix: it must name exactly one model across the sources that look names up."""
+    hits = registry.bare_hits(name)
     if len(hits) == 1:
-        return resolve(hits[0], trust_remote_code=trust_remote_code)
+        return resolve(hits[0], trust_remote_code=request.trust_remote_code)
     if len(hits) > 1:
         raise UnknownModelError(f"{shorten(name)!r} is ambiguous: it names {', '.join(hits)}; give one of them")
-    pool = ([f"torchvision:{n}" for n in torchvision_src.list_names()]
-            + [f"timm:{n}" for n in timm_src.list_names()] + [f"hf:{k}" for k in hf.catalog()])
-    bare = {p.split(":", 1)[1]: p for p in pool}
-    near = [bare[c] for c in closest(name, list(bare))]
-    raise UnknownModelError(f"unknown model {shorten(name)!r}; closest: {', '.join(near)}")
+    raise registry.unknown(name)

@@ -23,6 +23,7 @@ from torch import nn
 
 from afford.counting.engine import repeated
 from afford.errors import UnknownModelError, WorkloadError
+from afford.extras import require
 from afford.sources.base import Dims, ModelKind, ModelSpec
 from afford.sources.building import build_on_meta
 from afford.sources.names import closest, shorten
@@ -87,6 +88,7 @@ def _recipe(stem: str, entry: dict[str, Any], options: Mapping[str, Any]) -> Rec
 
 
 def _clip(config: dict[str, Any], projection: bool) -> nn.Module:
+    require("transformers", extra="diffusers")  # a missing library: one line naming the extra
     from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
 
     cfg = CLIPTextConfig(**{k: v for k, v in config.items() if k not in ("architectures", "torch_dtype")})
@@ -159,6 +161,7 @@ class StableDiffusion(_LatentDiffusion):
     """Stable Diffusion 1.x / XL: CLIP text encoder(s), a conditional U-Net, the KL autoencoder."""
 
     def __init__(self, recipe: Recipe, entry: dict[str, Any]) -> None:
+        require("diffusers")
         from diffusers import AutoencoderKL, UNet2DConditionModel
 
         vae = AutoencoderKL.from_config(entry["vae"]) if recipe.vae else None
@@ -230,6 +233,7 @@ class DiT(_LatentDiffusion):
     denoiser_name = "transformer"
 
     def __init__(self, recipe: Recipe, entry: dict[str, Any], latent_size: int) -> None:
+        require("diffusers")
         from diffusers import AutoencoderKL, Transformer2DModel
 
         vae = AutoencoderKL.from_config(entry["vae"]) if recipe.vae else None
@@ -324,7 +328,7 @@ def resolve(name: str, options: Mapping[str, str]) -> ModelSpec:
     def build(dtype: torch.dtype, dims: Dims, device: str = "meta") -> nn.Module:
         size = int(dims.image_size or native)
         _check_size(stem, family, size)
-        from diffusers.utils import logging as diffusers_logging
+        diffusers_logging = require("diffusers.utils.logging")
 
         diffusers_logging.set_verbosity_error()  # class-remapping notices are not the user's concern
         if family == "dit":

@@ -22,6 +22,7 @@ from torch import nn
 from afford import safeio
 from afford.bounds import show
 from afford.errors import ConfigError, InputError, TraceError, UnknownModelError
+from afford.extras import require
 from afford.sources.base import Dims, ModelKind, ModelSpec
 from afford.sources.hf_decode import adapter, decode_adapter, output_loss, unpadded_masks
 from afford.sources.names import closest, shorten
@@ -90,8 +91,8 @@ def _kind(arch: str, model_type: str) -> ModelKind:
 
 
 def _config_object(data: dict[str, Any], trust_remote_code: bool, where: str) -> Any:
-    import transformers
-    from transformers.models.auto.configuration_auto import CONFIG_MAPPING_NAMES
+    transformers = require("transformers")
+    CONFIG_MAPPING_NAMES = require("transformers.models.auto.configuration_auto").CONFIG_MAPPING_NAMES
 
     model_type = data["model_type"]
     if model_type not in CONFIG_MAPPING_NAMES:
@@ -102,7 +103,7 @@ def _config_object(data: dict[str, Any], trust_remote_code: bool, where: str) ->
         raise InputError(f"{where}: model_type {model_type!r} needs the model's own code; give the model "
                          "directory (with its .py files) and --trust-remote-code")
     fields = {k: v for k, v in data.items() if k != "model_type"}
-    from huggingface_hub.errors import StrictDataclassError  # transformers' typed config fields (v5)
+    StrictDataclassError = require("huggingface_hub.errors").StrictDataclassError  # typed config fields (v5)
 
     try:
         return transformers.AutoConfig.for_model(model_type, **fields)
@@ -112,7 +113,7 @@ def _config_object(data: dict[str, Any], trust_remote_code: bool, where: str) ->
 
 
 def _model_class(cfg: Any, kind_hint: str | None) -> Any:
-    import transformers
+    transformers = require("transformers")
 
     archs = getattr(cfg, "architectures", None) or []
     for arch in archs:
@@ -132,11 +133,14 @@ def _model_class(cfg: Any, kind_hint: str | None) -> Any:
 
 
 def _shape_facts(cfg: Any) -> dict[str, int]:
-    """Layer count and hidden size of the (text) model, for tensor-parallel communication."""
+    """Layer count and hidden size of the (text) model, for tensor-parallel communication, and its attention and
+    key/value heads (GGUF's per-tensor choices depend on their ratio)."""
     text_cfg = cfg.get_text_config() if hasattr(cfg, "get_text_config") else cfg
     facts: dict[str, int] = {}
     for key, attrs in (("num_layers", ("num_hidden_layers", "n_layer", "num_layers", "n_layers")),
-                       ("hidden_size", ("hidden_size", "n_embd", "d_model"))):
+                       ("hidden_size", ("hidden_size", "n_embd", "d_model")),
+                       ("num_heads", ("num_attention_heads", "n_head", "num_heads")),
+                       ("num_kv_heads", ("num_key_value_heads", "multi_query_group_num", "num_kv_heads"))):
         for attr in attrs:
             value = getattr(text_cfg, attr, None)
             if isinstance(value, int) and value > 0:
@@ -286,7 +290,7 @@ def spec_from_config(data: dict[str, Any], name: str, *, trust_remote_code: bool
         max_pos = default_seq
 
     def build(dtype: torch.dtype, dims: Dims, device: str = "meta") -> nn.Module:
-        import transformers
+        transformers = require("transformers")
 
         transformers.logging.set_verbosity_error()
         kwargs: dict[str, Any] = {"dtype": dtype}
@@ -390,13 +394,13 @@ def resolve_path(path: Path, *, trust_remote_code: bool = False) -> ModelSpec:
 
 
 def _known_types() -> set[str]:
-    from transformers.models.auto.configuration_auto import CONFIG_MAPPING_NAMES
+    CONFIG_MAPPING_NAMES = require("transformers.models.auto.configuration_auto").CONFIG_MAPPING_NAMES
 
     return set(CONFIG_MAPPING_NAMES)
 
 
 def _remote_code_spec(folder: Path, data: dict[str, Any]) -> ModelSpec:
-    import transformers
+    transformers = require("transformers")
 
     check_sizes(data, str(folder))
 

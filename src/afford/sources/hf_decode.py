@@ -12,6 +12,7 @@ from typing import Any
 import torch
 
 from afford.errors import TraceError
+from afford.extras import require
 from afford.sources.base import DecodeAdapter, ModelKind, Run, first_tensor
 
 
@@ -64,7 +65,7 @@ def _seq2seq_adapter(cfg: Any, kind: ModelKind) -> DecodeAdapter:
     """Encoder-decoders (T5, BART, Whisper): the prefill runs the encoder once (over the source tokens, or over
     Whisper's fixed 30 s of audio) and the decoder over its prompt; each step feeds one decoder token with the
     cache and the encoder output, as transformers' `generate` does (encoder_outputs passed, never recomputed)."""
-    from transformers.modeling_outputs import BaseModelOutput
+    BaseModelOutput = require("transformers.modeling_outputs").BaseModelOutput
 
     def source(batch: int, length: int) -> dict[str, torch.Tensor]:
         if kind is ModelKind.SPEECH_SEQ2SEQ:
@@ -105,7 +106,7 @@ def adapter(cls: Any, cfg: Any, kind: ModelKind) -> DecodeAdapter | None:
 def unpadded_masks() -> Iterator[None]:
     """transformers asks `fast_all(padding_mask)` (a `.item()`) before it drops an all-ones mask; on meta the
     answer cannot be read, but afford's synthetic inputs never contain padding, so it is True by construction."""
-    from transformers import masking_utils
+    masking_utils: Any = require("transformers.masking_utils")
 
     original: Any = masking_utils.fast_all
 

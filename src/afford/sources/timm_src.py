@@ -8,19 +8,20 @@ import torch
 from torch import nn
 
 from afford.errors import UnknownModelError
+from afford.extras import require
 from afford.sources.base import Dims, ModelKind, ModelSpec, classification_loss, image_inputs
 from afford.sources.building import build_on_meta
 from afford.sources.names import closest, shorten
 
 
 def list_names() -> list[str]:
-    import timm
+    timm = require("timm")
 
     return list(timm.list_models())
 
 
 def _pretrained_cfg(name: str) -> dict[str, Any]:
-    import timm
+    timm = require("timm")
 
     try:
         cfg = timm.models.get_pretrained_cfg(name)
@@ -33,7 +34,7 @@ def _pretrained_cfg(name: str) -> dict[str, Any]:
 
 def resolve(name: str) -> ModelSpec:
     """The ModelSpec of timm model `name` (a tag such as `.in1k` selects its pretrained config)."""
-    import timm
+    timm = require("timm")
 
     base = name.split(".")[0]
     if not timm.is_model(base):

@@ -12,7 +12,8 @@ from typing import Any
 
 import torch
 
-from afford.errors import ConfigError, UnknownModelError, UnsupportedError
+from afford.errors import ConfigError, UnknownModelError
+from afford.extras import require
 from afford.sources.base import ModelSpec
 from afford.sources.keras.runtime import POLICY_FOR, load_keras, on_device, retyped
 from afford.sources.keras.spec import make_spec
@@ -45,10 +46,7 @@ def _read_config(path: Path) -> tuple[dict[str, Any], bool]:
     elif head != HDF5_MAGIC and path.suffix.lower() == ".keras":
         raise ConfigError(f"{path}: not a Keras archive (a .keras file is a zip file): corrupt or truncated")
     else:
-        try:
-            import h5py
-        except ImportError:
-            raise UnsupportedError(f"{path}: reading HDF5 (.h5) Keras files needs h5py") from None
+        h5py = require("h5py", what=f"reading HDF5 (.h5) Keras file {path}")
         try:
             with h5py.File(path, "r") as f:
                 raw = f.attrs.get("model_config")

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import importlib
 import os
 import re
 import sys
@@ -18,6 +17,7 @@ import torch
 from torch import nn
 
 from afford.errors import UnsupportedError
+from afford.extras import require
 
 FLOAT_POLICIES = {"float16", "float32", "bfloat16", "mixed_float16", "mixed_bfloat16"}
 POLICY_FOR = {torch.float32: "float32", torch.bfloat16: "bfloat16", torch.float16: "float16"}
@@ -29,11 +29,7 @@ def load_keras() -> ModuleType:
     if loaded is None:
         # the backend is fixed when keras is first imported; afford's process traces Keras through torch only
         os.environ["KERAS_BACKEND"] = "torch"
-        try:
-            loaded = importlib.import_module("keras")
-        except ImportError as exc:
-            raise UnsupportedError(f"Keras models need Keras 3 with its PyTorch backend (pip install 'keras>=3'): "
-                                   f"{exc}") from None
+        loaded = require("keras")  # a missing keras: one line naming the keras extra
     version = str(getattr(loaded, "__version__", "0"))
     if not version[:1].isdigit() or int(version.split(".")[0]) < 3:
         raise UnsupportedError(f"Keras {version} is installed; afford needs Keras 3 (its PyTorch backend)")

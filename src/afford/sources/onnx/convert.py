@@ -14,6 +14,7 @@ import torch
 from torch import fx, nn
 
 from afford.errors import UnsupportedError
+from afford.extras import require
 from afford.sources.onnx.converters import _lookup, _opset
 from afford.sources.onnx.tensors import _proto_dtype, _real_tensor, _stays_real
 
@@ -38,6 +39,7 @@ def _module_weights(model: Any) -> set[str]:
 def _conversion(model: Any, base: Path, meta: bool) -> Iterator[None]:
     """onnx2torch patched for the duration of one conversion: afford's converter look-up, initializers read
     from `base` (external data) and, when `meta`, weights as meta tensors built from their dims alone."""
+    require("onnx2torch")  # a missing library: one line naming the onnx extra
     import onnx2torch.converter as conv
     from onnx2torch.onnx_tensor import OnnxTensor
 
@@ -89,6 +91,7 @@ def _conversion(model: Any, base: Path, meta: bool) -> Iterator[None]:
 
 def _convert(model: Any, base: Path, name: str, meta: bool = True) -> fx.GraphModule:
     """The fx GraphModule onnx2torch builds; a converter's refusal is a one-line UnsupportedError."""
+    require("onnx2torch")  # a missing library: one line naming the onnx extra
     from onnx2torch import convert
 
     try:

@@ -10,6 +10,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from afford.extras import require
+
 
 def _signature(schema: Any) -> tuple[dict[str, Any], list[str], dict[str, Any]]:
     inputs = [i.name for i in schema.inputs]
@@ -37,7 +39,9 @@ def _lookup(node: Any, opset: dict[str, int]) -> Callable[..., Any] | None:
     """afford's override (Reshape, Flatten), else onnx2torch's converter for the node's opset, else afford's own
     (Gelu-20, Split-18, Reduce*-18), else the converter of the op's previous version when this node cannot tell
     the two schemas apart (a type-only change, or optional inputs and attributes it leaves unset)."""
+    require("onnx")  # a missing library: one line naming the onnx extra
     from onnx import defs
+    require("onnx2torch")  # a missing library: one line naming the onnx extra
     from onnx2torch.node_converters import registry
 
     domain = "" if node.domain in ("", "ai.onnx") else node.domain
@@ -93,6 +97,7 @@ class _Gelu(nn.Module):
 
 
 def _gelu_converter(node: Any, graph: Any) -> Any:
+    require("onnx2torch")  # a missing library: one line naming the onnx extra
     from onnx2torch.utils.common import OperationConverterResult, onnx_mapping_from_node
 
     approximate = node.attributes.get("approximate", "none")
@@ -103,6 +108,7 @@ def _gelu_converter(node: Any, graph: Any) -> Any:
 
 def _reduce18_converter(node: Any, graph: Any) -> Any:
     """Reduce*-18 moved `axes` from an attribute to an input; a constant input maps onto onnx2torch's module."""
+    require("onnx2torch")  # a missing library: one line naming the onnx extra
     from onnx2torch.node_converters.reduce import OnnxReduceStaticAxes
     from onnx2torch.utils.common import OnnxMapping, OperationConverterResult, get_const_value
 
@@ -131,6 +137,7 @@ class _ReshapeAllowZero(nn.Module):
 
 def _reshape_converter(node: Any, graph: Any) -> Any:
     """onnx2torch's Reshape, which refuses allowzero=1 (the torch.export exporter sets it on every Reshape)."""
+    require("onnx2torch")  # a missing library: one line naming the onnx extra
     from onnx2torch.node_converters.registry import get_converter
     from onnx2torch.utils.common import OperationConverterResult, onnx_mapping_from_node
 
@@ -152,6 +159,7 @@ class _Flatten(nn.Module):
 
 
 def _flatten_converter(node: Any, graph: Any) -> Any:
+    require("onnx2torch")  # a missing library: one line naming the onnx extra
     from onnx2torch.utils.common import OperationConverterResult, onnx_mapping_from_node
 
     return OperationConverterResult(torch_module=_Flatten(int(node.attributes.get("axis", 1))),
@@ -174,6 +182,7 @@ class _Split18(nn.Module):
 
 
 def _split18_converter(node: Any, graph: Any) -> Any:
+    require("onnx2torch")  # a missing library: one line naming the onnx extra
     from onnx2torch.utils.common import OperationConverterResult, onnx_mapping_from_node
 
     module = _Split18(int(node.attributes.get("axis", 0)), len(node.output_values))

@@ -9,13 +9,14 @@ from typing import Any
 
 from afford import safeio
 from afford.errors import ConfigError
+from afford.extras import require
 from afford.sources.names import shorten
 from afford.sources.onnx.tensors import _DTYPES, _stays_real
 
 
 def _load(path: Path) -> Any:
     """The ModelProto without its external weight data; a truncated or corrupt file is a one-line ConfigError."""
-    import onnx
+    onnx = require("onnx")
     from google.protobuf.message import DecodeError
 
     size = safeio.regular_file(path).st_size  # FIFOs and devices refused unread; its size is not capped
@@ -77,7 +78,7 @@ def _resolves_under(target: Path, root: Path) -> bool:
 def _check_external(model: Any, base: Path, path: Path) -> None:
     """Every externally stored initializer's file lies in the model's folder (no absolute location, no '..', no
     link out of it), is a regular file and holds its bytes (checked by size, not read)."""
-    import onnx
+    onnx = require("onnx")
 
     sizes: dict[str, int] = {}
     root = base.resolve()

@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from afford.errors import UnsupportedError
+from afford.extras import require
 from afford.sources.base import Dims, ModelKind, ModelSpec
 from afford.sources.onnx.convert import _convert
 from afford.sources.onnx.converters import _opset, _unsupported
@@ -45,6 +46,7 @@ def resolve_path(path: Path) -> ModelSpec:
     roles = _roles(inputs)
     kind = _kind(inputs, roles)
     _, fixed_seq, fixed_image = _static_facts(inputs, roles)
+    require("onnx2torch")  # a missing library: one line naming the onnx extra
     from onnx2torch.onnx_graph import OnnxGraph
 
     names = {key: (node.operation_type, _node_path(node.proto)) for key, node in OnnxGraph(model.graph).nodes.items()}

@@ -9,6 +9,7 @@ from typing import Any
 import torch
 
 from afford.errors import UnsupportedError
+from afford.extras import require
 
 # A tensor stays real (CPU, values kept) when it is this small or an integer tensor up to REAL_LIMIT elements:
 # shapes, axes, indices and scalar constants. Bigger floating tensors (weights) are meta stand-ins, never read.
@@ -44,6 +45,7 @@ def _proto_dtype(proto: Any) -> torch.dtype:
 
 def _real_tensor(proto: Any, base: Path) -> torch.Tensor:
     """The values of a small tensor (external data read from `base`), in its own dtype."""
+    require("onnx")  # a missing library: one line naming the onnx extra
     from onnx import numpy_helper
 
     array = numpy_helper.to_array(proto, base_dir=str(base))
