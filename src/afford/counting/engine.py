@@ -490,9 +490,8 @@ def storage_keys(module: nn.Module, tensors: dict[str, torch.Tensor]) -> set[int
 
 
 def collect() -> None:
-    """Free the storages of a finished phase now, so live-memory accounting sees them go: the young generations
-    only, where a phase's reference cycles are (a full collection costs ~0.5 s once timm or transformers is
-    imported and frees no traced storage more: tests/counting/test_collect.py)."""
+    """Free a finished phase's storages now, so live memory sees them go: the young generations only, where its
+    cycles are (a full collection costs ~0.5 s with timm/transformers loaded; tests/counting/test_collect.py)."""
     gc.collect(1)
 
 
