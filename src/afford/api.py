@@ -62,6 +62,9 @@ def assess(model: Any, *, example_inputs: Any = None, **options: Any) -> Assessm
                   parallel=r.parallel, tp=r.tp, pp=r.pp, grad_accum=r.grad_accum, price_per_hour=price_per_hour,
                   region=r.region, grid_gco2_kwh=r.grid_gco2_kwh, pue=r.pue, mfu=r.mfu, recompute=r.recompute,
                   catalog=catalog, runtime=r.runtime)
+    fmt = weight_format(r.weights) if r.weights is not None else None  # checked before the trace
+    if fmt is not None:
+        req = replace(req, weights=fmt.id)
     check_rates(electricity_usd_kwh=r.electricity_usd_kwh)
     limited = any(v is not None for v in (r.budget_usd, r.deadline, r.max_kwh, r.max_co2_kg))
     if limited:
@@ -92,9 +95,9 @@ def assess(model: Any, *, example_inputs: Any = None, **options: Any) -> Assessm
         result.notes.append(oversized)
     result.estimate = estimate(result, req)
     result.notes.extend(result.estimate.notes)
-    if r.weights is not None or r.kv_cache_dtype is not None:
-        fmt = weight_format(r.weights or workload.precision.dense_format)
-        result.inference_memory = inference_memory(result, fmt, r.kv_cache_dtype, req.device, tp=req.layout.tp)
+    if fmt is not None or r.kv_cache_dtype is not None:
+        result.inference_memory = inference_memory(result, fmt or weight_format(workload.precision.dense_format),
+                                                   r.kv_cache_dtype, req.device, tp=req.layout.tp)
     if limited or r.available:
         if not workload.wants_training:
             raise WorkloadError(f"a budget verdict needs a training job: give {opt('train_samples')} or "

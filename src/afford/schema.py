@@ -89,9 +89,9 @@ class JobRequest:
     prompt_tokens: int | None = _opt(None, "prompt tokens per request (--task generate)", "workload", (_A, _M))
     generate_tokens: int | None = _opt(None, "generated tokens per request (--task generate)", "workload", (_A, _M))
     weights: str | None = _opt(
-        None, "weight format for inference: fp32 | fp16 | bf16 | int8 | nf4 | nf4-dq | gptq-4bit | awq-4bit | fp8 | "
-              "nvfp4 | mxfp4 | a GGUF file type (q4_k_m, q8_0, ...); its exact bytes, KV cache and fit in "
-              "memory.inference", "workload", (_A, _C))
+        None, "weight format for inference: fp32 | fp16 | bf16 | int8 | nf4 | nf4-dq | gptq-4bit | awq-4bit | "
+              "int4-g32 | int4-g128 | fp8 | nvfp4 | mxfp4 | a GGUF file type (q4_k_m, q8_0, ...): its exact bytes, "
+              "KV cache and fit in memory.inference, and the inference time of reading it", "workload", (_A, _C))
     kv_cache_dtype: str | None = _opt(None, "KV cache dtype with --weights: fp16 | bf16 | fp8 | fp32 (default: the "
                                             "compute dtype)", "workload", (_A, _C))
     model_options: dict[str, Any] | None = _opt(  # noqa: RUF009 (_opt is dataclasses.field; the default is None)

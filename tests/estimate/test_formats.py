@@ -42,6 +42,8 @@ def test_bits_per_weight_of_the_block_formats() -> None:
     assert _bytes("int8", LAYER) == n + 4 * OUT  # int8 + fp32 row scale (SCB)
     assert _bytes("nvfp4", LAYER) * 8 / n == pytest.approx(4.5, abs=1e-5)  # + two fp32 scales per tensor
     assert _bytes("mxfp4", LAYER) * 8 / n == pytest.approx(4.25)
+    assert _bytes("int4-g32", LAYER) * 8 / n == pytest.approx(5.0)  # + bf16 scale and zero per 32
+    assert _bytes("int4-g128", LAYER) * 8 / n == pytest.approx(4.25)
     assert _bytes("gguf-q4_0", LAYER) * 8 / n == pytest.approx(4.5)
     assert _bytes("gguf-q8_0", LAYER) * 8 / n == pytest.approx(8.5)
     assert _bytes("gguf-q6_k", LAYER) * 8 / n == pytest.approx(6.5625)

@@ -69,6 +69,11 @@ FORMATS: dict[str, WeightFormat] = {f.id: f for f in (
     WeightFormat("awq-4bit", "linear", 4, 128, source="AWQ as vLLM loads it (quantization/awq.py): qweight int32 "
                                                       "[in, out/8], qzeros int32 [in/g, out/8], scales fp16 "
                                                       "[in/g, out]; AutoAWQ's default group 128"),
+    WeightFormat("int4-g32", "linear", 4, 32, source="torchao / gpt-fast int4 weight-only (tinygemm, quantize.py "
+                                                     "WeightOnlyInt4Linear): packed 4-bit weights, scales_and_zeros "
+                                                     "bf16 [in/32, out, 2]"),
+    WeightFormat("int4-g128", "linear", 4, 128, source="torchao int4 weight-only as above, group 128 (torchao's "
+                                                       "default group size)"),
     WeightFormat("fp8", "linear", 8, device_format="fp8",
                  source="FP8 E4M3 weights with one fp32 scale per tensor (weight_scale, input_scale) as vLLM's "
                         "fp8 checkpoints; the head stays 16-bit"),
@@ -164,6 +169,8 @@ def _linear_bytes(fmt: WeightFormat, fan_in: int, fan_out: int) -> float:
             return n / 2 + groups_in * fan_out / 2 + 2 * groups_in * fan_out + 4 * fan_in
         case "awq-4bit":
             return n / 2 + groups_in * fan_out / 2 + 2 * groups_in * fan_out
+        case "int4-g32" | "int4-g128":
+            return n / 2 + groups_in * fan_out * 4
         case "fp8":
             return n + 8
         case "nvfp4":
@@ -309,3 +316,47 @@ def inference_memory(a: Any, fmt: WeightFormat, kv_dtype: str | None, device: An
             "infer_peak_bytes": infer_peak, "generate_peak_bytes": gen_peak, "tp": tp,
             "device": device.id, "device_usable_bytes": usable, "fits": need <= usable,
             "kv_source": KV_SOURCE if key == "fp8" else None}
+
+
+def compute_precision(fmt: WeightFormat, traced: str) -> str:
+    """The precision the roofline times a format's inference with: FP8 matmuls for `fp8` (W8A8, as vLLM's FP8
+    checkpoints run), fp32 for `fp32`, else 16 bits (weight-only formats dequantise to 16 bits and compute there;
+    the FP4 formats too: afford's timing has no FP4 matmul path yet)."""
+    if fmt.id == "fp8":
+        return "fp8"
+    if fmt.id == "fp32":
+        return "fp32"
+    return "bf16" if traced.startswith("bf16") else "fp16"
+
+
+def reweighted(phase: Any, trace: Any, fmt: WeightFormat, meta: dict[str, Any], act: float) -> Any:
+    """`phase` (a PhaseProfile) with every linear layer's weight read in `fmt`, for the roofline: each matmul
+    event (mm/addmm) that is a linear layer's call, recognised by its FLOPs and bytes (2 m in out FLOPs; bytes
+    of x [m, in], W [in, out] and y [m, out], plus a bias), has its weight's traced bytes replaced by the format's
+    (divided by `act`, the byte scale the roofline then applies to every byte). The output head, kept in 16 bits
+    by the weight-only formats, is left as traced. FLOPs are unchanged."""
+    import dataclasses
+
+    if phase is None or fmt.kind == "dense":
+        return phase
+    itemsize = trace.weights_bytes / trace.params if trace.params else 2
+    head = trace.output_param
+    shapes = {(fi, fo) for i, fi, fo in trace.linear_params if i != head or fmt.kind == "gguf"}
+    per_weight = None
+    if fmt.kind == "gguf":  # GGUF mixes types per tensor: the mean bytes per weight of the quantized tensors
+        wb = weight_bytes([p for p in params_of(trace) if p.linear], fmt, meta)
+        per_weight = wb.bytes / max(1, wb.quantized_params + wb.kept_params)
+    events: dict[tuple[str, int, Any], int] = {}
+    for (op, flops, nbytes), calls in phase.events.items():
+        new = nbytes
+        if op in ("mm", "addmm") and flops:
+            for fi, fo in shapes:
+                m, rest = divmod(flops, 2 * fi * fo)
+                plain = itemsize * (m * fi + fi * fo + m * fo)
+                if m and not rest and nbytes in (plain, plain + itemsize * fo):
+                    stored = fi * fo * per_weight if per_weight is not None else _linear_bytes(fmt, fi, fo)
+                    new = nbytes - itemsize * fi * fo + stored / act
+                    break
+        key = (op, flops, new)
+        events[key] = events.get(key, 0) + calls
+    return dataclasses.replace(phase, events=events)

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from afford.errors import InputError, flag, opt
 from afford.estimate import footprint as fp
-from afford.estimate import timing
+from afford.estimate import formats, timing
 from afford.estimate.memory import gradient_share
 from afford.estimate.parallel import RESERVED_BYTES, train_memory_per_device
 from afford.estimate.request import Estimate, HardwareRequest
@@ -58,16 +59,18 @@ def live_peaks(a: Assessment, recompute: bool, notes: list[str]) -> tuple[float,
 
 
 def generation_walls(gen: GenerationProfile, device: Device, eff: Efficiency, precision: str, runtime: Runtime,
-                     mixed: bool) -> tuple[float, float, float, Overhead, float]:
+                     mixed: bool, view: Callable[[Any], Any] = lambda p: p,
+                     byte_scale: float = 1.0) -> tuple[float, float, float, Overhead, float]:
     """Wall seconds of a generation batch's prefill and of all its decode steps under a runtime (each step the
     longer of its kernels and the host's time to issue it, estimate/runtime.py), the compute-bound part, the
-    runtime overhead summed over the batch and the GPU seconds (kernels and the gaps between them)."""
-    k, busy = phase_seconds(gen.prefill, device, eff, precision)
+    runtime overhead summed over the batch and the GPU seconds (kernels and the gaps between them). `view` and
+    `byte_scale` re-price the phases' weights in a weight format (estimate/formats.py `reweighted`)."""
+    k, busy = phase_seconds(view(gen.prefill), device, eff, precision, byte_scale)
     ov = overhead(gen.prefill, runtime, device, casts=weight_casts(gen.prefill, mixed))
     prefill, total, gpu = wall(k / eff.system, ov), ov, k / eff.system + ov.gap_s
     decode = 0.0
     for phase, weight in gen.steps.values():
-        k, step_busy = phase_seconds(phase, device, eff, precision)
+        k, step_busy = phase_seconds(view(phase), device, eff, precision, byte_scale)
         ov = overhead(phase, runtime, device, casts=weight_casts(phase, mixed))
         decode += float(weight) * wall(k / eff.system, ov)
         busy += float(weight) * step_busy
@@ -191,11 +194,17 @@ def estimate(a: Assessment, req: HardwareRequest) -> Estimate:
         })
     # ---- inference ---------------------------------------------------------------------------------------
     gen = t.generation
+    # --weights: the weights read in that format and the ops computed at its precision (estimate/formats.py)
+    fmt = formats.weight_format(req.weights) if req.weights else None
+    infer_prec = formats.compute_precision(fmt, precision) if fmt else precision
+    act = fmt.dense_bytes / a.workload.precision.compute_dtype.itemsize if fmt else 1.0
+    meta = {**a.spec.metadata, "params": t.params}
+    view: Callable[[Any], Any] = (lambda p: formats.reweighted(p, t, fmt, meta, act)) if fmt else (lambda p: p)
     if gen is not None:  # --task generate: a batch of requests is its prefill and every decode step
-        pre_k, dec_k, b_busy, infer_ov, gpu_s = generation_walls(gen, dev, base, precision, rt, mixed)
+        pre_k, dec_k, b_busy, infer_ov, gpu_s = generation_walls(gen, dev, base, infer_prec, rt, mixed, view, act)
         t_batch = pre_k + dec_k + fixed  # each step already the longer of its GPU and host times
     else:
-        k_infer, b_busy = phase_seconds(t.infer, dev, base, precision)
+        k_infer, b_busy = phase_seconds(view(t.infer), dev, base, infer_prec, act)
         infer_ov = overhead(t.infer, rt, dev, casts=weight_casts(t.infer, mixed))
         gpu_s = k_infer / base.system + infer_ov.gap_s
         t_batch = wall(k_infer / base.system, infer_ov) + fixed
@@ -225,9 +234,9 @@ def estimate(a: Assessment, req: HardwareRequest) -> Estimate:
         out["generate"]["total_seconds"] = time_out["infer_seconds"]
         out["generate"]["total_seconds_range"] = time_out["infer_seconds_range"]
     elif t.decode is not None and t.prefill is not None:
-        prefill_s = wall(phase_seconds(t.prefill, dev, base, precision)[0] / base.system,
+        prefill_s = wall(phase_seconds(view(t.prefill), dev, base, infer_prec, act)[0] / base.system,
                          overhead(t.prefill, rt, dev, casts=weight_casts(t.prefill, mixed)))
-        decode_s = wall(phase_seconds(t.decode, dev, base, precision)[0] / base.system,
+        decode_s = wall(phase_seconds(view(t.decode), dev, base, infer_prec, act)[0] / base.system,
                         overhead(t.decode, rt, dev, casts=weight_casts(t.decode, mixed)))
         tps = b / decode_s if decode_s else 0.0
         usd_m = (req.price_per_hour / 3600 / tps * 1e6) if (tps and req.price_per_hour) else None

@@ -35,6 +35,7 @@ class HardwareRequest:
     default_device: bool = False
     energy_usd_per_kwh: float = 0.0  # owned hardware: its electricity is what it costs
     runtime: Runtime = Runtime.EAGER  # how ops reach the device (estimate/runtime.py)
+    weights: str | None = None  # an inference weight format (estimate/formats.py id): its bytes and precision
 
 
 def request(*, hardware: str | None = None, count: int | None = None, nodes: int | None = None,
