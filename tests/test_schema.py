@@ -23,7 +23,7 @@ OWN = {"assess": {"model", "job", "trust_code", "report", "force", "explain", "a
        "plan": {"model", "emit", "job", "trust_code", "report", "force", "as_json"},
        "measure": {"model", "steps", "device", "calibrate", "job", "trust_code", "report", "force", "explain",
                    "as_json", "verbose"},
-       "compare": {"models", "plot", "report", "force", "as_json"}}
+       "compare": {"models", "plot", "report", "force", "as_json", "jobs"}}
 OFFERED = {"measure": "assess"}  # measure takes assess's options and reports the ones it does not use
 FUNCTIONS = {"assess": "afford.api.assess", "plan": "afford.decide.run.plan", "measure": "afford.measure.run.measure",
              "compare": "afford.decide.compare.compare"}

@@ -15,15 +15,18 @@ from afford import schema, tracecache
 from afford.assess import MAX_DEPTH, Assessment, batch_note, job_dims, traced_assessment
 from afford.bounds import whole
 from afford.decide.budget import parse_available
+from afford.decide.inference import Targets
+from afford.decide.inference import decide as decide_inference
 from afford.decide.run import make_budget, plan
 from afford.errors import WorkloadError, opt
 from afford.estimate.footprint import electricity_price
 from afford.estimate.formats import inference_memory, weight_format
 from afford.estimate.job import estimate
 from afford.estimate.request import check_rates, request
+from afford.fusion import fuse_assessment
 from afford.hardware.catalog import Catalog
 from afford.sources import resolve
-from afford.workload import Workload
+from afford.workload import Task, Workload
 
 __all__ = ["assess"]
 
@@ -61,7 +64,7 @@ def assess(model: Any, *, example_inputs: Any = None, **options: Any) -> Assessm
     req = request(hardware=hardware, count=count, nodes=r.nodes, gpus_per_node=r.gpus_per_node,
                   parallel=r.parallel, tp=r.tp, pp=r.pp, grad_accum=r.grad_accum, price_per_hour=price_per_hour,
                   region=r.region, grid_gco2_kwh=r.grid_gco2_kwh, pue=r.pue, mfu=r.mfu, recompute=r.recompute,
-                  catalog=catalog, runtime=r.runtime)
+                  catalog=catalog, runtime=r.runtime, attention=r.attention)
     fmt = weight_format(r.weights) if r.weights is not None else None  # checked before the trace
     if fmt is not None:
         req = replace(req, weights=fmt.id)
@@ -89,6 +92,7 @@ def assess(model: Any, *, example_inputs: Any = None, **options: Any) -> Assessm
                          allow_hub=r.allow_hub, model_options=r.model_options, trust_pickle=r.trust_pickle,
                          example_inputs=example_inputs)
         tracecache.put(cache_key, result)
+    result = fuse_assessment(result, req.attention)  # eager attention as the kernel the job runs
     spec = result.spec
     oversized = batch_note(result)
     if oversized:
@@ -98,10 +102,19 @@ def assess(model: Any, *, example_inputs: Any = None, **options: Any) -> Assessm
     if fmt is not None or r.kv_cache_dtype is not None:
         result.inference_memory = inference_memory(result, fmt or weight_format(workload.precision.dense_format),
                                                    r.kv_cache_dtype, req.device, tp=req.layout.tp)
-    if limited or r.available:
-        if not workload.wants_training:
-            raise WorkloadError(f"a budget verdict needs a training job: give {opt('train_samples')} or "
-                                f"{opt('train_tokens')}")
+    targets = Targets(max_latency=r.max_latency, ttft=r.ttft, tpot=r.tpot)
+    if (limited or r.available or targets.any) and not workload.wants_training:
+        if not (workload.infer_samples or workload.task is Task.GENERATE):
+            raise WorkloadError(f"a budget verdict needs a job: give {opt('train_samples')} or "
+                                f"{opt('train_tokens')} to train, or {opt('infer_samples')} to infer")
+        # an inference job: its verdict and plans re-price this trace (decide/inference.py)
+        budget = make_budget(budget_usd=r.budget_usd, deadline=r.deadline, max_kwh=r.max_kwh,
+                             max_co2_kg=r.max_co2_kg, available=r.available, catalog=catalog)
+        result.decision = decide_inference(result, req, budget, targets, catalog=catalog, weights=r.weights,
+                                           kv_cache_dtype=r.kv_cache_dtype, max_count=r.max_count,
+                                           electricity_usd_kwh=r.electricity_usd_kwh, owned_asked=owned_energy)
+        result.notes.extend(result.decision.notes)
+    elif limited or r.available or targets.any:
         # the resolved spec (its --model-option sizes and checkpoint checks) and this trace carry into the plans,
         # with every option of the request that the plan takes (the sizes are in the spec already)
         asked = {**schema.values(r, "plan"), "precision": workload.precision.value,

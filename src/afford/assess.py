@@ -207,6 +207,18 @@ class Assessment:
             }
         return out
 
+    def to_json(self, indent: int | None = 2) -> str:
+        """The CLI's `--json` object as strict JSON text (`to_dict()` through the CLI's one serializer)."""
+        from afford.display import dumps
+
+        return dumps(self.to_dict(), indent)
+
+    def __repr__(self) -> str:
+        """The terminal's one screen as plain text (drawn by report/); one line if drawing it fails."""
+        from afford.display import screen
+
+        return screen(self, lambda: f"<Assessment {self.spec.name}: {self.trace.params:,} params>")
+
     def _repr_html_(self) -> str:
         """Rich display in Jupyter: the same page as `--report PATH.html`, without the page chrome."""
         from afford.display import render

@@ -1,12 +1,14 @@
 """Display hooks of the result objects (Assessment, PlanResult, Comparison): their notebook display
-(`_repr_html_`), pandas rows (`to_dataframe`) and plots are drawn by report/, which registers its renderers
-here when it is imported. `render` loads that provider (PROVIDER) by name on first use, so the hooks are filled
-whichever way a result was made (`import afford` stays light: it imports neither torch nor report/). The result
-modules call `render` and import nothing from report/, so report/ alone knows about display."""
+(`_repr_html_`), text screen (`__repr__`), pandas rows (`to_dataframe`) and plots are drawn by report/, which
+registers its renderers here when it is imported; `dumps` is their one JSON serializer (`.to_json()`, `--json`).
+`render` loads that provider (PROVIDER) by name on first use, so the hooks are filled whichever way a result was
+made (`import afford` stays light: it imports neither torch nor report/). The result modules call `render` and
+import nothing from report/, so report/ alone knows about display."""
 
 from __future__ import annotations
 
 import importlib
+import json
 from collections.abc import Callable
 from typing import Any
 
@@ -17,7 +19,8 @@ PROVIDER = "afford.report.notebook"  # registers the renderers when imported
 
 
 def register(name: str, renderer: Callable[..., Any]) -> None:
-    """Make `renderer` the one `render(name, ...)` calls ('repr_html', 'to_dataframe', 'pareto_plot')."""
+    """Make `renderer` the one `render(name, ...)` calls ('repr_html', 'repr_text', 'to_dataframe',
+    'pareto_plot')."""
     _RENDERERS[name] = renderer
 
 
@@ -30,3 +33,20 @@ def render(name: str, *args: Any) -> Any:
     if renderer is None:
         raise UnsupportedError(f"no {name} renderer is registered: import afford.report.notebook first")
     return renderer(*args)
+
+
+def dumps(data: dict[str, Any], indent: int | None = 2) -> str:
+    """A result's dict as the CLI's `--json` text: strict JSON (a NaN or infinity raises ValueError)."""
+    return json.dumps(data, indent=indent, default=str, allow_nan=False)
+
+
+def screen(obj: Any, summary: Callable[[], str]) -> str:
+    """`obj`'s terminal screen as plain text (the 'repr_text' renderer); `summary()`, one line, if drawing
+    it fails, and the bare object repr if that fails too: a `__repr__` never raises."""
+    try:
+        return str(render("repr_text", obj))
+    except Exception:  # noqa: BLE001  # a repr must not raise, whatever broke
+        try:
+            return summary()
+        except Exception:  # noqa: BLE001
+            return object.__repr__(obj)

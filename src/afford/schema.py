@@ -120,6 +120,9 @@ class JobRequest:
     mfu: float | None = _opt(None, "fix model FLOPs utilisation instead of the roofline", "hardware", _PRICED)
     runtime: str = _opt("eager", "eager | compiled | cudagraphs: how ops reach the GPU (host dispatch per op, one "
                                  "launch per kernel, or graph replay)", "hardware", (_A, _P))
+    attention: str = _opt("auto", "auto | flash | sdpa | eager: the attention kernel; auto is the fused kernel a "
+                                  "tuned trainer runs (flash on NVIDIA Ampere+, memory-efficient SDPA elsewhere); "
+                                  "eager prices a model's own softmax ops", "hardware", (_A, _P, _C))
     hardware_file: str | None = _opt(None, "TOML/YAML file adding or overriding devices", "hardware", _ALL,
                                      key="file")
     # [budget]
@@ -131,6 +134,10 @@ class JobRequest:
     available: str | None = _opt(None, "hardware you own: NAME:COUNT[,NAME:COUNT...]", "budget", _PRICED)
     electricity_usd_kwh: float | None = _opt(None, "electricity price for owned hardware (USD/kWh)", "budget",
                                              _PRICED)
+    max_latency: float | None = _opt(None, "latency target in seconds per inference batch (per request batch with "
+                                           "--task generate)", "budget", (_A,))
+    ttft: float | None = _opt(None, "time-to-first-token target in seconds (generation)", "budget", (_A,))
+    tpot: float | None = _opt(None, "time-per-output-token target in seconds (generation)", "budget", (_A,))
     # [plan]
     lora_rank: int = _opt(16, "rank of LoRA/QLoRA adapters in the plans", "plan", _PRICED)
     max_count: int = _opt(16384, "most devices a plan may use", "plan", _PRICED)

@@ -18,11 +18,11 @@ from fractions import Fraction
 from functools import cache
 from typing import Any
 
-from afford.counting.profile import AttentionCall, GenerationProfile, OpStat, PhaseProfile, Trace
+from afford.counting.profile import AttentionCall, EagerBlock, GenerationProfile, OpStat, PhaseProfile, Trace
 from afford.estimate.memory import MemoryBreakdown
 from afford.sources.base import Dims
 
-FORMAT = 1  # bump when the layout below changes
+FORMAT = 2  # bump when the layout below changes
 
 
 class CodecError(ValueError):
@@ -41,7 +41,7 @@ class Traced:
 
 
 ALLOWED: tuple[type, ...] = (Traced, Dims, Trace, PhaseProfile, OpStat, AttentionCall, GenerationProfile,
-                             MemoryBreakdown)
+                             MemoryBreakdown, EagerBlock)
 
 
 @cache

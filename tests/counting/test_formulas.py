@@ -9,7 +9,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from afford.counting.engine import Counter, LiveBytes, useful_fraction
+from afford.counting.attention import useful_fraction
+from afford.counting.engine import Counter, LiveBytes
 from afford.counting.formulas import grouped_mm_flops
 
 aten = torch.ops.aten

@@ -58,6 +58,7 @@ def run(args: Sequence[str], stdin: str = "", env: dict[str, str] | None = None,
     hidden = {k: sys.modules.get(k) for k in list(sys.modules) for name in hide
               if k == name or k.startswith(name + ".")} | {name: sys.modules.get(name) for name in hide}
     code = 0
+    before = set(sys.modules)
     try:
         sys.modules.update(dict.fromkeys(hidden))  # type: ignore[arg-type]  # None: "not installed"
         sys.argv = ["afford", *args]
@@ -74,6 +75,15 @@ def run(args: Sequence[str], stdin: str = "", env: dict[str, str] | None = None,
                 sys.modules.pop(k, None)
             else:
                 sys.modules[k] = mod
+        if hide:  # an optional library first imported during the run may have cached the hidden one as absent
+            # (keras caches h5py = None): drop it, so the next import sees everything installed (torch and afford
+            # stay: torch cannot be imported twice)
+            from afford.extras import EXTRAS
+
+            optional = {lib for libs in EXTRAS.values() for lib in libs}
+            for k in set(sys.modules) - before:
+                if k.split(".")[0] in optional:
+                    sys.modules.pop(k, None)
         sys.argv, sys.stdin = old_argv, old_stdin
         for k, v in saved.items():
             if v is None:

@@ -14,7 +14,8 @@ from torch import nn
 from typer.testing import CliRunner
 
 from afford.cli import app
-from afford.counting.engine import AttentionRouter, Counter, LiveBytes, repeated
+from afford.counting.attention import AttentionRouter
+from afford.counting.engine import Counter, LiveBytes, repeated
 from afford.counting.profile import PhaseProfile
 from afford.counting.trace import trace
 from afford.errors import InputError, UnknownModelError, WorkloadError

@@ -7,7 +7,7 @@ in import order, then the sub-apps `hardware` and `history`). No command module 
 
 from __future__ import annotations
 
-from afford.cli import assess, catalog, compare, local  # noqa: F401  (importing registers the commands)
+from afford.cli import assess, catalog, compare, local, sweep, web  # noqa: F401  (importing registers the commands)
 from afford.cli.app import app, main
 
 __all__ = ["app", "main"]

@@ -17,6 +17,7 @@ import typer
 from rich.console import Console
 
 from afford import extras
+from afford.display import dumps
 from afford.errors import AffordError, MissingExtraError, cli_names
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
@@ -74,7 +75,7 @@ def _internal(exc: BaseException) -> str:
 def emit_json(data: dict[str, Any]) -> None:
     """Print one strict JSON object: a NaN or infinity (never produced on purpose) is an internal error."""
     try:
-        text = json.dumps(data, indent=2, default=str, allow_nan=False)
+        text = dumps(data)  # the serializer of the results' .to_json()
     except ValueError as exc:
         fail(f"internal error (a non-finite number in the output: {exc}); rerun with AFFORD_DEBUG=1 and report it",
              code=1)

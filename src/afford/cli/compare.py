@@ -10,7 +10,7 @@ from rich.console import Console
 
 from afford.cli.app import app, emit_json, guarded
 from afford.cli.jobs import check_report, write_report
-from afford.cli.options import AsJson, Force, Report, job_command, request_kwargs
+from afford.cli.options import AsJson, Force, Jobs, Report, job_command, request_kwargs
 
 # the listable sources (sources/registry.py `listable()`, checked by tests/test_registry.py): written out so that
 # building the CLI does not import the sources package (and torch)
@@ -41,14 +41,17 @@ def compare_command(
     report: Report = None,
     force: Force = False,
     as_json: AsJson = False,
+    jobs: Jobs = None,
     **options: Any,
 ) -> None:
     """Rank candidate models for one job and budget: cost, time, memory, verdict, accuracy per dollar."""
     from afford.decide.compare import compare
     from afford.decide.compare import plot as draw
+    from afford.decide.sweep import default_jobs
 
     check_report(report, force)
-    result = guarded(lambda: compare(models, **request_kwargs("compare", options)))
+    workers = default_jobs() if jobs is None else jobs
+    result = guarded(lambda: compare(models, jobs=workers, **request_kwargs("compare", options)))
     data = result.to_dict()
     if plot:
         data["plot"] = str(guarded(lambda: draw(result, Path(plot))))

@@ -31,6 +31,9 @@ Force = Annotated[bool, typer.Option(help="overwrite an existing --report file (
 Explain = Annotated[bool, typer.Option(help="show each headline figure's formula, inputs and sources")]
 AsJson = Annotated[bool, typer.Option("--json", help="print exactly one JSON object")]
 Verbose = Annotated[bool, typer.Option(help="every table: compute, memory parts, hardware, modules, coverage")]
+Jobs = Annotated[int | None, typer.Option(help="processes that assess the models: this one and N-1 workers, started "
+                                               "at the first model that needs tracing (default: the cores this "
+                                               "process may use; 1: one after another in this process)")]
 
 
 def job_parameters(command: str, offered: str | None = None) -> list[inspect.Parameter]:

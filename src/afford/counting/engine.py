@@ -17,14 +17,14 @@ from contextlib import contextmanager
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 from torch.nn.modules.module import register_module_forward_hook, register_module_forward_pre_hook
 from torch.overrides import TorchFunctionMode
 from torch.utils import flop_counter as fc
 
+from afford.counting import eager
 from afford.counting.formulas import custom_mapping
-from afford.counting.profile import AttentionCall, OpStat, PhaseProfile
+from afford.counting.profile import OpStat, PhaseProfile
 from afford.errors import InputError, TraceError
 
 aten = torch.ops.aten
@@ -90,8 +90,11 @@ class LiveBytes:
         self.live: dict[int, int] = {}
         self.current = 0
         self.peak = 0
+        self.scores: set[int] = set()  # live S x S attention scores (EagerBlock): a fused kernel never stores them
+        self.score_current = 0
+        self.lean_peak = 0  # the peak without them
 
-    def add(self, t: torch.Tensor) -> None:
+    def add(self, t: torch.Tensor, score: bool = False) -> None:
         storage = storage_of(t)
         if storage is None:
             return
@@ -101,15 +104,23 @@ class LiveBytes:
         nbytes = int(storage.nbytes())
         self.live[key] = nbytes
         self.current += nbytes
+        if score:
+            self.scores.add(key)
+            self.score_current += nbytes
         self.peak = max(self.peak, self.current)
+        self.lean_peak = max(self.lean_peak, self.current - self.score_current)
         weakref.finalize(storage, self._free, key)
 
     def _free(self, key: int) -> None:
         nbytes = self.live.pop(key, 0)
         self.current -= nbytes
+        if key in self.scores:
+            self.scores.discard(key)
+            self.score_current -= nbytes
 
     def reset_peak(self) -> None:
         self.peak = self.current
+        self.lean_peak = self.current - self.score_current
 
 
 class _RecordingDispatch(fc._FlopCounterMode):
@@ -276,6 +287,7 @@ class Counter(fc.FlopCounterMode):
         self._module_base: dict[str, int] = {}
         self.ops = 0  # aten ops dispatched so far, against the budget `max_ops`
         self.max_ops = max_trace_ops()
+        self.score_side: tuple[int, int] | None = None  # (batch, S): recognise S x S eager attention scores
 
     def __enter__(self) -> Counter:
         self.flop_counts.clear()
@@ -309,7 +321,13 @@ class Counter(fc.FlopCounterMode):
                                 if v - self._module_base.get(m, 0) > 0}
         self._module_base = totals
         self.phase.peak_live_bytes = max(self.phase.peak_live_bytes, self.live.peak)
+        self.phase.lean_peak_bytes = max(self.phase.lean_peak_bytes, self.live.lean_peak)
+        self.phase.eager = {m: blk for m, blk in self.phase.eager.items() if blk.calls}  # a softmax ran there
         return self.phase
+
+    def is_score(self, t: torch.Tensor) -> bool:
+        """Whether `t` is an S x S attention score tensor of the traced batch (counting/eager.py)."""
+        return eager.is_score(t, self.score_side)
 
     def current_module(self) -> str:
         parents = self.mod_tracker.parents
@@ -324,7 +342,7 @@ class Counter(fc.FlopCounterMode):
         name = func_packet.__name__
         if name in _NO_WORK_OPS:
             for t in _tensors(out):
-                self.live.add(t)
+                self.live.add(t, self.score_side is not None and self.is_score(t))
             return out
         flops = 0
         if func_packet in self.flop_registry:
@@ -362,89 +380,10 @@ class Counter(fc.FlopCounterMode):
             phase.events[key] = phase.events.get(key, 0) + r
             if flops == 0 and func_packet not in self.flop_registry:
                 phase.uncounted[name] = phase.uncounted.get(name, 0) + r
+            if self.score_side is not None:
+                eager.record(self, name, key, ins, outs, flops)
         for t in outs:
-            self.live.add(t)
-        return out
-
-
-def useful_fraction(q_len: int, kv_len: int, causal: bool, window: int | None) -> float:
-    """Share of the q_len x kv_len score matrix a causal (optionally sliding-window) mask keeps.
-
-    Query i sits at absolute position kv_len - q_len + i and sees keys up to it, at most `window` of them.
-    """
-    if not causal or q_len == 0 or kv_len == 0:
-        return 1.0
-    offset = kv_len - q_len
-    w = window if window and window > 0 else kv_len
-
-    def seen(pos: int) -> int:
-        return min(pos + 1, w)
-
-    # sum over positions offset .. offset+q_len-1 of min(pos+1, w), in closed form
-    lo, hi = offset, offset + q_len - 1  # positions
-    # positions with pos+1 <= w: pos <= w-1
-    split = min(hi, w - 1)
-    total = 0
-    if split >= lo:
-        total += (split + 1) * (split + 2) // 2 - lo * (lo + 1) // 2
-    if hi > split:
-        total += (hi - max(split, lo - 1)) * w
-    return total / (q_len * kv_len)
-
-
-class AttentionRouter(TorchFunctionMode):
-    """Runs `F.scaled_dot_product_attention` as PyTorch's memory-efficient kernel and records each call.
-
-    On meta, SDPA would pick the math fallback, which saves the full score matrix for backward; GPUs run a
-    fused kernel that saves only the output and a log-sum-exp. The FLOPs are the same (PyTorch's formula).
-    """
-
-    def __init__(self, counter: Counter, causal_for: Callable[[str], bool],
-                 window_for: Callable[[str], int | None]) -> None:
-        super().__init__()
-        self.counter = counter
-        self.causal_for = causal_for
-        self.window_for = window_for
-
-    def __torch_function__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
-        kwargs = dict(kwargs or {})
-        if func is not F.scaled_dot_product_attention:
-            return func(*args, **kwargs)
-        names = ["query", "key", "value", "attn_mask", "dropout_p", "is_causal", "scale", "enable_gqa"]
-        bound = dict(zip(names, args, strict=False))
-        bound.update(kwargs)
-        q, k, v = bound["query"], bound["key"], bound["value"]
-        mask = bound.get("attn_mask")
-        is_causal = bool(bound.get("is_causal", False))
-        if q.dim() != 4 or k.dim() != 4:
-            return func(*args, **kwargs)
-        module = self.counter.current_module()
-        b, hq, sq, d = q.shape
-        hk, sk = k.shape[1], k.shape[2]
-        causal = is_causal or (mask is not None and self.causal_for(module) and sq > 1)
-        window = self.window_for(module) if causal else None
-        fwd = int(fc.sdpa_flop_count(tuple(q.shape), tuple(k.shape), tuple(v.shape)))
-        out_shape = (b, hq, sq, int(v.shape[-1]))  # the value's head size may differ from the query's (iFormer)
-        bwd = int(fc.sdpa_backward_flop_count(out_shape, tuple(q.shape), tuple(k.shape), tuple(v.shape)))
-        needs_grad = torch.is_grad_enabled() and any(t.requires_grad for t in (q, k, v))
-        call = AttentionCall(module=module, batch=b, q_heads=hq, kv_heads=hk, q_len=sq, kv_len=sk, head_dim=d,
-                             causal=causal, window=window, forward_flops=fwd,
-                             backward_flops=bwd if needs_grad else 0,
-                             useful_fraction=useful_fraction(sq, sk, causal, window))
-        self.counter.phase.attention.extend([call] * self.counter.repeat)
-        if q.device.type != "meta":
-            return func(*args, **kwargs)
-        bias = mask
-        if bias is not None and bias.dtype == torch.bool:
-            bias = torch.zeros(bias.shape, dtype=q.dtype, device=q.device).masked_fill(~bias, float("-inf"))
-        if bias is not None and bias.dim() == 4:
-            bias = bias.expand(b, hq, sq, sk)
-        try:
-            out = aten._scaled_dot_product_efficient_attention(
-                q, k, v, bias, needs_grad, float(bound.get("dropout_p", 0.0) or 0.0),
-                is_causal, scale=bound.get("scale"))[0]
-        except (RuntimeError, TypeError, ValueError):
-            return func(*args, **kwargs)  # a layout the fused kernel refuses: the math path, same FLOPs
+            self.live.add(t, self.score_side is not None and self.is_score(t))
         return out
 
 
@@ -469,14 +408,18 @@ def repeated(times: int) -> Iterator[int]:
 
 
 @contextmanager
-def saved_activations(known: set[int]) -> Iterator[dict[int, int]]:
-    """Measure the storages autograd saves for backward (parameters excluded), keyed by storage."""
+def saved_activations(known: set[int], scores: dict[int, int] | None = None,
+                      is_score: Callable[[torch.Tensor], bool] | None = None) -> Iterator[dict[int, int]]:
+    """Measure the storages autograd saves for backward (parameters excluded), keyed by storage; those `is_score`
+    recognises (eager attention's S x S tensors) are also kept in `scores`."""
     saved: dict[int, int] = {}
 
     def pack(t: torch.Tensor) -> torch.Tensor:
         storage = storage_of(t)
         if storage is not None and int(storage._cdata) not in known:
             saved[int(storage._cdata)] = int(storage.nbytes())
+            if scores is not None and is_score is not None and is_score(t):
+                scores[int(storage._cdata)] = int(storage.nbytes())
         return t
 
     with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):

@@ -34,6 +34,23 @@ class AttentionCall:
 
 
 @dataclass
+class EagerBlock:
+    """The ops of one eager attention block in one phase: a module whose ops touched an S x S score tensor and ran a
+    softmax over it (or its gradient), as HF's eager implementations do (matmul, mask/scale, softmax, matmul)."""
+
+    events: dict[tuple[str, int, int], int] = field(default_factory=dict)  # (op, flops, bytes) -> calls
+    flops: int = 0
+    operand_bytes: int = 0  # bytes of the tensors those ops touch that are not S x S: Q, K, V, O (and gradients)
+    calls: int = 0  # softmax (or softmax-gradient) calls: one fused attention kernel each
+    heads: int = 0  # query heads and head size, from the score matmul's query operand (0 where not seen)
+    head_dim: int = 0
+    batch: int = 0  # the traced batch and S
+    seq_len: int = 0
+    causal: bool = False
+    window: int | None = None
+
+
+@dataclass
 class PhaseProfile:
     """One traced phase (forward, backward, prefill or decode) of one batch."""
 
@@ -47,6 +64,9 @@ class PhaseProfile:
     attention: list[AttentionCall] = field(default_factory=list)
     peak_live_bytes: int = 0
     bytes_moved: int = 0
+    # eager attention blocks by module (counting/engine.py), and the live peak without their S x S tensors
+    eager: dict[str, EagerBlock] = field(default_factory=dict)
+    lean_peak_bytes: int = 0
 
     @property
     def macs(self) -> int:
@@ -123,3 +143,6 @@ class Trace:
     param_names: list[str] = field(default_factory=list)
     linear_params: list[tuple[int, int, int]] = field(default_factory=list)
     output_param: int | None = None
+    # the same without the S x S scores and probabilities of eager attention blocks (a fused kernel's memory)
+    saved_score_bytes: int = 0
+    train_lean_peak_bytes: int = 0

@@ -17,8 +17,8 @@ import torch
 from torch import nn
 from torch.func import functional_call
 
+from afford.counting.attention import AttentionRouter
 from afford.counting.engine import (
-    AttentionRouter,
     Counter,
     LiveBytes,
     collect,
@@ -354,8 +354,10 @@ def trace(spec: ModelSpec, module: nn.Module, *, batch_size: int, dims: Dims, dt
     live = LiveBytes(known)
     counter = Counter(live)
     router = AttentionRouter(counter, spec.causal_for, spec.window_for)
+    if dims.seq_len and dims.seq_len > 1:  # eager attention's S x S scores at the job's length (counting/eager.py)
+        counter.score_side = (batch_size, dims.seq_len)
     backward: PhaseProfile | None = None
-    saved_bytes = grad_bytes = train_peak = 0
+    saved_bytes = grad_bytes = train_peak = saved_scores = train_lean = 0
     was_training = module.training
     try:
         with spec.context(), counter, router:
@@ -365,15 +367,17 @@ def trace(spec: ModelSpec, module: nn.Module, *, batch_size: int, dims: Dims, dt
                 inputs = _cast_inputs(spec.make_inputs(batch_size, dims, True), dtype)
                 for t in _input_tensors(inputs):
                     live.add(t)
-                with saved_activations(known) as saved:
+                scores: dict[int, int] = {}
+                with saved_activations(known, scores, counter.is_score) as saved:
                     loss = _guard("forward", spec, _forward_loss(spec, run, inputs), counter.current_module)
-                saved_bytes = sum(saved.values())
+                saved_bytes, saved_scores = sum(saved.values()), sum(scores.values())
                 forward = counter.finish_phase()
                 backward = counter.start_phase("backward")
                 _guard("backward", spec, loss.backward)
                 counter.finish_phase()
                 grad_bytes = sum(tensor_bytes(p.grad) for p in params.values() if p.grad is not None)
                 train_peak = max(forward.peak_live_bytes, backward.peak_live_bytes)
+                train_lean = max(forward.lean_peak_bytes, backward.lean_peak_bytes)
                 for p in params.values():
                     p.grad = None
                 del loss, inputs
@@ -390,6 +394,7 @@ def trace(spec: ModelSpec, module: nn.Module, *, batch_size: int, dims: Dims, dt
                     out = _guard("forward", spec, _forward(run, inputs), counter.current_module)
                     del out
                 counter.finish_phase()
+                counter.score_side = None  # prefill and decode keep their traced pricing
                 del inputs
                 collect()
                 if not train or n_trainable == 0:
@@ -422,13 +427,18 @@ def trace(spec: ModelSpec, module: nn.Module, *, batch_size: int, dims: Dims, dt
                     collect()
     finally:
         module.train(was_training)
+    for phase in (forward, backward, infer_phase):
+        for name, block in (phase.eager.items() if phase is not None else ()):
+            block.causal = spec.causal_for(name)
+            block.window = spec.window_for(name) if block.causal else None
     return Trace(batch_size=batch_size, params=n_params, trainable_params=n_trainable, weights_bytes=weights_bytes,
                  buffers_bytes=buffers_bytes, gradients_bytes=grad_bytes, saved_activations_bytes=saved_bytes,
                  forward=forward, backward=backward, infer=infer_phase, prefill=prefill, decode=decode_phase,
                  kv_cache_bytes=kv_bytes, kv_cache_tokens=kv_tokens, train_peak_live_bytes=train_peak,
                  param_shapes=shapes, embedding_params=embedding_params,
                  extra_registered=extra, generation=generation, param_names=list(params),
-                 linear_params=linear_params, output_param=output_param)
+                 linear_params=linear_params, output_param=output_param, saved_score_bytes=saved_scores,
+                 train_lean_peak_bytes=train_lean)
 
 
 def _weight_roles(module: nn.Module, names: list[str]) -> tuple[list[tuple[int, int, int]], int | None]:

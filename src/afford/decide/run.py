@@ -16,6 +16,7 @@ from afford.decide.verdict import Verdict, decide
 from afford.errors import InputError, opt
 from afford.estimate import footprint as fp
 from afford.estimate.request import check_rates, request
+from afford.fusion import fuse_assessment
 from afford.hardware.catalog import Catalog
 from afford.workload import Workload
 
@@ -41,12 +42,28 @@ class PlanResult:
                 out.append(p)
         return out
 
+    def device_ids(self) -> list[str]:
+        """The devices of the listed plans, each once (the report's provenance lists them)."""
+        return list(dict.fromkeys(p.strategy.device for p in self.listed()))
+
     def to_dict(self) -> dict[str, Any]:
         return {"model": self.model, "verdict": self.verdict.to_dict(), "asked": self.asked.to_dict(),
                 "plans": [p.to_dict() for p in self.listed()],
                 "cheapest": self.found.cheapest.to_dict() if self.found.cheapest else None,
                 "fastest": self.found.fastest.to_dict() if self.found.fastest else None,
                 "searched": len(self.found.plans), "notes": self.notes + self.found.notes}
+
+    def to_json(self, indent: int | None = 2) -> str:
+        """The CLI's `--json` object as strict JSON text (`to_dict()` through the CLI's one serializer)."""
+        from afford.display import dumps
+
+        return dumps(self.to_dict(), indent)
+
+    def __repr__(self) -> str:
+        """The terminal's one screen as plain text (drawn by report/); one line if drawing it fails."""
+        from afford.display import screen
+
+        return screen(self, lambda: f"<PlanResult {self.model.get('name')}: {self.verdict.status.value}>")
 
     def _repr_html_(self) -> str:
         """Rich display in Jupyter: the same page as `--report PATH.html`, without the page chrome."""
@@ -97,7 +114,7 @@ def plan(model: Any, *, assessment: Assessment | None = None,
                   gpus_per_node=r.gpus_per_node, parallel="dp" if auto else r.parallel, tp=r.tp, pp=r.pp,
                   grad_accum=r.grad_accum, price_per_hour=r.price_per_hour, region=r.region,
                   grid_gco2_kwh=r.grid_gco2_kwh, pue=r.pue, mfu=r.mfu, recompute=r.recompute, catalog=catalog,
-                  runtime=r.runtime)
+                  runtime=r.runtime, attention=r.attention)
     workload = Workload.parse(train_samples=r.train_samples, epochs=r.epochs, train_tokens=r.train_tokens,
                               batch_size=r.batch_size, seq_len=r.seq_len, image_size=r.image_size,
                               precision=r.precision, optimizer=r.optimizer, freeze=r.freeze,
@@ -109,6 +126,8 @@ def plan(model: Any, *, assessment: Assessment | None = None,
                     trust_pickle=r.trust_pickle)
     vs = variants(model, workload, adapters=adapters, lora_rank=r.lora_rank, trust_remote_code=r.trust_remote_code,
                   traced=assessment)
+    for v in vs:  # eager attention priced as the kernel the job runs (estimate/attention.py)
+        v.a = fuse_assessment(v.a, req.attention)
     full = next(v for v in vs if v.name == "full")
     device, lay = req.device, req.layout
     owned = first_owned is not None or any(o.device == device.id for o in budget.available)

@@ -293,5 +293,5 @@ def estimate(a: Assessment, req: HardwareRequest) -> Estimate:
     out.update({"cost": cost, "energy": energy, "co2": co2})
     out["hardware"] = {"name": dev.id, "count": lay.count, "device": dev.name, **lay.to_dict(),
                        "memory_bytes": dev.memory_bytes, "price_source": dev.price_source,
-                       "recompute": req.recompute, "mfu_override": req.mfu}
+                       "recompute": req.recompute, "mfu_override": req.mfu, "attention": req.attention.value}
     return Estimate(req=req, data=out, notes=notes)

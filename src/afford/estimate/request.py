@@ -12,6 +12,8 @@ from typing import Any
 from afford import bounds as b
 from afford.errors import InputError, opt
 from afford.estimate import footprint as fp
+from afford.estimate.attention import Attention
+from afford.estimate.attention import resolve as resolve_attention
 from afford.estimate.parallel import Layout, Parallel
 from afford.estimate.runtime import Runtime
 from afford.hardware.catalog import Catalog, Device
@@ -35,6 +37,7 @@ class HardwareRequest:
     default_device: bool = False
     energy_usd_per_kwh: float = 0.0  # owned hardware: its electricity is what it costs
     runtime: Runtime = Runtime.EAGER  # how ops reach the device (estimate/runtime.py)
+    attention: Attention = Attention.EAGER  # the attention kernel, resolved for the device (estimate/attention.py)
     weights: str | None = None  # an inference weight format (estimate/formats.py id): its bytes and precision
 
 
@@ -42,12 +45,15 @@ def request(*, hardware: str | None = None, count: int | None = None, nodes: int
             gpus_per_node: int | None = None, parallel: str = "dp", tp: int = 1, pp: int = 1, grad_accum: int = 1,
             price_per_hour: float | None = None, region: str | None = None, grid_gco2_kwh: float | None = None,
             pue: float | None = None, mfu: float | None = None, recompute: bool = False,
-            catalog: Catalog | None = None, runtime: str | Runtime = Runtime.EAGER) -> HardwareRequest:
+            catalog: Catalog | None = None, runtime: str | Runtime = Runtime.EAGER,
+            attention: str | Attention = Attention.AUTO) -> HardwareRequest:
     """Validate and resolve the hardware options (every bad value is an InputError naming the option)."""
     check_rates(price_per_hour=price_per_hour, pue=pue, mfu=mfu)
     rt = Runtime.parse(runtime)
+    Attention.parse(attention)
     cat = catalog or Catalog.load()
     device = cat.get(hardware or DEFAULT_HARDWARE)
+    kernel = resolve_attention(attention, device)
     per_node = gpus_per_node if gpus_per_node is not None else device.gpus_per_node
     b.whole(per_node, "gpus_per_node", high=b.MAX_GPUS_PER_NODE)
     if nodes is not None:
@@ -68,7 +74,8 @@ def request(*, hardware: str | None = None, count: int | None = None, nodes: int
     price = price_per_hour if price_per_hour is not None else device.price_usd_per_hour
     return HardwareRequest(device=device, layout=layout, price_per_hour=price,
                            grid=fp.grid(region, grid_gco2_kwh), pue=pue if pue is not None else fp.default_pue(),
-                           mfu=mfu, recompute=recompute, default_device=hardware is None, runtime=rt)
+                           mfu=mfu, recompute=recompute, default_device=hardware is None, runtime=rt,
+                           attention=kernel)
 
 
 def check_rates(*, price_per_hour: float | None = None, pue: float | None = None, mfu: float | None = None,

@@ -17,6 +17,7 @@ from afford.report.blocks import (
     device_rows,
     efficiency_rows,
     footprint_rows,
+    inference_plans_section,
     notes_section,
     plans_section,
     verdict_section,
@@ -248,8 +249,10 @@ def build(a: Assessment) -> Document:
     sections = [verdict_section(d.get("verdict"), [_headline(d)]), _compute_section(a, d), _memory_section(a, d)]
     if a.estimate is not None:  # an assessment timed on hardware (assess() always is; a bare trace is not)
         sections.append(_hardware_section(a, d))
-    if decided is not None:
+    if decided is not None and hasattr(a.decision, "found"):  # a training job's PlanResult
         sections.append(plans_section(decided, a.decision.budget, len(a.decision.found.pareto)))
+    elif decided is not None:  # an inference job's decision (decide/inference.py)
+        sections.append(inference_plans_section(decided))
     sections.append(notes_section([*d["notes"], *(decided["notes"] if decided else [])],
                                    d["coverage"]["uncounted_ops"]))
     sections.append(_assessment_provenance(a, d))
@@ -274,7 +277,7 @@ def _assessment_provenance(a: Assessment, d: dict[str, Any]) -> Section:
         from afford.hardware.catalog import Catalog
 
         catalog = Catalog.load()
-        ids = dict.fromkeys(p.strategy.device for p in a.decision.listed())
+        ids = dict.fromkeys(a.decision.device_ids())
         devices += [catalog.devices[i] for i in ids if i in catalog.devices and i not in {d.id for d in devices}]
     rows += device_rows(devices)
     rows += efficiency_rows([d.id for d in devices])

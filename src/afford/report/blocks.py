@@ -47,6 +47,31 @@ def plan_cells(p: dict[str, Any], key: str) -> list[Cell]:
             keyed(p, key, "energy_kwh", n3), "yes" if p["feasible"] else (", ".join(p["violations"]) or "no")]
 
 
+INFERENCE_PLAN_COLUMNS = ["hardware", "weights", "per device", "latency (s)", "time", "cost", "kWh", "meets limits"]
+
+
+def inference_plans_section(decided: dict[str, Any]) -> Section:
+    """The plans of an inference job's decision (decide/inference.py): devices, replicas and weight formats, and
+    what each format change costs in quality."""
+    s = Section("plans", "Plans")
+    plans = decided["plans"]
+    s.blocks.append(Para(f"{decided.get('searched', len(plans))} plans searched (devices, replicas and weight "
+                         "formats); listed: the cheapest and the lowest-latency plans, then the best of each format."))
+    rows: list[list[Cell]] = []
+    for i, p in enumerate(plans):
+        key = f"plans.{i}"
+        rows.append([f"{p['count']} x {p['device']}" + (" (owned)" if p["owned"] else ""), p["weights"],
+                     keyed(p, key, "per_device_bytes", size), keyed(p, key, "latency_seconds", n3),
+                     keyed(p, key, "infer_seconds", duration), keyed(p, key, "cost_usd", usd),
+                     keyed(p, key, "energy_kwh", n3),
+                     "yes" if p["feasible"] else (", ".join(p["violations"]) or "no")])
+    s.blocks.append(Table(INFERENCE_PLAN_COLUMNS, rows))
+    changes = list(dict.fromkeys(c for p in plans for c in p["changes"] if c.startswith("weights in")))
+    if changes:
+        s.blocks.append(Bullets(changes))
+    return s
+
+
 def plans_section(decided: dict[str, Any], budget: Any, pareto_count: int) -> Section:
     """The plans of a PlanResult (or an assessment's decision): table and cost/time plot."""
     s = Section("plans", "Plans")

@@ -1,8 +1,9 @@
 """Notebook display: `repr_html` (the HTML report without page chrome, for `_repr_html_`) and `to_dataframe`
 (pandas, an optional dependency): an Assessment's modules, a PlanResult's plans, a Comparison's models.
 
-Importing this module registers them, and the Pareto plot of `afford.decide.compare.plot`, as the display hooks
-of afford/display.py that the result classes call (afford.report imports it; `import afford` imports that)."""
+Importing this module registers them, the text screen of `__repr__` (report/text.py) and the Pareto plot of
+`afford.decide.compare.plot` as the display hooks of afford/display.py that the result classes call (afford.report
+imports it; `import afford` imports that)."""
 
 from __future__ import annotations
 
@@ -56,6 +57,13 @@ def to_dataframe(obj: Any) -> Any:
     return pd.DataFrame(rows(obj))
 
 
+def _repr_text(obj: Any) -> str:
+    """The terminal's one screen of a result as plain text, for its `__repr__` (report/text.py)."""
+    from afford.report.text import screen
+
+    return screen(obj)
+
+
 def _pareto_plot(c: Any, path: Path) -> Path:
     """A Comparison's accuracy against cost saved as PNG or SVG (report/plots.py save_pareto)."""
     from afford.report.plots import save_pareto
@@ -64,5 +72,6 @@ def _pareto_plot(c: Any, path: Path) -> Path:
 
 
 display.register("repr_html", repr_html)
+display.register("repr_text", _repr_text)
 display.register("to_dataframe", to_dataframe)
 display.register("pareto_plot", _pareto_plot)

@@ -10,10 +10,11 @@ from rich.table import Table
 from afford import units
 
 
-def render_assessment(data: dict[str, Any], console: Console, verbose: bool = False) -> None:
-    """Print an assessment's dict (the JSON contract): one screen by default, every table with `verbose`."""
+def render_assessment(data: dict[str, Any], console: Console, verbose: bool = False, python: bool = False) -> None:
+    """Print an assessment's dict (the JSON contract): one screen by default, every table with `verbose`;
+    `python`: its hints name the result's methods, not the CLI's flags (the `__repr__` of an Assessment)."""
     if not verbose:
-        render_summary(data, console)
+        render_summary(data, console, python=python)
         return
     _render_full(data, console)
     render_generation(data, console)
@@ -23,6 +24,11 @@ def render_assessment(data: dict[str, Any], console: Console, verbose: bool = Fa
 
 
 SHORT_PLANS = 3  # plans shown without --verbose
+# the one screen's hints, after "N notes; " and "N more plans: ": to the CLI's flags, or to a result's methods
+HINTS = {False: ("compute, memory parts, modules and coverage: --verbose; formulas and sources: --explain; "
+                 "everything: --json or --report PATH.html", "--verbose or `afford plan`"),
+         True: ("everything: .to_json(); a report: afford.report.write_report(result, 'x.html')",
+                ".decision (its PlanResult) or afford.plan(...)")}
 
 
 def render_generation(data: dict[str, Any], console: Console) -> None:
@@ -51,8 +57,10 @@ def render_generation(data: dict[str, Any], console: Console) -> None:
     console.print(t)
 
 
-def render_summary(data: dict[str, Any], console: Console) -> None:
-    """The verdict and the five figures that matter (compute, memory per device, time, cost, energy and CO2)."""
+def render_summary(data: dict[str, Any], console: Console, python: bool = False) -> None:
+    """The verdict and the five figures that matter (compute, memory per device, time, cost, energy and CO2);
+    `python`: the hints name the result's methods instead of the CLI's flags."""
+    more, everything = HINTS[python][1], HINTS[python][0]
     m, w, comp, mem = data["model"], data["workload"], data["compute"], data["memory"]
     shape = f"seq {w['seq_len']}" if w.get("seq_len") else f"{w.get('image_size')} px" if w.get("image_size") else ""
     job = ", ".join(x for x in (f"batch {w['batch_size']}", shape, w["precision"], w["optimizer"]) if x)
@@ -118,11 +126,11 @@ def render_summary(data: dict[str, Any], console: Console) -> None:
         plans = data["plans"]
         render_verdict({**verdict, "reasons": []}, plans[:SHORT_PLANS], console, header=False)
         if len(plans) > SHORT_PLANS:
-            console.print(f"[dim]{len(plans) - SHORT_PLANS} more plans: --verbose or `afford plan`[/dim]")
+            hint = more.replace(" or `afford plan`", "") if "weights" in plans[0] else more  # inference plans
+            console.print(f"[dim]{len(plans) - SHORT_PLANS} more plans: {hint}[/dim]")
     render_generation(data, console)
     hidden = len(data.get("notes", []))
-    console.print(f"[dim]{hidden} note{'s' if hidden != 1 else ''}; compute, memory parts, modules and coverage: "
-                  "--verbose; formulas and sources: --explain; everything: --json or --report PATH.html[/dim]")
+    console.print(f"[dim]{hidden} note{'s' if hidden != 1 else ''}; {everything}[/dim]")
 
 
 def _render_full(data: dict[str, Any], console: Console) -> None:
@@ -274,6 +282,9 @@ def render_verdict(verdict: dict[str, Any], plans: list[dict[str, Any]], console
         console.print(f"  - {reason}", soft_wrap=True)
     if not plans:
         return
+    if "weights" in plans[0]:  # an inference job's plans (decide/inference.py)
+        render_inference_plans(plans, console)
+        return
     t = Table(title="Plans (Pareto set of cost and time, then the best of each adapter)", header_style="bold")
     for col in ("hardware", "adapter", "precision", "memory savers", "layout", "per device", "time", "cost", "ok"):
         t.add_column(col)
@@ -284,6 +295,22 @@ def render_verdict(verdict: dict[str, Any], plans: list[dict[str, Any]], console
                   units.gib(p["per_device_bytes"]), _duration(p["train_seconds"]), _usd(p["cost_usd"]),
                   "yes" if p["feasible"] else ", ".join(p["violations"]) or "no")
     console.print(t)
+
+
+def render_inference_plans(plans: list[dict[str, Any]], console: Console) -> None:
+    """An inference job's plans: device and replicas, weight format, memory, latency, time, cost, and the changes
+    (with what a format costs in quality)."""
+    t = Table(title="Inference plans (cheapest, lowest latency, best per weight format)", header_style="bold")
+    for col in ("hardware", "weights", "per device", "latency", "time", "cost", "ok"):
+        t.add_column(col)
+    for p in plans:
+        t.add_row(f"{p['count']} x {p['device']}" + (" (owned)" if p["owned"] else ""), p["weights"],
+                  units.gib(p["per_device_bytes"]), f"{p['latency_seconds'] * 1e3:,.1f} ms",
+                  _duration(p["infer_seconds"]), _usd(p["cost_usd"]),
+                  "yes" if p["feasible"] else ", ".join(p["violations"]) or "no")
+    console.print(t)
+    for change in dict.fromkeys(c for p in plans for c in p["changes"] if c.startswith("weights in")):
+        console.print(f"  - {change}", soft_wrap=True)
 
 
 def strategy_words(s: dict[str, Any]) -> tuple[str, str]:

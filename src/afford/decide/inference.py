@@ -1,0 +1,287 @@
+"""The verdict for an inference job (issue 11): does serving M samples or requests fit the budget, the deadline, the
+latency targets and the device's memory, and if not, which device, count and weight format make it so.
+
+The assessment's trace is re-priced, never traced again: each plan is `estimate(assessment, request)` on another
+device, count of replicas (each holds the whole model and takes its share of the samples) and weight format
+(estimate/formats.py: the format's bytes for memory and for the weight reads of the inference steps).
+Tensor-parallel inference and the serving model (paged KV, continuous batching, `--rate`) are not priced yet.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+from afford import bounds as b
+from afford.decide.budget import Budget
+from afford.decide.verdict import Status, duration
+from afford.errors import AffordError, InputError, opt
+from afford.estimate import footprint as fp
+from afford.estimate.formats import WeightFormat, inference_memory, weight_format
+from afford.estimate.job import estimate
+from afford.estimate.parallel import Layout
+from afford.estimate.request import HardwareRequest
+from afford.hardware.catalog import Catalog, Device
+
+# what a weight format costs in quality, quoted from its source (None: afford has no published figure to quote)
+QUALITY: dict[str, str | None] = {
+    "int8": "LLM.int8() weights: 'without performance degradation' up to 175B parameters (Dettmers et al. 2022, "
+            "abstract)",
+    "awq-4bit": "AWQ INT4 g128: WikiText-2 perplexity of Llama-2-7B 5.47 -> 5.60, Llama-2-70B 3.32 -> 3.41 "
+                "(github.com/dwithchenna/llm-quantization, AWQ implementation)",
+    "gptq-4bit": "GPTQ INT4 g128: WikiText-2 perplexity of Llama-2-7B 5.47 -> 5.87 (github.com/dwithchenna/"
+                 "llm-quantization, AutoGPTQ)",
+    "gguf-q4_k_m": "GGUF Q4_K_M: +0.1754 perplexity on Llama-3-8B (llama.cpp tools/quantize/quantize.cpp)",
+    "fp8": None,
+}
+SEARCHED = ("int8", "awq-4bit", "fp8")  # beside the 16-bit weights; fp8 where the device has FP8
+
+
+@dataclass(frozen=True)
+class Targets:
+    """Latency targets, in seconds: per batch (per request batch for generation), time to first token, time per
+    output token."""
+
+    max_latency: float | None = None
+    ttft: float | None = None
+    tpot: float | None = None
+
+    def __post_init__(self) -> None:
+        """Each target a finite positive number of seconds (at most a day): one-line InputError naming it."""
+        for name in ("max_latency", "ttft", "tpot"):
+            value = getattr(self, name)
+            if value is not None:
+                b.real(value, name, high=86400.0, open_low=True, unit=" seconds")
+
+    @property
+    def any(self) -> bool:
+        return any(v is not None for v in (self.max_latency, self.ttft, self.tpot))
+
+
+@dataclass
+class InferencePlan:
+    """One way to run the inference job: device, replicas and weight format, with its figures."""
+
+    device: str
+    count: int
+    weights: str
+    owned: bool
+    per_device_bytes: float
+    device_bytes: float
+    fits: bool
+    seconds: float
+    cost_usd: float | None
+    kwh: float
+    co2_kg: float
+    latency_s: float
+    ttft_s: float | None
+    tpot_s: float | None
+    violations: list[str] = field(default_factory=list)
+    changes: list[str] = field(default_factory=list)
+
+    @property
+    def feasible(self) -> bool:
+        return self.fits and not self.violations
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"device": self.device, "count": self.count, "weights": self.weights, "owned": self.owned,
+                "per_device_bytes": self.per_device_bytes, "device_bytes": self.device_bytes, "fits": self.fits,
+                "infer_seconds": self.seconds, "cost_usd": self.cost_usd, "energy_kwh": self.kwh,
+                "co2_kg": self.co2_kg, "latency_seconds": self.latency_s, "ttft_seconds": self.ttft_s,
+                "tpot_seconds": self.tpot_s, "feasible": self.feasible, "violations": self.violations,
+                "changes": self.changes}
+
+
+@dataclass
+class InferenceDecision:
+    """The verdict of an inference job, the job as asked and the plans found (cheapest, lowest latency, best per
+    weight format)."""
+
+    status: Status
+    reasons: list[str]
+    asked: InferencePlan
+    plans: list[InferencePlan]
+    budget: Budget
+    searched: int
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def chosen(self) -> InferencePlan | None:
+        """The plan the verdict names: the job as asked when it is affordable, else the cheapest feasible plan."""
+        if self.status is Status.AFFORDABLE:
+            return self.asked
+        return next((p for p in self.plans if p.feasible), None)
+
+    def device_ids(self) -> list[str]:
+        """The devices of the job as asked and of the listed plans, each once."""
+        return list(dict.fromkeys([self.asked.device, *(p.device for p in self.plans)]))
+
+    def to_dict(self) -> dict[str, Any]:
+        chosen = self.chosen
+        verdict = {"status": self.status.value, "reasons": self.reasons, "job": "inference",
+                   "plan": chosen.to_dict() if chosen else None, "options": {}}
+        return {"verdict": verdict, "asked": self.asked.to_dict(), "plans": [p.to_dict() for p in self.plans],
+                "searched": self.searched, "notes": self.notes}
+
+
+def _evaluate(a: Any, req: HardwareRequest, device: Device, count: int, fmt: WeightFormat, kv: str | None,
+              price: float | None, owned: bool, energy_price: float) -> InferencePlan:
+    """Re-price the assessment on `count` replicas of `device` with `fmt` weights."""
+    layout = Layout(count=count, gpus_per_node=min(device.gpus_per_node, count))
+    r = dataclasses.replace(req, device=device, layout=layout, price_per_hour=price, weights=fmt.id,
+                            default_device=False, energy_usd_per_kwh=energy_price if owned else 0.0)
+    d = estimate(a, r).data
+    mem = inference_memory(a, fmt, kv, device)
+    gen = d.get("generate") or {}
+    generating = a.generation is not None
+    latency = gen.get("seconds_per_request", 0.0) if generating else d["time"]["infer_batch_seconds"]
+    return InferencePlan(device=device.id, count=count, weights=fmt.id, owned=owned,
+                         per_device_bytes=max(mem["infer_peak_bytes"], mem["generate_peak_bytes"]),
+                         device_bytes=device.memory_bytes, fits=mem["fits"], seconds=d["time"]["infer_seconds"],
+                         cost_usd=d["cost"]["infer_usd"], kwh=d["energy"]["infer_kwh"], co2_kg=d["co2"]["infer_kg"],
+                         latency_s=latency, ttft_s=gen.get("prefill_seconds"),
+                         tpot_s=gen.get("decode_seconds_per_token"))
+
+
+def _violations(p: InferencePlan, lim: Budget, t: Targets) -> list[str]:
+    out = []
+    if lim.usd is not None and (p.cost_usd or 0.0) > lim.usd:
+        out.append("budget")
+    if lim.deadline_s is not None and p.seconds > lim.deadline_s:
+        out.append("deadline")
+    if lim.max_kwh is not None and p.kwh > lim.max_kwh:
+        out.append("energy")
+    if lim.max_co2_kg is not None and p.co2_kg > lim.max_co2_kg:
+        out.append("co2")
+    if t.max_latency is not None and p.latency_s > t.max_latency:
+        out.append("latency")
+    if t.ttft is not None and (p.ttft_s or 0.0) > t.ttft:
+        out.append("ttft")
+    if t.tpot is not None and (p.tpot_s or 0.0) > t.tpot:
+        out.append("tpot")
+    return out
+
+
+def _changes(p: InferencePlan, asked: InferencePlan) -> list[str]:
+    """What a plan changes against the job as asked, with what a format costs in quality where published."""
+    out = []
+    if (p.device, p.count) != (asked.device, asked.count):
+        out.append(f"run on {p.count} x {p.device}" + (" (owned)" if p.owned else "") +
+                   (" (replicas, each with its share of the samples)" if p.count > 1 else ""))
+    if p.weights != asked.weights:
+        quality = QUALITY.get(p.weights)
+        out.append(f"weights in {p.weights} instead of {asked.weights}: " +
+                   (quality or "its quality change is not quantified in afford's sources"))
+    return out
+
+
+def _reasons(p: InferencePlan, lim: Budget, t: Targets) -> list[str]:
+    """The job as asked against every limit, quantified."""
+    gib = 2**30
+    out = [f"{'fits' if p.fits else 'does not fit'}: {p.per_device_bytes / gib:,.1f} GiB of "
+           f"{p.device_bytes / gib:,.1f} GiB per device ({p.weights} weights on {p.device})"]
+    if lim.usd is not None:
+        cost = "unknown (no price)" if p.cost_usd is None else f"${p.cost_usd:,.2f}"
+        out.append(f"costs {cost} of the ${lim.usd:,.2f} budget")
+    if lim.deadline_s is not None:
+        out.append(f"takes {duration(p.seconds)} of the {duration(lim.deadline_s)} deadline")
+    for name, value, target in (("latency", p.latency_s, t.max_latency), ("time to first token", p.ttft_s, t.ttft),
+                                ("time per output token", p.tpot_s, t.tpot)):
+        if target is not None:
+            shown = "n/a" if value is None else f"{value * 1e3:,.1f} ms"
+            out.append(f"{name} {shown} against the {target * 1e3:,.1f} ms target")
+    if lim.max_kwh is not None:
+        out.append(f"uses {p.kwh:,.3g} kWh of {lim.max_kwh:,.3g}")
+    if lim.max_co2_kg is not None:
+        out.append(f"emits {p.co2_kg:,.3g} kg CO2e of {lim.max_co2_kg:,.3g}")
+    return out
+
+
+def decide(a: Any, req: HardwareRequest, budget: Budget, targets: Targets, *, catalog: Catalog,
+           weights: str | None, kv_cache_dtype: str | None, max_count: int = 16384,
+           electricity_usd_kwh: float | None = None, owned_asked: bool = False) -> InferenceDecision:
+    """The verdict of an inference job priced as `req` (an assessment already estimated), and the plans over
+    devices (the user's own, else every rentable GPU), replicas and weight formats."""
+    if a.generation is None and (targets.ttft is not None or targets.tpot is not None) and a.trace.decode is None:
+        raise InputError(f"{opt('ttft')} and {opt('tpot')} apply to generation: give {opt('task')} generate with "
+                         f"{opt('prompt_tokens')} and {opt('generate_tokens')}")
+    energy = electricity_usd_kwh if electricity_usd_kwh is not None else fp.electricity_price()
+    asked_fmt = weight_format(weights or a.workload.precision.dense_format)
+    asked = _evaluate(a, req, req.device, req.layout.count, asked_fmt, kv_cache_dtype, req.price_per_hour,
+                      owned_asked, energy)
+    asked.violations = _violations(asked, budget, targets)
+    notes: list[str] = []
+    if budget.available:
+        pool = [(catalog.get(o.device), o.count, True) for o in budget.available]
+    else:
+        pool = [(d, max_count, False) for d in catalog.rentable() if d.peak_tflops and d.kind != "cpu"]
+    plans: list[InferencePlan] = []
+    dense = "bf16" if asked_fmt.id == "bf16" else "fp16"
+    for device, limit, owned in pool:
+        names = dict.fromkeys([asked_fmt.id, dense, *SEARCHED])
+        for name in names:
+            fmt = weight_format(name)
+            if fmt.device_format and not device.has_format(fmt.device_format):
+                continue
+            if fmt.kind != "dense" and fmt.id != asked_fmt.id and (device.kind != "gpu" or device.vendor != "nvidia"):
+                continue  # the int8 / 4-bit kernels searched (bitsandbytes, AWQ) are CUDA kernels
+            price = 0.0 if owned else (req.price_per_hour if device.id == req.device.id
+                                       else device.price_usd_per_hour)
+            try:
+                one = _evaluate(a, req, device, 1, fmt, kv_cache_dtype, price, owned, energy)
+            except AffordError:  # the device cannot price this job (no peak for its format)
+                continue
+            counts = {1}
+            if budget.deadline_s is not None and one.seconds > budget.deadline_s:
+                # replicas share the samples; batches round up, so one more replica where the split is tight
+                need = math.ceil(one.seconds / budget.deadline_s)
+                counts |= {min(limit, need), min(limit, need + 1)}
+            for count in sorted(counts):
+                p = one if count == 1 else _evaluate(a, req, device, count, fmt, kv_cache_dtype, price, owned, energy)
+                p.violations = _violations(p, budget, targets)
+                p.changes = _changes(p, asked)
+                plans.append(p)
+    feasible = [p for p in plans if p.feasible]
+    listed = _listed(feasible, plans)
+    if asked.feasible:
+        status = Status.AFFORDABLE
+    elif feasible:
+        status = Status.WITH_CHANGES
+    else:
+        status = Status.NOT_AFFORDABLE
+        best = min((p for p in plans if p.fits), key=lambda p: p.latency_s, default=None)
+        if best is not None and (targets.max_latency or targets.ttft or targets.tpot):
+            notes.append(f"the lowest latency found is {best.latency_s * 1e3:,.1f} ms per "
+                         f"{'request' if a.generation is not None else 'batch'} ({best.weights} on {best.device}); "
+                         "a lower target needs a smaller batch or model, or tensor parallelism (not priced yet)")
+    reasons = _reasons(asked, budget, targets)
+    if plans and not any(p.fits for p in plans):
+        smallest = min(plans, key=lambda p: p.per_device_bytes)
+        reasons.append(f"no plan fits one device: the smallest is {smallest.per_device_bytes / 2**30:,.1f} GiB "
+                       f"({smallest.weights} on {smallest.device}); splitting the model over devices (tensor "
+                       "parallelism) is not priced yet")
+    if status is Status.WITH_CHANGES and listed:
+        reasons.append("as asked it breaks: " + ", ".join(asked.violations or ["memory"]) + "; the cheapest plan "
+                       "that fits: " + "; ".join(listed[0].changes or ["the same job"]))
+    notes.append("inference plans search devices, replicas and weight formats (16-bit, int8, AWQ 4-bit, FP8); "
+                 "tensor parallelism and the serving model (paged KV, continuous batching) are not priced yet")
+    return InferenceDecision(status=status, reasons=reasons, asked=asked, plans=listed, budget=budget,
+                             searched=len(plans), notes=notes)
+
+
+def _listed(feasible: list[InferencePlan], plans: list[InferencePlan]) -> list[InferencePlan]:
+    """The plans worth showing: the cheapest and the lowest-latency feasible plans, then the cheapest feasible
+    plan of each weight format; with none feasible, the cheapest plans that fit."""
+    pool = feasible or [p for p in plans if p.fits]
+    if not pool:
+        return []
+    out = [min(pool, key=lambda p: (p.cost_usd or 0.0, p.seconds)), min(pool, key=lambda p: p.latency_s)]
+    for fmt in dict.fromkeys(p.weights for p in pool):
+        out.append(min((p for p in pool if p.weights == fmt), key=lambda p: (p.cost_usd or 0.0, p.seconds)))
+    unique: list[InferencePlan] = []
+    for p in out:
+        if all(p is not q for q in unique):
+            unique.append(p)
+    return unique[:8]

@@ -1,0 +1,71 @@
+"""The verdict of an inference job (decide/inference.py): the budget, deadline and latency targets against the job
+as asked, and plans over devices, replicas and weight formats, re-priced from the one trace."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+import afford
+from afford.cli import app
+from afford.errors import InputError
+
+runner = CliRunner()
+GPT2 = "hf:openai-community/gpt2"
+
+
+def test_an_inference_job_gets_a_verdict_and_plans() -> None:
+    a = afford.assess(GPT2, infer_samples=10_000, seq_len=128, hardware="t4", budget_usd=5.0, deadline="1h")
+    d = a.to_dict()
+    assert d["verdict"]["status"] == "affordable" and d["verdict"]["job"] == "inference"
+    assert any(r.startswith("costs $") for r in d["verdict"]["reasons"])
+    assert d["verdict"]["plan"]["device"] == "t4" and d["plans"]
+    assert d["verdict"]["plan"]["infer_seconds"] == pytest.approx(d["time"]["infer_seconds"])
+    assert d["verdict"]["plan"]["cost_usd"] == pytest.approx(d["cost"]["infer_usd"])
+
+
+def test_a_deadline_is_met_with_replicas() -> None:
+    one = afford.assess(GPT2, infer_samples=2_000_000, seq_len=128, hardware="t4").to_dict()["time"]["infer_seconds"]
+    a = afford.assess(GPT2, infer_samples=2_000_000, seq_len=128, hardware="t4", deadline=one / 3)
+    d = a.to_dict()
+    assert d["verdict"]["status"] == "affordable_with_changes"
+    assert "deadline" in a.decision.asked.violations
+    chosen = d["verdict"]["plan"]
+    assert chosen["feasible"] and chosen["infer_seconds"] <= one / 3
+
+
+def test_a_model_too_big_for_the_device_fits_in_4_bits() -> None:
+    """Llama-2-13B in 16 bits needs ~26 GB of weights: more than a 24 GB RTX 4090; AWQ 4-bit (~7 GB) fits."""
+    a = afford.assess("hf:meta-llama/Llama-2-13b-hf", infer_samples=100, seq_len=256, precision="fp16",
+                      hardware="rtx4090", available="rtx4090:1")
+    d = a.to_dict()
+    assert d["verdict"]["status"] == "affordable_with_changes"
+    assert a.decision.asked.fits is False
+    chosen = d["verdict"]["plan"]
+    assert chosen["device"] == "rtx4090" and chosen["owned"] and chosen["weights"] in ("int8", "awq-4bit", "fp8")
+    assert any("weights in" in c for c in chosen["changes"])
+
+
+def test_latency_targets_and_their_misuse() -> None:
+    a = afford.assess(GPT2, task="generate", prompt_tokens=64, generate_tokens=32, infer_samples=10, hardware="t4",
+                      tpot=1e-6)
+    d = a.to_dict()
+    assert d["verdict"]["status"] == "not_affordable"
+    assert any("time per output token" in r for r in d["verdict"]["reasons"])
+    assert any("lowest latency found" in n for n in d["notes"])
+    with pytest.raises(InputError, match="apply to generation"):
+        afford.assess("torchvision:resnet18", infer_samples=10, ttft=0.1)
+    with pytest.raises(InputError, match="max_latency"):
+        afford.assess("torchvision:resnet18", infer_samples=10, max_latency=-1.0)
+
+
+def test_cli_inference_verdict_json_and_one_line_errors() -> None:
+    ok = runner.invoke(app, ["assess", "torchvision:resnet18", "--infer-samples", "1000", "--batch-size", "8",
+                             "--budget-usd", "1", "--max-latency", "0.5", "--json"])
+    assert ok.exit_code == 0, ok.output
+    d = json.loads(ok.stdout)
+    assert d["verdict"]["status"] == "affordable" and d["plans"][0]["latency_seconds"] > 0
+    bad = runner.invoke(app, ["assess", "torchvision:resnet18", "--budget-usd", "1"])
+    assert bad.exit_code == 2 and "--infer-samples" in bad.output and "Traceback" not in bad.output
