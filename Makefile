@@ -3,7 +3,8 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-# pytest-xdist workers for `make test` (0: one process); loadgroup keeps a module's shared fixtures on one worker
+# pytest-xdist workers for `make test` (0: one process); --dist load measured faster than loadgroup on 1,001 tests
+# here (4 min 54 s against 5 min 29 s): spreading the heavy golden modules beats keeping their fixtures on one worker
 TEST_JOBS ?= 2
 
 .PHONY: demo test lint typecheck bench validate calibrate-system cpu-check timm-coverage clean
@@ -25,7 +26,7 @@ test: $(STAMP)
 	$(BIN)/ruff check src tests bench
 	$(BIN)/mypy
 	sh scripts/install-test-deps.sh
-	$(BIN)/pytest -n $(TEST_JOBS) --dist loadgroup
+	$(BIN)/pytest -n $(TEST_JOBS) --dist load
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests bench
