@@ -3,16 +3,15 @@ plan's own (issue 12)."""
 
 from __future__ import annotations
 
-import importlib
 import json
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 import afford
 from afford import tracecache
 from afford.decide.run import plan
+from trace_counter import count_traces
 
 TINY_GPT2 = {"model_type": "gpt2", "architectures": ["GPT2LMHeadModel"], "n_embd": 64, "n_layer": 2, "n_head": 2,
              "vocab_size": 1000, "n_positions": 128, "bos_token_id": 0, "eos_token_id": 0}
@@ -21,17 +20,8 @@ TINY_GPT2 = {"model_type": "gpt2", "architectures": ["GPT2LMHeadModel"], "n_embd
 @pytest.fixture
 def traces(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """The names of the modules traced, in order, while the test runs."""
-    module = importlib.import_module("afford.assess")
     tracecache.clear()
-    real = module.run_trace
-    seen: list[str] = []
-
-    def counted(spec: Any, mod: Any, **kwargs: Any) -> Any:
-        seen.append(type(mod).__name__)
-        return real(spec, mod, **kwargs)
-
-    monkeypatch.setattr(module, "run_trace", counted)
-    return seen
+    return count_traces(monkeypatch)
 
 
 def test_assess_with_a_budget_traces_the_model_once(traces: list[str]) -> None:

@@ -3,7 +3,6 @@ trace from SQLite and gets the same result; stale, corrupt or foreign data is ig
 
 from __future__ import annotations
 
-import importlib
 import json
 import os
 import sqlite3
@@ -11,7 +10,6 @@ import subprocess
 import sys
 import zlib
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -19,6 +17,7 @@ import afford
 from afford import tracecache, tracecodec, tracedisk
 from afford.tracecodec import CodecError
 from afford.workload import Workload
+from trace_counter import count_traces
 
 TINY_GPT2 = {"model_type": "gpt2", "architectures": ["GPT2LMHeadModel"], "n_embd": 64, "n_layer": 2, "n_head": 2,
              "vocab_size": 1000, "n_positions": 128, "bos_token_id": 0, "eos_token_id": 0}
@@ -37,16 +36,7 @@ def home(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
 @pytest.fixture
 def traces(home: Path, monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """The names of the modules traced while the test runs."""
-    module = importlib.import_module("afford.assess")
-    real = module.run_trace
-    seen: list[str] = []
-
-    def counted(spec: Any, mod: Any, **kwargs: Any) -> Any:
-        seen.append(type(mod).__name__)
-        return real(spec, mod, **kwargs)
-
-    monkeypatch.setattr(module, "run_trace", counted)
-    return seen
+    return count_traces(monkeypatch)
 
 
 def _gpt2_config(tmp: Path) -> str:

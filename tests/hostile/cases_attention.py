@@ -7,20 +7,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from hostile.harness import Case, Result
+from hostile.harness import Case, Result, job_file
 
 MODEL = "hf:openai-community/gpt2"
-
-
-def _job(text: str):  # type: ignore[no-untyped-def]
-    """A setup that writes a job file with `text` and passes it."""
-
-    def setup(tmp: Path) -> list[str]:
-        path = tmp / "job.toml"
-        path.write_text(text)
-        return ["--job", str(path)]
-
-    return setup
 
 
 def _kernel(name: str):  # type: ignore[no-untyped-def]
@@ -41,7 +30,7 @@ CASES = [
     Case("attention-plan-unknown", ["plan", MODEL, "--seq-len", "64", "--train-samples", "1000", "--attention",
                                     "xformers"], 2, r"unknown --attention 'xformers'"),
     Case("attention-job-file", ["assess", MODEL, "--seq-len", "64"], 2, r"unknown --attention 'tri'",
-         setup=_job('[hardware]\nattention = "tri"\n')),
+         setup=job_file('[hardware]\nattention = "tri"\n')),
     Case("attention-auto-h100", ["assess", MODEL, "--seq-len", "64", "--hardware", "h100-sxm", "--json"], 0,
          check=_kernel("flash")),
     Case("attention-auto-v100", ["assess", MODEL, "--seq-len", "64", "--hardware", "v100-16gb", "--json"], 0,

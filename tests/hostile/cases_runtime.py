@@ -6,20 +6,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from hostile.harness import Case, Result
+from hostile.harness import Case, Result, job_file
 
 MODEL = "torchvision:resnet18"
-
-
-def _job(text: str):  # type: ignore[no-untyped-def]
-    """A setup that writes a job file with `text` and passes it."""
-
-    def setup(tmp: Path) -> list[str]:
-        path = tmp / "job.toml"
-        path.write_text(text)
-        return ["--job", str(path)]
-
-    return setup
 
 
 def _host_breakdown(runtime: str):  # type: ignore[no-untyped-def]
@@ -40,7 +29,7 @@ CASES = [
     Case("runtime-plan-unknown", ["plan", MODEL, "--train-samples", "1000", "--runtime", "jit"], 2,
          r"unknown --runtime 'jit'"),
     Case("runtime-job-file-unknown", ["assess", MODEL], 2, r"unknown --runtime 'fast'",
-         setup=_job('[hardware]\nruntime = "fast"\n')),
+         setup=job_file('[hardware]\nruntime = "fast"\n')),
     Case("runtime-alias-graphs", ["assess", MODEL, "--train-samples", "64", "--batch-size", "8", "--runtime",
                                   "reduce-overhead", "--hardware", "t4", "--json"], 0,
          check=_host_breakdown("cudagraphs")),

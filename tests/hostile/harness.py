@@ -133,3 +133,14 @@ def assert_finite(node: Any, where: str = "") -> None:
     elif isinstance(node, list):
         for i, v in enumerate(node):
             assert_finite(v, f"{where}[{i}]")
+
+
+def job_file(text: str) -> Callable[[Path], list[str]]:
+    """A Case setup that writes a job file (job.toml) with `text` and passes it as `--job`."""
+
+    def setup(tmp: Path) -> list[str]:
+        path = tmp / "job.toml"
+        path.write_text(text)
+        return ["--job", str(path)]
+
+    return setup

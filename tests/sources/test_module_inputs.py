@@ -23,6 +23,7 @@ from afford.sources import resolve
 from afford.sources.base import Dims, ModelKind
 from afford.sources.example_inputs import example_maker
 from afford.sources.module_src import from_module
+from hostile.models_fixtures import OnlyEmbedding
 
 TINY_GPT2 = {"model_type": "gpt2", "architectures": ["GPT2LMHeadModel"], "n_layer": 2, "n_embd": 64, "n_head": 2,
              "n_positions": 256, "vocab_size": 1000}
@@ -38,17 +39,6 @@ class TwoInputs(nn.Module):
 
     def forward(self, x: torch.Tensor, ids: torch.Tensor, scale: float = 1.0) -> torch.Tensor:
         return self.fc(x + self.emb(ids).mean(1)) * scale
-
-
-class OnlyEmbedding(nn.Module):
-    """No Conv2d or Linear: afford cannot guess its input."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.emb = nn.Embedding(50, 16)
-
-    def forward(self, ids: torch.Tensor) -> torch.Tensor:
-        return self.emb(ids)
 
 
 def _tiny_gpt2() -> nn.Module:

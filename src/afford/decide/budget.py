@@ -84,6 +84,20 @@ class Budget:
         if self.max_co2_kg is not None:
             b.real(self.max_co2_kg, "max_co2_kg", high=b.MAX_CO2_KG, open_low=True, unit=" kg")
 
+    def violations(self, cost_usd: float | None, seconds: float, kwh: float, co2_kg: float) -> list[str]:
+        """The limits a plan's cost, time, energy and CO2 break (an unknown cost breaks none): budget, deadline,
+        energy, co2, in that order."""
+        out = []
+        if self.usd is not None and (cost_usd or 0.0) > self.usd:
+            out.append("budget")
+        if self.deadline_s is not None and seconds > self.deadline_s:
+            out.append("deadline")
+        if self.max_kwh is not None and kwh > self.max_kwh:
+            out.append("energy")
+        if self.max_co2_kg is not None and co2_kg > self.max_co2_kg:
+            out.append("co2")
+        return out
+
     @property
     def given(self) -> bool:
         return any(v is not None for v in (self.usd, self.deadline_s, self.max_kwh, self.max_co2_kg)) or bool(

@@ -146,15 +146,7 @@ def _evaluate(a: Any, req: HardwareRequest, device: Device, count: int, fmt: Wei
 
 
 def _violations(p: InferencePlan, lim: Budget, t: Targets) -> list[str]:
-    out = []
-    if lim.usd is not None and (p.cost_usd or 0.0) > lim.usd:
-        out.append("budget")
-    if lim.deadline_s is not None and p.seconds > lim.deadline_s:
-        out.append("deadline")
-    if lim.max_kwh is not None and p.kwh > lim.max_kwh:
-        out.append("energy")
-    if lim.max_co2_kg is not None and p.co2_kg > lim.max_co2_kg:
-        out.append("co2")
+    out = lim.violations(p.cost_usd, p.seconds, p.kwh, p.co2_kg)
     if t.max_latency is not None and p.latency_s > t.max_latency:
         out.append("latency")
     if t.ttft is not None and (p.ttft_s or 0.0) > t.ttft:

@@ -384,22 +384,9 @@ def _first_fit(v: Variant, device: Device, count: int, tp: int, pp: int, par: st
 
 def mark(p: Plan, budget: Budget) -> Plan:
     """Set a plan's violated limits and whether it is feasible (fits in memory and breaks no limit)."""
-    p.violations = _violations(p, budget)
+    p.violations = budget.violations(p.cost_usd, p.train_seconds, p.kwh, p.co2_kg)
     p.feasible = p.fits and not p.violations
     return p
-
-
-def _violations(p: Plan, b: Budget) -> list[str]:
-    out = []
-    if b.usd is not None and (p.cost_usd or 0.0) > b.usd:
-        out.append("budget")
-    if b.deadline_s is not None and p.train_seconds > b.deadline_s:
-        out.append("deadline")
-    if b.max_kwh is not None and p.kwh > b.max_kwh:
-        out.append("energy")
-    if b.max_co2_kg is not None and p.co2_kg > b.max_co2_kg:
-        out.append("co2")
-    return out
 
 
 def pareto(plans: list[Plan]) -> list[Plan]:
