@@ -1,35 +1,24 @@
 #!/usr/bin/env bash
-# Predicted against measured on a CUDA GPU: calibrate the device, then time ResNet-18 (batch 8, 224 px),
-# BERT-base (batch 4, seq 128) and GPT-2 small (batch 2, seq 256) for real and compare with afford's
-# prediction. Meant for a lent GPU machine, under 8 minutes; writes results to ${OUT:-./gpu_check_out}.
-#
-# It needs torch, torchvision, transformers, timm, typer, rich, platformdirs, psutil, peft and pyyaml already
-# importable (the machine has no network); afford itself runs from src/ without installing.
-set -euo pipefail
+# Measured step times and latencies on a lent CUDA GPU (bench/gpu_check.py, standalone: torch, torchvision,
+# timm and transformers only), one process per group under its own time limit, each finished case appended to
+# ${OUT:-./gpu_check_out}/gpu_check.jsonl at once. Worst case about 9.5 minutes; about 6 expected on an H200.
+# Then, here: `.venv/bin/python bench/gpu_compare.py PATH/gpu_check.jsonl` prices the same jobs with afford and
+# writes docs/validation.md's "Measured on a lent GPU" table.
+set -uo pipefail
 cd "$(dirname "$0")/.."
 out="${OUT:-./gpu_check_out}"
 mkdir -p "$out"
-export PYTHONPATH="$PWD/src:$PWD/tests${PYTHONPATH:+:$PYTHONPATH}" AFFORD_HOME="$out/home" PYTHONUNBUFFERED=1
+export PYTHONUNBUFFERED=1 TOKENIZERS_PARALLELISM=false TRANSFORMERS_VERBOSITY=error
 py="${PYTHON:-python3}"
-"$py" - <<'PY'
-import importlib, sys
-missing = [m for m in ("torch", "torchvision", "transformers", "timm", "typer", "rich", "platformdirs", "psutil",
-                       "peft", "yaml") if importlib.util.find_spec(m) is None]
-if missing:
-    sys.exit(f"gpu_check: missing packages: {', '.join(missing)}")
-import torch
-if not torch.cuda.is_available():
-    sys.exit("gpu_check: no CUDA device visible")
-print("device:", torch.cuda.get_device_name(0), "torch", torch.__version__)
-PY
-nvidia-smi --query-gpu=name,memory.total,power.limit --format=csv | tee "$out/nvidia-smi.csv" || true
-timeout 120 "$py" -m afford calibrate --device cuda --json | tee "$out/calibrate.json"
-for job in "torchvision:resnet18 --batch-size 8" \
-           "hf:google-bert/bert-base-uncased --batch-size 4 --seq-len 128" \
-           "hf:openai-community/gpt2 --batch-size 2 --seq-len 256"; do
-  name=$(echo "$job" | cut -d' ' -f1 | tr ':/' '__')
-  # shellcheck disable=SC2086
-  timeout 150 "$py" -m afford measure $job --device cuda --steps 10 --precision bf16-mixed --json \
-    | tee "$out/measure_${name}.json"
+nvidia-smi --query-gpu=name,memory.total,power.limit,clocks.max.sm,driver_version --format=csv \
+  | tee "$out/nvidia-smi.csv" || true
+"$py" -c "import torch, torchvision, timm, transformers; print('torch', torch.__version__, 'torchvision', \
+torchvision.__version__, 'timm', timm.__version__, 'transformers', transformers.__version__)" | tee "$out/versions.txt"
+for group in "train 110" "infer 100" "decode 90" "compiled-resnet18 90" "compiled-vit 90" "compiled-llama 100"; do
+  set -- $group
+  echo "== $1 (limit $2 s)"
+  timeout "$2" "$py" bench/gpu_check.py "$1" "$out/gpu_check.jsonl" 2>>"$out/stderr.txt" \
+    || echo "gpu_check: group $1 ended with status $? (see stderr.txt)"
+  tail -3 "$out/stderr.txt"
 done
-echo "gpu_check: done; results in $out"
+echo "gpu_check: done; results in $out/gpu_check.jsonl"

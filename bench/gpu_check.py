@@ -1,0 +1,350 @@
+"""Measured step times and latencies on a CUDA GPU, for comparison with afford's predictions
+(bench/gpu_compare.py prices the same jobs and writes docs/validation.md's "Measured on a lent GPU" table).
+
+Self-contained on purpose: it needs only torch, torchvision, timm and transformers (the GPU machine's own
+versions), not afford, so a version difference there cannot break the run. Each group of cases runs in its own
+process under a time limit (bench/gpu_check.sh), and every finished case is appended to a JSON-lines file at
+once, so a timeout keeps what was measured.
+
+Usage: python bench/gpu_check.py GROUP OUT.jsonl [--smoke]
+  GROUP: train | infer | decode | compiled-resnet18 | compiled-vit | compiled-llama | host | phases |
+         infer-default
+  (infer-default: fp32 with PyTorch's default TF32 settings, matmuls in full fp32, as afford prices fp32;
+  the other groups turn TF32 on for matmuls too)
+  --smoke: tiny shapes on the CPU, to check the script itself before spending GPU time.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import sys
+import time
+import traceback
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+
+ROOT = Path(__file__).resolve().parent.parent
+CONFIGS = ROOT / "src" / "afford" / "sources" / "hf_configs"
+SMOKE = "--smoke" in sys.argv
+DEVICE = "cpu" if SMOKE else "cuda"
+
+
+def sync() -> None:
+    """Wait for the GPU (nothing to wait for on the CPU)."""
+    if DEVICE == "cuda":
+        torch.cuda.synchronize()
+
+
+def mean_seconds(fn: Callable[[], Any], warmup: int, iters: int) -> float:
+    """Mean seconds per call over `iters` calls issued back to back (one sync at the end), after `warmup`:
+    throughput timing, as trainers and timm's benchmark run."""
+    for _ in range(warmup):
+        fn()
+    sync()
+    t = time.perf_counter()
+    for _ in range(iters):
+        fn()
+    sync()
+    return (time.perf_counter() - t) / iters
+
+
+def median_latency(fn: Callable[[], Any], warmup: int, iters: int) -> float:
+    """Median seconds of one call with a sync after each: latency timing, as a served request sees it."""
+    for _ in range(warmup):
+        fn()
+    sync()
+    times = []
+    for _ in range(iters):
+        t = time.perf_counter()
+        fn()
+        sync()
+        times.append(time.perf_counter() - t)
+    return statistics.median(times)
+
+
+def peak_gib() -> float:
+    """Peak bytes the caching allocator handed out since the last reset, in GiB."""
+    return torch.cuda.max_memory_allocated() / 2**30 if DEVICE == "cuda" else 0.0
+
+
+def reset_peak() -> None:
+    """Free what the last case left and restart the peak count."""
+    import gc
+
+    gc.collect()
+    if DEVICE == "cuda":
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats()
+
+
+def vision(name: str) -> torch.nn.Module:
+    """A torchvision or timm model with random weights."""
+    source, model = name.split(":")
+    if source == "torchvision":
+        import torchvision
+
+        return torchvision.models.get_model(model, weights=None)
+    import timm
+
+    return timm.create_model(model, pretrained=False)
+
+
+def llm(repo: str, dtype: torch.dtype) -> torch.nn.Module:
+    """A causal LM built from the config afford ships (random weights, SDPA attention) on the device."""
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    d = dict(json.loads((CONFIGS / (repo.replace("/", "--") + ".json")).read_text())["config"])
+    if SMOKE:
+        d.update(num_hidden_layers=2, hidden_size=128, intermediate_size=256, num_attention_heads=4,
+                 num_key_value_heads=2, vocab_size=1000, head_dim=32)
+    config = AutoConfig.for_model(d.pop("model_type"), **d)
+    with torch.device(DEVICE):
+        try:
+            model = AutoModelForCausalLM.from_config(config, dtype=dtype, attn_implementation="sdpa")
+        except TypeError:
+            model = AutoModelForCausalLM.from_config(config, torch_dtype=dtype, attn_implementation="sdpa")
+    return model
+
+
+class Recorder:
+    """Appends one JSON line per finished case, so a killed process keeps the rows before it."""
+
+    def __init__(self, path: str) -> None:
+        self.path = Path(path)
+
+    def case(self, row: dict[str, Any], run: Callable[[], dict[str, Any]]) -> None:
+        """Run one case and append its row (with the error instead, if it failed)."""
+        reset_peak()
+        t = time.perf_counter()
+        try:
+            row.update(run())
+            row["peak_gib"] = round(peak_gib(), 3)
+        except Exception as e:  # noqa: BLE001  a failed case is recorded, and the next one runs
+            row["error"] = f"{type(e).__name__}: {e}"[:500]
+            traceback.print_exc()
+        row["wall_s"] = round(time.perf_counter() - t, 1)
+        print(json.dumps(row), flush=True)
+        with self.path.open("a") as f:
+            f.write(json.dumps(row) + "\n")
+
+
+def train_vision(name: str, batch: int, compiled: bool) -> Callable[[], dict[str, Any]]:
+    """A bf16-autocast AdamW training step of a vision model at 224 px (cross-entropy loss)."""
+    def run() -> dict[str, Any]:
+        model = vision(name).to(DEVICE).train()
+        step_model = torch.compile(model) if compiled else model
+        opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
+        b = 2 if SMOKE else batch
+        x = torch.randn(b, 3, 224, 224, device=DEVICE)
+        y = torch.randint(0, 1000, (b,), device=DEVICE)
+
+        def step() -> None:
+            with torch.autocast(DEVICE, dtype=torch.bfloat16):
+                loss = torch.nn.functional.cross_entropy(step_model(x), y)
+            loss.backward()
+            opt.step()
+            opt.zero_grad(set_to_none=True)
+
+        t = time.perf_counter()
+        step()
+        sync()
+        first = time.perf_counter() - t
+        seconds = mean_seconds(step, 1 if SMOKE else 3, 1 if SMOKE else 15)
+        return {"step_s": seconds, "samples_per_s": b / seconds, "first_step_s": round(first, 2)}
+    return run
+
+
+def train_llm(repo: str, batch: int, seq: int, compiled: bool) -> Callable[[], dict[str, Any]]:
+    """A bf16-autocast AdamW training step of a causal LM (fp32 weights, SDPA, labels = inputs)."""
+    def run() -> dict[str, Any]:
+        model = llm(repo, torch.float32).train()
+        step_model = torch.compile(model) if compiled else model
+        opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
+        s = 16 if SMOKE else seq
+        ids = torch.randint(0, int(model.config.vocab_size), (1 if SMOKE else batch, s), device=DEVICE)
+
+        def step() -> None:
+            with torch.autocast(DEVICE, dtype=torch.bfloat16):
+                loss = step_model(input_ids=ids, labels=ids).loss
+            loss.backward()
+            opt.step()
+            opt.zero_grad(set_to_none=True)
+
+        t = time.perf_counter()
+        step()
+        sync()
+        first = time.perf_counter() - t
+        seconds = mean_seconds(step, 1 if SMOKE else 2, 1 if SMOKE else 8)
+        return {"step_s": seconds, "tokens_per_s": ids.numel() / seconds, "first_step_s": round(first, 2)}
+    return run
+
+
+def infer_vision(name: str, batch: int, dtype: torch.dtype, graphs: bool) -> Callable[[], dict[str, Any]]:
+    """Eval-mode inference at 224 px in `dtype` (weights cast to it): batch latency (sync after each call) and
+    throughput (calls back to back); with `graphs`, the forward replayed from one captured CUDA graph."""
+    def run() -> dict[str, Any]:
+        model = vision(name).to(DEVICE, dtype).eval()
+        x = torch.randn(batch if not SMOKE else 1, 3, 224, 224, device=DEVICE, dtype=dtype)
+        fn: Callable[[], Any]
+        with torch.inference_mode():
+            if graphs and DEVICE == "cuda":
+                s = torch.cuda.Stream()
+                s.wait_stream(torch.cuda.current_stream())
+                with torch.cuda.stream(s):
+                    for _ in range(3):
+                        model(x)
+                torch.cuda.current_stream().wait_stream(s)
+                g = torch.cuda.CUDAGraph()
+                with torch.cuda.graph(g):
+                    model(x)
+                fn = g.replay
+            else:
+                def fn() -> Any:
+                    return model(x)
+            iters = 2 if SMOKE else (100 if batch <= 8 else 30)
+            latency = median_latency(fn, 2 if SMOKE else 10, iters)
+            throughput = mean_seconds(fn, 1, iters)
+        return {"latency_s": latency, "batch_s": throughput, "samples_per_s": x.shape[0] / throughput}
+    return run
+
+
+def decode_llm(repo: str, batch: int, prompt: int, tokens: int) -> Callable[[], dict[str, Any]]:
+    """bf16 eager HF generation by hand: the prefill of `prompt` tokens (TTFT) and the median decode step over
+    `tokens` steps with the dynamic KV cache (TPOT), at `batch` sequences."""
+    def run() -> dict[str, Any]:
+        model = llm(repo, torch.bfloat16).eval()
+        b, p, n = (1, 8, 3) if SMOKE else (batch, prompt, tokens)
+        ids = torch.randint(0, int(model.config.vocab_size), (b, p), device=DEVICE)
+        with torch.inference_mode():
+            ttft = median_latency(lambda: model(input_ids=ids, use_cache=True), 1 if SMOKE else 2,
+                                  2 if SMOKE else 5)
+            out = model(input_ids=ids, use_cache=True)
+            cache = out.past_key_values
+            nxt = out.logits[:, -1:].argmax(-1)
+            for _ in range(2):  # warm-up decode steps
+                out = model(input_ids=nxt, past_key_values=cache, use_cache=True)
+                nxt = out.logits[:, -1:].argmax(-1)
+            sync()
+            steps = []
+            for _ in range(n):
+                t = time.perf_counter()
+                out = model(input_ids=nxt, past_key_values=cache, use_cache=True)
+                nxt = out.logits[:, -1:].argmax(-1)
+                sync()
+                steps.append(time.perf_counter() - t)
+        tpot = statistics.median(steps)
+        return {"ttft_s": ttft, "tpot_s": tpot, "decode_tokens_per_s": b / tpot}
+    return run
+
+
+def host_ops() -> Callable[[], dict[str, Any]]:
+    """Host time per op on this machine: a tiny in-place add (dispatch and launch, as `afford calibrate` times
+    it), a tiny nn.Linear module call and a tiny convolution, each issued 2,000 times back to back."""
+    def run() -> dict[str, Any]:
+        tiny = torch.ones(8, device=DEVICE)
+        lin = torch.nn.Linear(8, 8).to(DEVICE)
+        conv = torch.nn.Conv2d(3, 8, 3).to(DEVICE)
+        img = torch.randn(1, 3, 8, 8, device=DEVICE)
+        out: dict[str, Any] = {}
+        with torch.inference_mode():
+            for name, fn in (("add_us", lambda: tiny.add_(0)), ("linear_module_us", lambda: lin(tiny)),
+                             ("conv_module_us", lambda: conv(img))):
+                out[name] = 1e6 * min(mean_seconds(fn, 100, 2000) for _ in range(3))
+        return out
+    return run
+
+
+def train_phases(name: str, batch: int) -> Callable[[], dict[str, Any]]:
+    """One bf16-autocast training step of a vision model split in its phases, each timed alone: forward (with
+    autograd recording), forward + backward, and AdamW's step (foreach, PyTorch's CUDA default, and fused)."""
+    def run() -> dict[str, Any]:
+        model = vision(name).to(DEVICE).train()
+        b = 2 if SMOKE else batch
+        x = torch.randn(b, 3, 224, 224, device=DEVICE)
+        y = torch.randint(0, 1000, (b,), device=DEVICE)
+        params = list(model.parameters())
+
+        def forward() -> torch.Tensor:
+            with torch.autocast(DEVICE, dtype=torch.bfloat16):
+                return torch.nn.functional.cross_entropy(model(x), y)
+
+        def fwd_bwd() -> None:
+            forward().backward()
+
+        warm, iters = (1, 1) if SMOKE else (3, 15)
+        out: dict[str, Any] = {"tensors": len(params)}
+        out["forward_s"] = mean_seconds(forward, warm, iters)
+        out["forward_backward_s"] = mean_seconds(fwd_bwd, warm, iters)
+        for label, kwargs in (("adamw_foreach_s", {"foreach": True}), ("adamw_fused_s", {"fused": DEVICE == "cuda"})):
+            opt = torch.optim.AdamW(params, lr=1e-4, **kwargs)  # type: ignore[arg-type]
+            out[label] = mean_seconds(opt.step, warm, iters)
+        return out
+    return run
+
+
+def main() -> int:
+    group, out = sys.argv[1], sys.argv[2]
+    rec = Recorder(out)
+    if DEVICE == "cuda" and group != "infer-default":
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+        torch.backends.cudnn.benchmark = True
+        print("device:", torch.cuda.get_device_name(0), "torch", torch.__version__, flush=True)
+    llama1b, llama7b = "meta-llama/Llama-3.2-1B", "meta-llama/Llama-2-7b-hf"
+    if group == "train":
+        for name, batch in (("torchvision:resnet18", 64), ("torchvision:resnet50", 64),
+                            ("timm:vit_base_patch16_224", 64), ("timm:regnety_004", 256),
+                            ("timm:deit_tiny_patch16_224", 256)):
+            rec.case({"kind": "train", "model": name, "batch": batch, "runtime": "eager"},
+                     train_vision(name, batch, False))
+        for batch, seq in ((8, 512), (2, 2048)):
+            rec.case({"kind": "train", "model": "hf:" + llama1b, "batch": batch, "seq": seq, "runtime": "eager"},
+                     train_llm(llama1b, batch, seq, False))
+    elif group == "infer":
+        for name, batches in (("torchvision:resnet50", (1, 8, 64, 256)), ("timm:vit_base_patch16_224", (1, 64))):
+            for dtype, label in ((torch.float32, "fp32"), (torch.float16, "fp16")):
+                for batch in batches:
+                    rec.case({"kind": "infer", "model": name, "batch": batch, "precision": label,
+                              "runtime": "eager"}, infer_vision(name, batch, dtype, False))
+        for batch in (1, 8):
+            rec.case({"kind": "infer", "model": "torchvision:resnet50", "batch": batch, "precision": "fp16",
+                      "runtime": "cudagraphs"}, infer_vision("torchvision:resnet50", batch, torch.float16, True))
+    elif group == "decode":
+        for repo, batches in ((llama1b, (1, 16)), (llama7b, (1, 32))):
+            for batch in batches:
+                rec.case({"kind": "decode", "model": "hf:" + repo, "batch": batch, "prompt": 512, "tokens": 64,
+                          "precision": "bf16", "runtime": "eager"}, decode_llm(repo, batch, 512, 64))
+    elif group == "compiled-resnet18":
+        rec.case({"kind": "train", "model": "torchvision:resnet18", "batch": 64, "runtime": "compiled"},
+                 train_vision("torchvision:resnet18", 64, True))
+    elif group == "compiled-vit":
+        rec.case({"kind": "train", "model": "timm:vit_base_patch16_224", "batch": 64, "runtime": "compiled"},
+                 train_vision("timm:vit_base_patch16_224", 64, True))
+    elif group == "compiled-llama":
+        rec.case({"kind": "train", "model": "hf:" + llama1b, "batch": 2, "seq": 2048, "runtime": "compiled"},
+                 train_llm(llama1b, 2, 2048, True))
+    elif group == "host":
+        rec.case({"kind": "host"}, host_ops())
+    elif group == "phases":
+        for name, batch in (("torchvision:resnet18", 64), ("timm:regnety_004", 256),
+                            ("timm:deit_tiny_patch16_224", 256), ("timm:vit_base_patch16_224", 64),
+                            ("timm:regnetx_008", 256), ("timm:mixnet_m", 128)):
+            rec.case({"kind": "phases", "model": name, "batch": batch}, train_phases(name, batch))
+    elif group == "infer-default":
+        for name, batches in (("torchvision:resnet50", (1, 64)), ("timm:vit_base_patch16_224", (1, 64)),
+                              ("timm:regnety_004", (1, 256)), ("timm:deit_tiny_patch16_224", (1, 256))):
+            for batch in batches:
+                rec.case({"kind": "infer", "model": name, "batch": batch, "precision": "fp32", "runtime": "eager",
+                          "tf32_matmul": False}, infer_vision(name, batch, torch.float32, False))
+    else:
+        print(f"unknown group {group!r}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
