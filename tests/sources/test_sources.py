@@ -35,21 +35,46 @@ def _golden_params() -> list[dict[str, str]]:
         return list(csv.DictReader(f))
 
 
+def _traced_ids() -> set[str]:
+    """The smallest catalog entry of each architecture (config `model_type`): the ones traced in full below."""
+    smallest: dict[str, tuple[int, str]] = {}
+    for row in _golden_params():
+        kind = hf.catalog()[row["id"]]["config"]["model_type"]
+        smallest[kind] = min(smallest.get(kind, (int(row["built_params"]), row["id"])),
+                             (int(row["built_params"]), row["id"]))
+    return {name for _, name in smallest.values()}
+
+
+TRACED = _traced_ids()
+
+
 @pytest.mark.parametrize("row", _golden_params(), ids=lambda r: r["id"])
-def test_catalog_entry_traces_at_published_size(row: dict[str, str]) -> None:
-    """Every bundled config builds and traces a training step (and, for decoders, a cached decode step)."""
+def test_catalog_entry_builds_at_published_size(row: dict[str, str]) -> None:
+    """Every bundled config builds at its published size; the smallest entry of each architecture also traces a
+    training step (and, for decoders, a cached decode step). The larger entries of an architecture run the same
+    code with more layers, so they are built and counted but not traced again (the golden training runs trace
+    65B-176B models end to end)."""
     spec = resolve(f"hf:{row['id']}")
     seq = 64 if spec.kind.uses_tokens or spec.kind.value == "speech-seq2seq" else None
-    a = afford.assess(f"hf:{row['id']}", seq_len=seq, precision="bf16", train_samples=1)
-    built = a.to_dict()["model"]["params"]
+    built = sum(p.numel() for p in spec.build(torch.bfloat16, spec.dims(seq, None)).parameters())
     assert built == int(row["built_params"])
-    assert a.to_dict()["per_sample"]["backward_flops"] > a.to_dict()["per_sample"]["forward_flops"]
-    if spec.decode is not None:
-        assert a.to_dict()["decode"]["flops_per_token"] > 0
+    if row["id"] in TRACED:
+        a = afford.assess(f"hf:{row['id']}", seq_len=seq, precision="bf16", train_samples=1).to_dict()
+        assert a["model"]["params"] == built
+        assert a["per_sample"]["backward_flops"] > a["per_sample"]["forward_flops"]
+        if spec.decode is not None:
+            assert a["decode"]["flops_per_token"] > 0
     entry = hf.catalog()[row["id"]]
     published = entry["published_params"]
     # exact or within 0.5% of the published figure, else the entry explains the gap (rounded names, heads)
     assert abs(built - published) / published <= 0.005 or entry.get("params_note")
+
+
+def test_every_architecture_in_the_catalog_is_traced() -> None:
+    """The traced subset covers each config `model_type` of the catalog once (22 architectures today)."""
+    kinds = {hf.catalog()[name]["config"]["model_type"] for name in TRACED}
+    assert kinds == {e["config"]["model_type"] for e in hf.catalog().values()}
+    assert len(TRACED) >= 20
 
 
 TIMM_SAMPLE = ["resnet50", "convnext_nano_ols", "regnetx_160", "efficientnetv2_m", "vovnet57a", "eca_nfnet_l0",
