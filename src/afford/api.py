@@ -23,6 +23,7 @@ from afford.estimate.footprint import electricity_price
 from afford.estimate.formats import inference_memory, weight_format
 from afford.estimate.job import estimate
 from afford.estimate.request import check_rates, request
+from afford.estimate.serving import serve, serve_request
 from afford.fusion import fuse_assessment
 from afford.hardware.catalog import Catalog
 from afford.sources import resolve
@@ -69,6 +70,7 @@ def assess(model: Any, *, example_inputs: Any = None, **options: Any) -> Assessm
     if fmt is not None:
         req = replace(req, weights=fmt.id)
     check_rates(electricity_usd_kwh=r.electricity_usd_kwh)
+    serve_options = serve_request(r.concurrency, r.rate, r.gpu_memory_utilization)  # checked before the trace
     limited = any(v is not None for v in (r.budget_usd, r.deadline, r.max_kwh, r.max_co2_kg))
     if limited:
         # the limits are checked now, before the trace (the plan builds the same Budget again)
@@ -102,6 +104,15 @@ def assess(model: Any, *, example_inputs: Any = None, **options: Any) -> Assessm
     if fmt is not None or r.kv_cache_dtype is not None:
         result.inference_memory = inference_memory(result, fmt or weight_format(workload.precision.dense_format),
                                                    r.kv_cache_dtype, req.device, tp=req.layout.tp)
+    if result.generation is not None and req.device.kind == "gpu" and result.trace.generation is not None \
+            and result.trace.generation.steps:
+        result.serving = serve(result, req.device, fmt or weight_format(workload.precision.dense_format),
+                               r.kv_cache_dtype, serve_options, req.price_per_hour)
+        if r.rate is not None and result.serving.get("fits"):
+            result.notes.append(
+                f"served at {r.rate:,.3g} requests/s (serve.*): {result.serving['replicas_for_rate']:,} x "
+                f"{req.device.id} under continuous batching; the time and cost above run the requests "
+                f"{workload.batch_size} at a time, one batch after another")
     targets = Targets(max_latency=r.max_latency, ttft=r.ttft, tpot=r.tpot)
     if (limited or r.available or targets.any) and not workload.wants_training:
         if not (workload.infer_samples or workload.task is Task.GENERATE):
@@ -112,7 +123,8 @@ def assess(model: Any, *, example_inputs: Any = None, **options: Any) -> Assessm
                              max_co2_kg=r.max_co2_kg, available=r.available, catalog=catalog)
         result.decision = decide_inference(result, req, budget, targets, catalog=catalog, weights=r.weights,
                                            kv_cache_dtype=r.kv_cache_dtype, max_count=r.max_count,
-                                           electricity_usd_kwh=r.electricity_usd_kwh, owned_asked=owned_energy)
+                                           electricity_usd_kwh=r.electricity_usd_kwh, owned_asked=owned_energy,
+                                           serving=serve_options)
         result.notes.extend(result.decision.notes)
     elif limited or r.available or targets.any:
         # the resolved spec (its --model-option sizes and checkpoint checks) and this trace carry into the plans,

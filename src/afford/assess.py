@@ -43,6 +43,7 @@ class Assessment:
     estimate: Estimate | None = None
     decision: Any = None  # a decide.run.PlanResult when a budget was given
     inference_memory: dict[str, Any] | None = None  # --weights/--kv-cache-dtype: estimate/formats.inference_memory
+    serving: dict[str, Any] | None = None  # generation on a GPU: estimate/serving.serve (JSON `serve`)
 
     # --- per-sample figures -------------------------------------------------------------------------------
     def _per_sample(self, phase: PhaseProfile | None, attr: str = "flops") -> float:
@@ -189,6 +190,8 @@ class Assessment:
             out["memory"]["inference"] = dict(self.inference_memory)
         if self.generation is not None:
             out["generate"] = {**self._generate_section(), **out.get("generate", {})}
+        if self.serving is not None:
+            out["serve"] = dict(self.serving)
         if self.decision is not None:
             decided = self.decision.to_dict()
             out["verdict"], out["plans"] = decided["verdict"], decided["plans"]

@@ -94,6 +94,12 @@ class JobRequest:
               "KV cache and fit in memory.inference, and the inference time of reading it", "workload", (_A, _C))
     kv_cache_dtype: str | None = _opt(None, "KV cache dtype with --weights: fp16 | bf16 | fp8 | fp32 (default: the "
                                             "compute dtype)", "workload", (_A, _C))
+    concurrency: int | None = _opt(None, "requests served at once for the serving figures (serve.at_concurrency; "
+                                         "default: the maximum load only)", "workload", (_A,))
+    rate: float | None = _opt(None, "sustained load in requests per second: serve.replicas_for_rate", "workload",
+                              (_A,))
+    gpu_memory_utilization: float = _opt(0.9, "share of device memory the serving engine takes (vLLM's "
+                                              "--gpu-memory-utilization)", "workload", (_A,))
     model_options: dict[str, Any] | None = _opt(  # noqa: RUF009 (_opt is dataclasses.field; the default is None)
         None, "KEY=VALUE size of a built-in spec (recsys:, diffusers:); repeatable", "workload", (_A, _P, _M),
         flag="model_option", short="-O")

@@ -3,8 +3,9 @@ latency targets and the device's memory, and if not, which device, count and wei
 
 The assessment's trace is re-priced, never traced again: each plan is `estimate(assessment, request)` on another
 device, count of replicas (each holds the whole model and takes its share of the samples) and weight format
-(estimate/formats.py: the format's bytes for memory and for the weight reads of the inference steps).
-Tensor-parallel inference and the serving model (paged KV, continuous batching, `--rate`) are not priced yet.
+(estimate/formats.py: the format's bytes for memory and for the weight reads of the inference steps). With a
+`--rate`, each plan is the job as served (estimate/serving.py: paged KV, continuous batching): the replicas the
+rate needs, for as long as the requests take to arrive. Tensor-parallel inference is not priced yet.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from afford.estimate.formats import WeightFormat, inference_memory, weight_forma
 from afford.estimate.job import estimate
 from afford.estimate.parallel import Layout
 from afford.estimate.request import HardwareRequest
+from afford.estimate.serving import ServeOptions, serve
 from afford.hardware.catalog import Catalog, Device
 
 # what a weight format costs in quality, quoted from its source (None: afford has no published figure to quote)
@@ -127,8 +129,10 @@ class InferenceDecision:
 
 
 def _evaluate(a: Any, req: HardwareRequest, device: Device, count: int, fmt: WeightFormat, kv: str | None,
-              price: float | None, owned: bool, energy_price: float) -> InferencePlan:
-    """Re-price the assessment on `count` replicas of `device` with `fmt` weights."""
+              price: float | None, owned: bool, energy_price: float,
+              serving: ServeOptions | None = None) -> InferencePlan:
+    """Re-price the assessment on `count` replicas of `device` with `fmt` weights; with a `serving` rate (a
+    generation job on a GPU), as served: the replicas the rate needs, for the M requests' arrival time."""
     layout = Layout(count=count, gpus_per_node=min(device.gpus_per_node, count))
     r = dataclasses.replace(req, device=device, layout=layout, price_per_hour=price, weights=fmt.id,
                             default_device=False, energy_usd_per_kwh=energy_price if owned else 0.0)
@@ -137,12 +141,37 @@ def _evaluate(a: Any, req: HardwareRequest, device: Device, count: int, fmt: Wei
     gen = d.get("generate") or {}
     generating = a.generation is not None
     latency = gen.get("seconds_per_request", 0.0) if generating else d["time"]["infer_batch_seconds"]
-    return InferencePlan(device=device.id, count=count, weights=fmt.id, owned=owned,
+    plan = InferencePlan(device=device.id, count=count, weights=fmt.id, owned=owned,
                          per_device_bytes=max(mem["infer_peak_bytes"], mem["generate_peak_bytes"]),
                          device_bytes=device.memory_bytes, fits=mem["fits"], seconds=d["time"]["infer_seconds"],
                          cost_usd=d["cost"]["infer_usd"], kwh=d["energy"]["infer_kwh"], co2_kg=d["co2"]["infer_kg"],
                          latency_s=latency, ttft_s=gen.get("prefill_seconds"),
                          tpot_s=gen.get("decode_seconds_per_token"))
+    if serving is None or serving.rate is None:
+        return plan
+    if _servable(a, device):
+        s = serve(a, device, fmt, kv, serving, price)
+        if not s["fits"]:
+            plan.fits = False
+            return plan
+        f = s["at_rate"]
+        replicas, ttft, tpot = s["replicas_for_rate"], f["ttft_seconds"], f["tpot_seconds"]
+        latency = ttft + (a.generation.generate_tokens - 1) * tpot
+    else:  # batches of the job's batch size, back to back on each replica
+        per_replica = a.trace.batch_size / d["time"]["infer_batch_seconds"]
+        replicas, latency, ttft, tpot = math.ceil(serving.rate / per_replica), plan.latency_s, plan.ttft_s, plan.tpot_s
+    seconds = (a.workload.infer_samples or 0) / serving.rate  # the requests arrive at the rate: so long it lasts
+    device_s = plan.count * plan.seconds
+    share = replicas * seconds / device_s if device_s else 0.0  # energy follows device-seconds
+    return dataclasses.replace(
+        plan, count=replicas, seconds=seconds, cost_usd=None if price is None else replicas * price * seconds / 3600,
+        kwh=plan.kwh * share, co2_kg=plan.co2_kg * share, latency_s=latency, ttft_s=ttft, tpot_s=tpot)
+
+
+def _servable(a: Any, device: Device) -> bool:
+    """Whether the serving model prices this job on this device: a generation job with decode steps, on a GPU."""
+    g = a.trace.generation
+    return a.generation is not None and device.kind == "gpu" and g is not None and bool(g.steps)
 
 
 def _violations(p: InferencePlan, lim: Budget, t: Targets) -> list[str]:
@@ -193,7 +222,8 @@ def _reasons(p: InferencePlan, lim: Budget, t: Targets) -> list[str]:
 
 def decide(a: Any, req: HardwareRequest, budget: Budget, targets: Targets, *, catalog: Catalog,
            weights: str | None, kv_cache_dtype: str | None, max_count: int = 16384,
-           electricity_usd_kwh: float | None = None, owned_asked: bool = False) -> InferenceDecision:
+           electricity_usd_kwh: float | None = None, owned_asked: bool = False,
+           serving: ServeOptions | None = None) -> InferenceDecision:
     """The verdict of an inference job priced as `req` (an assessment already estimated), and the plans over
     devices (the user's own, else every rentable GPU), replicas and weight formats."""
     if a.generation is None and (targets.ttft is not None or targets.tpot is not None) and a.trace.decode is None:
@@ -202,7 +232,7 @@ def decide(a: Any, req: HardwareRequest, budget: Budget, targets: Targets, *, ca
     energy = electricity_usd_kwh if electricity_usd_kwh is not None else fp.electricity_price()
     asked_fmt = weight_format(weights or a.workload.precision.dense_format)
     asked = _evaluate(a, req, req.device, req.layout.count, asked_fmt, kv_cache_dtype, req.price_per_hour,
-                      owned_asked, energy)
+                      owned_asked, energy, serving)
     asked.violations = _violations(asked, budget, targets)
     notes: list[str] = []
     if budget.available:
@@ -222,16 +252,20 @@ def decide(a: Any, req: HardwareRequest, budget: Budget, targets: Targets, *, ca
             price = 0.0 if owned else (req.price_per_hour if device.id == req.device.id
                                        else device.price_usd_per_hour)
             try:
-                one = _evaluate(a, req, device, 1, fmt, kv_cache_dtype, price, owned, energy)
+                one = _evaluate(a, req, device, 1, fmt, kv_cache_dtype, price, owned, energy, serving)
             except AffordError:  # the device cannot price this job (no peak for its format)
                 continue
-            counts = {1}
-            if budget.deadline_s is not None and one.seconds > budget.deadline_s:
+            counts = {one.count}
+            if one.count > limit:
+                one.fits = False  # the rate needs more replicas than there are
+            elif (serving is None or serving.rate is None) and budget.deadline_s is not None \
+                    and one.seconds > budget.deadline_s:
                 # replicas share the samples; batches round up, so one more replica where the split is tight
                 need = math.ceil(one.seconds / budget.deadline_s)
                 counts |= {min(limit, need), min(limit, need + 1)}
             for count in sorted(counts):
-                p = one if count == 1 else _evaluate(a, req, device, count, fmt, kv_cache_dtype, price, owned, energy)
+                p = one if count == one.count else _evaluate(a, req, device, count, fmt, kv_cache_dtype, price,
+                                                             owned, energy)
                 p.violations = _violations(p, budget, targets)
                 p.changes = _changes(p, asked)
                 plans.append(p)
@@ -257,8 +291,10 @@ def decide(a: Any, req: HardwareRequest, budget: Budget, targets: Targets, *, ca
     if status is Status.WITH_CHANGES and listed:
         reasons.append("as asked it breaks: " + ", ".join(asked.violations or ["memory"]) + "; the cheapest plan "
                        "that fits: " + "; ".join(listed[0].changes or ["the same job"]))
-    notes.append("inference plans search devices, replicas and weight formats (16-bit, int8, AWQ 4-bit, FP8); "
-                 "tensor parallelism and the serving model (paged KV, continuous batching) are not priced yet")
+    notes.append("inference plans search devices, replicas and weight formats (16-bit, int8, AWQ 4-bit, FP8)" +
+                 ("; each served at the rate with continuous batching (serve.*)" if serving and serving.rate else
+                  "; give --rate to price them as served with continuous batching") +
+                 "; tensor parallelism is not priced yet")
     return InferenceDecision(status=status, reasons=reasons, asked=asked, plans=listed, budget=budget,
                              searched=len(plans), notes=notes)
 

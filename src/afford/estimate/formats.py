@@ -329,6 +329,20 @@ def compute_precision(fmt: WeightFormat, traced: str) -> str:
     return "bf16" if traced.startswith("bf16") else "fp16"
 
 
+def linear_shape(op: str, flops: float, nbytes: float, shapes: set[tuple[int, int]],
+                 itemsize: float) -> tuple[int, int] | None:
+    """The (in, out) weight shape of a traced matmul event that is a linear layer's call, recognised by its FLOPs
+    (2 m in out) and bytes (x [m, in], W [in, out] and y [m, out], plus a bias); None for any other event."""
+    if op not in ("mm", "addmm") or not flops:
+        return None
+    for fi, fo in shapes:
+        m, rest = divmod(int(flops), 2 * fi * fo)
+        plain = itemsize * (m * fi + fi * fo + m * fo)
+        if m and not rest and nbytes in (plain, plain + itemsize * fo):
+            return fi, fo
+    return None
+
+
 def reweighted(phase: Any, trace: Any, fmt: WeightFormat, meta: dict[str, Any], act: float) -> Any:
     """`phase` (a PhaseProfile) with every linear layer's weight read in `fmt`, for the roofline: each matmul
     event (mm/addmm) that is a linear layer's call, recognised by its FLOPs and bytes (2 m in out FLOPs; bytes
@@ -349,14 +363,11 @@ def reweighted(phase: Any, trace: Any, fmt: WeightFormat, meta: dict[str, Any], 
     events: dict[tuple[str, int, Any], int] = {}
     for (op, flops, nbytes), calls in phase.events.items():
         new = nbytes
-        if op in ("mm", "addmm") and flops:
-            for fi, fo in shapes:
-                m, rest = divmod(flops, 2 * fi * fo)
-                plain = itemsize * (m * fi + fi * fo + m * fo)
-                if m and not rest and nbytes in (plain, plain + itemsize * fo):
-                    stored = fi * fo * per_weight if per_weight is not None else _linear_bytes(fmt, fi, fo)
-                    new = nbytes - itemsize * fi * fo + stored / act
-                    break
+        shape = linear_shape(op, flops, nbytes, shapes, itemsize)
+        if shape is not None:
+            fi, fo = shape
+            stored = fi * fo * per_weight if per_weight is not None else _linear_bytes(fmt, fi, fo)
+            new = nbytes - itemsize * fi * fo + stored / act
         key = (op, flops, new)
         events[key] = events.get(key, 0) + calls
     return dataclasses.replace(phase, events=events)

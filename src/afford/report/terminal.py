@@ -54,7 +54,33 @@ def render_generation(data: dict[str, Any], console: Console) -> None:
                   f"request; {g['tokens_per_second']:,.0f} tokens/s")
         if g.get("total_usd") is not None:
             t.add_row("cost", _usd(g["total_usd"]), f"{_usd(g['usd_per_million_tokens'])} per M generated tokens")
+    _serve_rows(t, data.get("serve"))
     console.print(t)
+
+
+def _serve_rows(t: Table, s: dict[str, Any] | None) -> None:
+    """The serving figures (estimate/serving.py) as rows of the generation table: KV capacity, the maximum load,
+    the asked concurrency and the replicas for a rate."""
+    if not s:
+        return
+    t.add_row("serving KV", f"{s['max_concurrency_kv']:,} requests",
+              f"{units.gib(s['kv_cache_bytes'])} in {s['kv_blocks']:,} blocks of {s['block_size']} at "
+              f"{s['gpu_memory_utilization']:.0%} of {s['device']}; longest context {s['longest_context_tokens']:,}")
+    if "reason" in s:
+        t.add_row("serving", "does not fit", s["reason"])
+        return
+    for label, f in (("max load", s["max_load"]), ("at concurrency", s.get("at_concurrency"))):
+        if f:
+            t.add_row(label, f"{f['output_tokens_per_second']:,.0f} out tok/s",
+                      f"{f['concurrency']:,} requests at once, {f['requests_per_second']:,.2f} req/s, TTFT "
+                      f"{_num(f['ttft_seconds'] * 1e3)} ms, TPOT {_num(f['tpot_seconds'] * 1e3)} ms")
+    if s.get("usd_per_million_output_tokens") is not None:
+        t.add_row("serving cost", f"{_usd(s['usd_per_million_output_tokens'])} per M out",
+                  f"{_usd(s['usd_per_million_input_tokens'])} per M input tokens, at the maximum load")
+    if s.get("replicas_for_rate"):
+        n = s["replicas_for_rate"]
+        t.add_row("for the rate", f"{n:,} replica{'' if n == 1 else 's'}",
+                  f"{s['rate_requests_per_second']:,.3g} requests/s sustained")
 
 
 def render_summary(data: dict[str, Any], console: Console, python: bool = False) -> None:

@@ -1,0 +1,187 @@
+"""The serving model for causal LMs (issue 11 item 3): a vLLM-style engine on one replica (one device, the whole
+model), priced from the trace of one generation request batch, never traced again.
+
+- **KV capacity (paged).** The engine takes `gpu_memory_utilization` of the device's memory; from it go the weights
+  in their format, the activations of one profiling batch of `max_batched_tokens` tokens and afford's runtime
+  reserve. What is left holds KV blocks of `block_size` tokens: the maximum concurrency at P + G tokens a request
+  (each request rounds up to whole blocks) and the longest context one request can have.
+- **Step time at batch b.** The traced decode steps (batch B, at their contexts) are re-priced at b sequences:
+  every event's FLOPs and bytes scale by b / B except the weight bytes a linear layer reads once per step
+  (`formats.linear_shape`), so a step goes from memory-bound (weights) to compute-bound as b grows. Decode runs
+  under CUDA graphs, as vLLM captures them by default. The prefill is re-priced the same way; its cost per prompt
+  token is the difference of two large prefill batches (its weight reads shared with the decode batch it rides
+  along, as chunked prefill runs).
+- **Continuous batching.** At concurrency c an engine iteration decodes one token for each of c requests and, in
+  the steady state, prefills c x P / G prompt tokens: T(c) = decode(c) + c x P / G x prefill per token. Output
+  throughput c / T(c); TPOT T(c); TTFT the prompt's own prefill plus one decode iteration of the batch it joins.
+  Max load is c = min(KV concurrency, `max_num_seqs`). For a rate R: ceil(R / max-load requests/s) replicas, each
+  at the smallest concurrency whose requests/s meets its share of R (`at_rate`).
+
+Every constant is cited in `DEFAULTS`; docs/inference.md derives the figures. Not modelled: tensor-parallel
+serving, prefix caching, speculative decoding, preemption and queueing delay under a rate near capacity.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+from typing import Any
+
+from afford import bounds as b
+from afford.counting.profile import GenerationProfile, PhaseProfile
+from afford.errors import InputError, opt
+from afford.estimate import formats
+from afford.estimate.parallel import RESERVED_BYTES
+from afford.estimate.runtime import Runtime, overhead, wall, weight_casts
+from afford.estimate.timing import Efficiency, phase_seconds
+from afford.hardware.catalog import Device
+
+VLLM_ARGS = "vLLM engine arguments (docs.vllm.ai/en/v0.5.3/models/engine_args.html)"
+DEFAULTS: dict[str, tuple[float, str]] = {
+    "gpu_memory_utilization": (0.9, f"{VLLM_ARGS}: --gpu-memory-utilization, default 0.9"),
+    "block_size": (16, f"{VLLM_ARGS}: --block-size {{8,16,32}}, default 16"),
+    "max_num_seqs": (256, f"{VLLM_ARGS}: --max-num-seqs, default 256"),
+    "max_batched_tokens": (8192, "afford's choice for the profiling batch and the prefill chunk: the throughput "
+                                 "end (8192) of the max_num_batched_tokens range vLLM's tuning guides give "
+                                 "(about 2048 for latency, 8192 and up for throughput); docs/inference.md"),
+}
+
+
+@dataclass(frozen=True)
+class ServeOptions:
+    """What the serving figures are asked for: a concurrency (default: the maximum load) and a request rate."""
+
+    concurrency: int | None = None
+    rate: float | None = None
+    gpu_memory_utilization: float = DEFAULTS["gpu_memory_utilization"][0]
+    block_size: int = int(DEFAULTS["block_size"][0])
+
+
+def serve_request(concurrency: int | None, rate: float | None, gpu_memory_utilization: float) -> ServeOptions:
+    """The serving options, checked: a whole concurrency of 1 to 1,000,000, a positive finite rate, a utilisation
+    in (0, 1]; one-line InputError naming the option otherwise."""
+    if concurrency is not None:
+        b.whole(concurrency, "concurrency", high=1_000_000)
+    if rate is not None:
+        b.real(rate, "rate", high=1e9, open_low=True, unit=" requests per second")
+    b.real(gpu_memory_utilization, "gpu_memory_utilization", high=1.0, open_low=True)
+    return ServeOptions(concurrency=concurrency, rate=rate, gpu_memory_utilization=gpu_memory_utilization)
+
+
+def scaled(phase: PhaseProfile, trace: Any, k: float) -> PhaseProfile:
+    """`phase` as if it ran k times the traced batch: FLOPs and bytes times k, except the weight bytes of each linear
+    layer's matmul (the output head too, tied or not), read once per step whatever the batch."""
+    itemsize = trace.weights_bytes / trace.params if trace.params else 2
+    shapes = {(fi, fo) for _, fi, fo in trace.linear_params}
+    if trace.output_param is not None:  # a head tied to the token embedding is no nn.Linear of its own
+        head = trace.param_shapes[trace.output_param][0]
+        if len(head) == 2:
+            shapes.add((int(head[1]), int(head[0])))
+    events: dict[tuple[str, Any, Any], int] = {}
+    for (op, flops, nbytes), calls in phase.events.items():
+        shape = formats.linear_shape(op, flops, nbytes, shapes, itemsize)
+        weight = itemsize * shape[0] * shape[1] if shape else 0.0
+        key = (op, flops * k, weight + (nbytes - weight) * k)
+        events[key] = events.get(key, 0) + calls
+    return dataclasses.replace(phase, events=events)
+
+
+class _Pricer:
+    """Wall seconds of a traced phase re-priced at k times its batch, in the job's weight format and runtime."""
+
+    def __init__(self, a: Any, device: Device, fmt: formats.WeightFormat) -> None:
+        self.a, self.device, self.fmt = a, device, fmt
+        self.eff = Efficiency.for_device(device)
+        traced = a.workload.precision.compute_dtype.itemsize
+        self.act = fmt.dense_bytes / traced
+        self.precision = formats.compute_precision(fmt, a.workload.precision.value)
+        self.meta = {**a.spec.metadata, "params": a.trace.params}
+        self.mixed = a.workload.precision.value.endswith("-mixed")
+
+    def seconds(self, phase: PhaseProfile, k: float, runtime: Runtime) -> float:
+        """One execution of `phase` at k times its traced batch: the longer of its kernels and its host time."""
+        p = formats.reweighted(scaled(phase, self.a.trace, k), self.a.trace, self.fmt, self.meta, self.act)
+        kernels, _ = phase_seconds(p, self.device, self.eff, self.precision, self.act)
+        ov = overhead(phase, runtime, self.device, casts=weight_casts(phase, self.mixed))
+        return wall(kernels / self.eff.system, ov)
+
+    def decode(self, gen: GenerationProfile, k: float) -> float:
+        """Mean seconds of one decode step over the request's contexts, at k times the traced batch."""
+        total = sum(float(w) for _, w in gen.steps.values())
+        return sum(float(w) * self.seconds(p, k, Runtime.CUDAGRAPHS) for p, w in gen.steps.values()) / total
+
+
+def serve(a: Any, device: Device, fmt: formats.WeightFormat, kv_dtype: str | None, options: ServeOptions,
+          price_per_hour: float | None) -> dict[str, Any]:
+    """The serving figures (JSON `serve`) of a generation job on one replica of `device` with `fmt` weights."""
+    gen: GenerationProfile | None = a.trace.generation
+    if gen is None or not gen.steps:
+        raise InputError(f"the serving figures need {opt('task')} generate with {opt('generate_tokens')} of 2 or more")
+    b_traced = a.trace.batch_size
+    p_tok, g_tok = gen.prompt_tokens, gen.generate_tokens
+    util, block = options.gpu_memory_utilization, options.block_size
+    mem = formats.inference_memory(a, fmt, kv_dtype, device)
+    traced_kv = formats.KV_DTYPES.get(mem["kv_cache_dtype"], 2) / a.workload.precision.compute_dtype.itemsize
+    kv_per_token = gen.kv_cache_bytes / max(1, gen.kv_cache_tokens * b_traced) * traced_kv
+    chunk = int(DEFAULTS["max_batched_tokens"][0])
+    prefill_live = max(0.0, gen.prefill.peak_live_bytes - kv_per_token * p_tok * b_traced / traced_kv)
+    activations = prefill_live * mem["activations_scale"] / (p_tok * b_traced) * chunk
+    weights = mem["weights_bytes"] + mem["dequant_workspace_bytes"]
+    kv_bytes = util * device.memory_bytes - weights - activations - RESERVED_BYTES
+    blocks = max(0, math.floor(kv_bytes / (block * kv_per_token))) if kv_per_token else 0
+    per_request = math.ceil((p_tok + g_tok) / block)
+    kv_concurrency = blocks // per_request
+    max_seqs = int(DEFAULTS["max_num_seqs"][0])
+    out: dict[str, Any] = {
+        "device": device.id, "weights": fmt.id, "kv_cache_dtype": mem["kv_cache_dtype"],
+        "prompt_tokens": p_tok, "generate_tokens": g_tok, "gpu_memory_utilization": util, "block_size": block,
+        "weights_bytes": weights, "activations_reserve_bytes": activations, "runtime_reserve_bytes": RESERVED_BYTES,
+        "kv_cache_bytes": max(0.0, kv_bytes), "kv_bytes_per_token": kv_per_token, "kv_blocks": blocks,
+        "kv_tokens": blocks * block, "max_concurrency_kv": kv_concurrency, "max_num_seqs": max_seqs,
+        "longest_context_tokens": min(blocks * block, a.spec.max_seq_len or blocks * block),
+        "fits": kv_concurrency >= 1, "sources": {k: v[1] for k, v in DEFAULTS.items()},
+    }
+    if kv_concurrency < 1:
+        out["reason"] = (f"no request of {p_tok + g_tok:,} tokens fits: {max(0.0, kv_bytes) / 2**30:,.2f} GiB "
+                         f"is left for the KV cache at {util:.0%} of {device.memory_bytes / 2**30:,.0f} GiB")
+        return out
+    pricer = _Pricer(a, device, fmt)
+    # prefill cost per prompt token when it rides along a decode batch: two large prefills, weights read in both
+    big = max(1.0, chunk / (p_tok * b_traced))
+    per_prompt_token = ((pricer.seconds(gen.prefill, 2 * big, Runtime.CUDAGRAPHS)
+                         - pricer.seconds(gen.prefill, big, Runtime.CUDAGRAPHS)) / (big * p_tok * b_traced))
+    alone = pricer.seconds(gen.prefill, 1.0 / b_traced, Runtime.CUDAGRAPHS)  # one request's prompt
+
+    def at(c: int) -> dict[str, float]:
+        step = pricer.decode(gen, c / b_traced) + c * p_tok / g_tok * per_prompt_token
+        tps = c / step
+        return {"concurrency": c, "tpot_seconds": step, "ttft_seconds": alone + step,
+                "output_tokens_per_second": tps, "total_tokens_per_second": tps * (p_tok + g_tok) / g_tok,
+                "requests_per_second": tps / g_tok}
+
+    max_load = at(min(kv_concurrency, max_seqs))
+    out["max_load"] = max_load
+    out["limited_by"] = "kv_cache" if kv_concurrency < max_seqs else "max_num_seqs"
+    if options.concurrency is not None:
+        if options.concurrency > kv_concurrency:
+            out["note"] = (f"{opt('concurrency')} {options.concurrency} exceeds the {kv_concurrency} requests the KV "
+                           "cache holds; the engine would queue or preempt the rest")
+        out["at_concurrency"] = at(min(options.concurrency, kv_concurrency))
+    if price_per_hour:
+        share = (p_tok * per_prompt_token * max_load["concurrency"] / g_tok) / max_load["tpot_seconds"]
+        usd_s = price_per_hour / 3600
+        out["usd_per_million_output_tokens"] = usd_s * (1 - share) / max_load["output_tokens_per_second"] * 1e6
+        out["usd_per_million_input_tokens"] = (usd_s * share / (max_load["output_tokens_per_second"] * p_tok / g_tok)
+                                               * 1e6)
+        out["cost_split"] = "the hour's price split by the share of each iteration spent on prompt tokens"
+    if options.rate is not None:
+        replicas = math.ceil(options.rate / max_load["requests_per_second"])
+        load = options.rate / replicas
+        # the fewest requests in flight per replica that serve its share of the rate (throughput grows with them)
+        low, high = 1, max_load["concurrency"]
+        while low < high:
+            mid = (low + high) // 2
+            low, high = (mid + 1, high) if at(mid)["requests_per_second"] < load else (low, mid)
+        out.update(rate_requests_per_second=options.rate, replicas_for_rate=replicas, at_rate=at(low))
+    return out
