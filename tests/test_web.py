@@ -235,6 +235,18 @@ def test_a_shared_address_restores_the_job(server: WebServer, tmp_path: Path,
     assert "torchvision:resnet18 on 1 x NVIDIA T4" in dom
 
 
+def test_a_served_generation_job_from_the_address(server: WebServer, tmp_path: Path,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """The generation, weights, rate and latency-target fields: a verdict and the serving figures."""
+    query = ("?model=hf%3Aopenai-community%2Fgpt2&task=generate&prompt_tokens=64&generate_tokens=32"
+             "&infer_samples=1000&weights=fp16&rate=5&tpot=0.05&hardware=h100-sxm&available=h100-sxm%3A2")
+    dom, root, log = browse(server, query, None, tmp_path / "profile", monkeypatch)
+    _clean(root, log)
+    assert re.search(r'id="verdict"[^>]*data-status="affordable', dom), dom[-3000:]
+    assert "serving: max load" in dom and "serving: replicas for the rate" in dom and "time to first token" in dom
+    assert 'name="tpot"' in dom and "rate=5" in root
+
+
 def test_the_page_shows_bad_input_inline(server: WebServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     dom, root, _ = browse(server, "?model=module%3Aos%3Agetcwd", None, tmp_path / "profile", monkeypatch)
     assert "data-script-error" not in root and "data-rejected" not in root
