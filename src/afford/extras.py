@@ -1,6 +1,7 @@
 """The optional libraries behind pip extras: `pip install afford` is the light core (torch, torchvision, typer,
 rich, ...); `afford[hf]`, `afford[timm]`, `afford[keras]`, `afford[onnx]`, `afford[diffusers]`, `afford[report]`,
-`afford[notebook]` and `afford[web]` add the rest (pyproject.toml; tests/test_extras.py keeps the two tables equal).
+`afford[notebook]`, `afford[web]` and `afford[parquet]` add the rest (pyproject.toml; tests/test_extras.py keeps
+the two tables equal).
 
 Every import of an optional library goes through `require` (or is preceded by `need`), so that a missing one is a
 one-line MissingExtraError naming the pip command, never a traceback. Nothing here imports a library up front.
@@ -26,11 +27,12 @@ EXTRAS: dict[str, dict[str, str]] = {
     "report": {"matplotlib": "matplotlib"},
     "notebook": {"pandas": "pandas"},
     "web": {"matplotlib": "matplotlib"},  # afford web's HTML report download (the server itself is stdlib)
+    "parquet": {"pyarrow": "pyarrow"},  # afford sweep --parquet
 }
 # what each extra is for, as the subject of its message when no model spec is at hand ("timm models need ...")
 PURPOSE = {"hf": "Hugging Face models", "timm": "timm models", "keras": "Keras models", "onnx": "ONNX files",
            "diffusers": "diffusion pipelines", "report": "plots and HTML reports", "notebook": "DataFrames",
-           "web": "the web page's reports"}
+           "web": "the web page's reports", "parquet": "Parquet output (afford sweep --parquet)"}
 # the extra named for a library several extras bring (transformers: hf and diffusers): the first one listed
 _EXTRA_OF: dict[str, str] = {}
 for _extra, _modules in EXTRAS.items():

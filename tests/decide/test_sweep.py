@@ -71,6 +71,22 @@ def test_csv_header_and_rows(tmp_path: Path) -> None:
     assert [row["precision"] for row in data["rows"]] == ["bf16-mixed"] * 4
 
 
+def test_parquet_holds_the_same_rows_as_csv(tmp_path: Path) -> None:
+    """--parquet (the parquet extra, pyarrow) writes the rows and columns --csv writes."""
+    pq = pytest.importorskip("pyarrow.parquet")
+    out, flat = tmp_path / "points.parquet", tmp_path / "points.csv"
+    r = run(["sweep", TINY[0], "--hardware", "a100-80gb,h100-sxm", "--train-samples", "1000", "--jobs", "1",
+             "--parquet", str(out), "--csv", str(flat)])
+    assert r.code == 0, r.stderr
+    table = pq.read_table(str(out))
+    assert tuple(table.column_names) == sw.COLUMNS
+    rows = table.to_pylist()
+    with flat.open(newline="") as fh:
+        flat_rows = list(csv.DictReader(fh))
+    assert [(x["model"], x["hardware"]) for x in rows] == [(x["model"], x["hardware"]) for x in flat_rows]
+    assert rows[0]["params"] == 1248424
+
+
 @pytest.mark.parametrize("jobs", [0, -1, 2.5, True])
 def test_bad_jobs_is_one_input_error(jobs: object) -> None:
     with pytest.raises(InputError, match="jobs must be a positive integer"):

@@ -33,6 +33,6 @@ CASES = [
     Case("sweep_csv_no_folder", ["sweep", TV, "--csv", "{tmp}/nowhere/out.csv"], 2, r"folder .* does not exist"),
     Case("sweep_csv_is_folder", ["sweep", TV, "--csv", "{tmp}", "--force"], 2, r"not a file afford can write"),
     Case("sweep_parquet_no_pyarrow", ["sweep", TV, "--parquet", "{tmp}/out.parquet"], 2,
-         r"needs pyarrow.*pip install pyarrow", hide=("pyarrow",)),
+         r"needs the parquet extra \(pyarrow is not installed\): pip install 'afford\[parquet\]'", hide=("pyarrow",)),
     Case("sweep_bad_train_samples", ["sweep", TV, "--train-samples", "-5"], 2, r"--train-samples"),
 ]

@@ -291,12 +291,9 @@ def write_csv(s: Sweep, path: Path) -> None:
 
 def need_pyarrow() -> Any:
     """The pyarrow module; without it one MissingExtraError naming what to install."""
-    try:
-        import pyarrow  # type: ignore[import-not-found, unused-ignore]
-    except ImportError:
-        raise MissingExtraError("Parquet output (--parquet) needs pyarrow (pyarrow is not installed): pip install "
-                                "pyarrow, or write --csv") from None
-    return pyarrow
+    from afford.extras import require
+
+    return require("pyarrow", "Parquet output (--parquet)", extra="parquet")
 
 
 def write_parquet(s: Sweep, path: Path) -> None:
