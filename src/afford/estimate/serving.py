@@ -179,7 +179,7 @@ def serve(a: Any, device: Device, fmt: formats.WeightFormat, kv_dtype: str | Non
         replicas = math.ceil(options.rate / max_load["requests_per_second"])
         load = options.rate / replicas
         # the fewest requests in flight per replica that serve its share of the rate (throughput grows with them)
-        low, high = 1, max_load["concurrency"]
+        low, high = 1, int(max_load["concurrency"])
         while low < high:
             mid = (low + high) // 2
             low, high = (mid + 1, high) if at(mid)["requests_per_second"] < load else (low, mid)
