@@ -23,7 +23,7 @@ from afford.estimate.footprint import electricity_price
 from afford.estimate.formats import inference_memory, weight_format
 from afford.estimate.job import estimate
 from afford.estimate.request import check_rates, request
-from afford.estimate.serving import serve, serve_request
+from afford.estimate.serving import batch_curve, serve, serve_request
 from afford.fusion import fuse_assessment
 from afford.hardware.catalog import Catalog
 from afford.sources import resolve
@@ -108,6 +108,11 @@ def assess(model: Any, *, example_inputs: Any = None, **options: Any) -> Assessm
             and result.trace.generation.steps:
         result.serving = serve(result, req.device, fmt or weight_format(workload.precision.dense_format),
                                r.kv_cache_dtype, serve_options, req.price_per_hour)
+    elif workload.infer_samples and result.generation is None and req.device.kind == "gpu" \
+            and result.trace.infer is not None:
+        result.serving = batch_curve(result, req.device, fmt or weight_format(workload.precision.dense_format),
+                                     req.runtime, r.max_latency)
+    if result.serving is not None and result.generation is not None:
         if r.rate is not None and result.serving.get("fits"):
             result.notes.append(
                 f"served at {r.rate:,.3g} requests/s (serve.*): {result.serving['replicas_for_rate']:,} x "

@@ -131,3 +131,36 @@ def test_a_rate_prices_the_inference_verdict_as_served() -> None:
     assert plan["tpot_seconds"] == pytest.approx(s["at_rate"]["tpot_seconds"])
     assert s["at_rate"]["requests_per_second"] >= 10.0 / s["replicas_for_rate"]
     assert any("served at 10 requests/s" in n for n in d["notes"])
+
+
+@pytest.fixture(scope="module")
+def resnet() -> Any:
+    """ResNet-50 inference at batch 8 in fp16 on a T4: the batch curve re-prices this one trace."""
+    return afford.assess("torchvision:resnet50", infer_samples=800, batch_size=8, precision="fp16", hardware="t4",
+                         max_latency=0.02)
+
+
+def test_the_batch_curve_matches_the_job_and_a_trace_at_that_batch(resnet: Any) -> None:
+    d = resnet.to_dict()
+    rows = {r["batch_size"]: r for r in d["serve"]["batches"]}
+    assert sorted(rows) == [1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024]
+    # at the traced batch the curve is the job's own figure
+    assert rows[8]["latency_seconds"] == pytest.approx(d["time"]["infer_batch_seconds"])
+    # at 64 the re-priced trace (conv and linear weights read once, the rest x 8) agrees with a trace at 64
+    at64 = afford.assess("torchvision:resnet50", infer_samples=640, batch_size=64, precision="fp16",
+                         hardware="t4").to_dict()
+    assert rows[64]["latency_seconds"] == pytest.approx(at64["time"]["infer_batch_seconds"], rel=0.02)
+    assert rows[64]["per_device_bytes"] == pytest.approx(at64["memory"]["infer_peak_bytes"], rel=0.1)
+    # throughput grows with the batch and the latency never falls
+    lat = [rows[b]["latency_seconds"] for b in sorted(rows)]
+    assert lat == sorted(lat)
+
+
+def test_the_best_batch_within_a_latency_target(resnet: Any) -> None:
+    s = resnet.to_dict()["serve"]
+    best = s["best_batch_for_latency"]
+    assert best["latency_seconds"] <= 0.02
+    bigger = [r for r in s["batches"] if r["batch_size"] > best["batch_size"] and r["fits"]]
+    assert all(r["latency_seconds"] > 0.02 for r in bigger)
+    assert s["max_throughput"]["samples_per_second"] == max(r["samples_per_second"] for r in s["batches"]
+                                                           if r["fits"])

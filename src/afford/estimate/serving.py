@@ -71,20 +71,48 @@ def serve_request(concurrency: int | None, rate: float | None, gpu_memory_utiliz
 
 def scaled(phase: PhaseProfile, trace: Any, k: float) -> PhaseProfile:
     """`phase` as if it ran k times the traced batch: FLOPs and bytes times k, except the weight bytes of each linear
-    layer's matmul (the output head too, tied or not), read once per step whatever the batch."""
+    layer's matmul (the output head too, tied or not) and of each convolution, read once per step whatever the
+    batch."""
     itemsize = trace.weights_bytes / trace.params if trace.params else 2
     shapes = {(fi, fo) for _, fi, fo in trace.linear_params}
     if trace.output_param is not None:  # a head tied to the token embedding is no nn.Linear of its own
         head = trace.param_shapes[trace.output_param][0]
         if len(head) == 2:
             shapes.add((int(head[1]), int(head[0])))
+    kernels = {tuple(shape) for shape, _ in trace.param_shapes if len(shape) >= 3}  # convolution weights
     events: dict[tuple[str, Any, Any], int] = {}
     for (op, flops, nbytes), calls in phase.events.items():
         shape = formats.linear_shape(op, flops, nbytes, shapes, itemsize)
-        weight = itemsize * shape[0] * shape[1] if shape else 0.0
+        weight = itemsize * shape[0] * shape[1] if shape else _conv_weight(op, flops, nbytes, kernels, itemsize)
         key = (op, flops * k, weight + (nbytes - weight) * k)
         events[key] = events.get(key, 0) + calls
     return dataclasses.replace(phase, events=events)
+
+
+def _conv_weight(op: str, flops: float, nbytes: float, kernels: set[tuple[int, ...]], itemsize: float) -> float:
+    """The weight bytes of a traced convolution event, 0 for any other event. A kernel shape (out, in / groups,
+    k...) is the event's when its size divides the FLOPs (2 x output positions x kernel size) and the bytes left
+    for the input, against the output's (out x positions), give in / out x (input / output positions) with an
+    input-to-output position ratio of 1, 2, 4 or 8 (strides 1 and 2, padded) for some power-of-two group count
+    (or one group per output channel). A convolution no kernel fits this way (unpadded, odd strides) counts none:
+    its weight then scales with the batch, an overestimate of its bytes."""
+    if op != "convolution" or not flops:
+        return 0.0
+    for shape in sorted(kernels, key=math.prod):
+        size = math.prod(shape)
+        positions, rest = divmod(int(flops), 2 * size)
+        if not positions or rest:
+            continue
+        out_bytes = itemsize * shape[0] * positions
+        for bias in (0.0, itemsize * shape[0]):
+            in_bytes = nbytes - itemsize * size - out_bytes - bias
+            if in_bytes <= 0:
+                continue
+            q = in_bytes / out_bytes * shape[0] / shape[1]  # groups x (input / output positions)
+            groups = {shape[0], *(2**i for i in range(shape[0].bit_length()))}
+            if any(abs(q / g - r) <= 0.01 * r for g in groups for r in (1, 2, 4, 8)):
+                return itemsize * size
+    return 0.0
 
 
 class _Pricer:
@@ -184,4 +212,35 @@ def serve(a: Any, device: Device, fmt: formats.WeightFormat, kv_dtype: str | Non
             mid = (low + high) // 2
             low, high = (mid + 1, high) if at(mid)["requests_per_second"] < load else (low, mid)
         out.update(rate_requests_per_second=options.rate, replicas_for_rate=replicas, at_rate=at(low))
+    return out
+
+
+BATCHES = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
+
+
+def batch_curve(a: Any, device: Device, fmt: formats.WeightFormat, runtime: Runtime,
+                max_latency: float | None) -> dict[str, Any]:
+    """Latency and throughput of an inference batch against its size (JSON `serve` of a non-generation job): the
+    traced batch re-priced at 1 to 1,024 samples (`scaled`), each under the job's runtime with its fixed cost per
+    step, and its memory (the activations scale with the batch); with `max_latency`, the largest batch within it."""
+    from afford.estimate.runtime import step_fixed_seconds
+
+    mem = formats.inference_memory(a, fmt, None, device)
+    base = mem["infer_peak_bytes"] - mem["weights_bytes"] - mem["dequant_workspace_bytes"]
+    pricer, b_traced = _Pricer(a, device, fmt), a.trace.batch_size
+    fixed = step_fixed_seconds(device)
+    rows = []
+    for size in sorted({*BATCHES, b_traced}):
+        latency = pricer.seconds(a.trace.infer, size / b_traced, runtime) + fixed
+        need = mem["infer_peak_bytes"] + base * (size / b_traced - 1)
+        rows.append({"batch_size": size, "latency_seconds": latency, "samples_per_second": size / latency,
+                     "per_device_bytes": need, "fits": need <= mem["device_usable_bytes"]})
+    out: dict[str, Any] = {"device": device.id, "weights": fmt.id, "runtime": runtime.value, "batches": rows}
+    fitting = [r for r in rows if r["fits"]]
+    if fitting:
+        out["max_throughput"] = max(fitting, key=lambda r: r["samples_per_second"])
+    if max_latency is not None:
+        within = [r for r in fitting if r["latency_seconds"] <= max_latency]
+        out["max_latency_seconds"] = max_latency
+        out["best_batch_for_latency"] = max(within, key=lambda r: r["samples_per_second"]) if within else None
     return out

@@ -58,6 +58,18 @@ def render_generation(data: dict[str, Any], console: Console) -> None:
     console.print(t)
 
 
+def _curve_rows(t: Table, curve: dict[str, Any]) -> None:
+    """The batch that gives the most samples per second, and the best one within --max-latency (serve.batches)."""
+    for label, row in (("best batch", curve.get("max_throughput")),
+                       ("within latency", curve.get("best_batch_for_latency"))):
+        if row:
+            where = (f" (target {_num(curve['max_latency_seconds'] * 1e3)} ms)" if label != "best batch"
+                     else " (of 1 to 1,024 that fit)")
+            t.add_row(label, f"batch {row['batch_size']:,}",
+                      f"{row['samples_per_second']:,.0f} samples/s, {_num(row['latency_seconds'] * 1e3)} ms a "
+                      f"batch{where}")
+
+
 def _serve_rows(t: Table, s: dict[str, Any] | None) -> None:
     """The serving figures (estimate/serving.py) as rows of the generation table: KV capacity, the maximum load,
     the asked concurrency and the replicas for a rate."""
@@ -145,6 +157,7 @@ def render_summary(data: dict[str, Any], console: Console, python: bool = False)
             if c.get("infer_usd") is not None:
                 t.add_row("cost", _usd(c["infer_usd"]), f"at {_usd(c['price_per_device_hour'])}/device-hour")
             t.add_row("energy, CO2", f"{_num(e['infer_kwh'])} kWh", f"{_num(co2.get('infer_kg', 0))} kg CO2e")
+            _curve_rows(t, data.get("serve") or {})
     else:
         t.add_row("memory (training peak)", units.gib(mem["train_peak_bytes"]), "one device")
     console.print(t)
@@ -265,6 +278,7 @@ def _render_hardware(data: dict[str, Any], console: Console) -> None:
         table.add_row("inference time", _duration(t["infer_seconds"]),
                       f"{t['infer_samples_per_second']:,.0f} samples/s")
         table.add_row("inference cost", _usd(c.get("infer_usd")), f"{_num(e['infer_kwh'])} kWh")
+
     if "generate" in data:
         g = data["generate"]
         table.add_row("decode", f"{g['decode_tokens_per_second']:,.0f} tokens/s",
