@@ -164,3 +164,28 @@ def test_the_best_batch_within_a_latency_target(resnet: Any) -> None:
     assert all(r["latency_seconds"] > 0.02 for r in bigger)
     assert s["max_throughput"]["samples_per_second"] == max(r["samples_per_second"] for r in s["batches"]
                                                            if r["fits"])
+
+
+def test_fp8_kv_halves_the_attention_reads_of_a_decode_step(assessed: Any) -> None:
+    """--kv-cache-dtype fp8 reads half the KV bytes in every decode step, so a long-context step is faster."""
+    from afford.estimate.serving import _Pricer
+
+    device = Catalog.load().get("h100-sxm")
+    fmt = formats.weight_format("bf16")
+    g = assessed.trace.generation
+    plain, fp8 = _Pricer(assessed, device, fmt), _Pricer(assessed, device, fmt, "fp8")
+    assert fp8.kv == 0.5 and plain.kv == 1.0
+    assert fp8.decode(g, 256.0) < plain.decode(g, 256.0)
+
+
+def test_expert_weights_are_read_once_a_step() -> None:
+    """A mixture-of-experts decode step at 64 times the batch reads the stacked expert weights once, not 64 times."""
+    a = afford.assess("hf:Qwen/Qwen3-30B-A3B", task="generate", prompt_tokens=16, generate_tokens=4,
+                      infer_samples=1, precision="bf16", hardware="h100-sxm")
+    step = a.trace.generation.last_step
+    grouped = {k: c for k, c in step.events.items() if k[0] == "_grouped_mm"}
+    big = {k: c for k, c in scaled(step, a.trace, 64.0).events.items() if k[0] == "_grouped_mm"}
+    before = sum(nb * c for (_, _, nb), c in grouped.items())
+    after = sum(nb * c for (_, _, nb), c in big.items())
+    assert before > 1e9  # the stacks: 48 layers, gate-up and down, 128 experts each
+    assert after < 1.5 * before  # the activations grow 64 times, the weights not at all

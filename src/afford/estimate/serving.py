@@ -83,7 +83,9 @@ def scaled(phase: PhaseProfile, trace: Any, k: float) -> PhaseProfile:
     events: dict[tuple[str, Any, Any], int] = {}
     for (op, flops, nbytes), calls in phase.events.items():
         shape = formats.linear_shape(op, flops, nbytes, shapes, itemsize)
-        weight = itemsize * shape[0] * shape[1] if shape else _conv_weight(op, flops, nbytes, kernels, itemsize)
+        weight = (itemsize * shape[0] * shape[1] if shape else
+                  _conv_weight(op, flops, nbytes, kernels, itemsize) or _expert_weight(op, flops, nbytes, kernels,
+                                                                                         itemsize))
         key = (op, flops * k, weight + (nbytes - weight) * k)
         events[key] = events.get(key, 0) + calls
     return dataclasses.replace(phase, events=events)
@@ -115,14 +117,28 @@ def _conv_weight(op: str, flops: float, nbytes: float, kernels: set[tuple[int, .
     return 0.0
 
 
+def _expert_weight(op: str, flops: float, nbytes: float, stacks: set[tuple[int, ...]], itemsize: float) -> float:
+    """The weight bytes of a traced grouped matmul (a mixture-of-experts layer): its stacked expert weights
+    (experts, in, out), whose in x out divides the FLOPs (2 x routed tokens x in x out). The trace counts the whole
+    stack as read, whatever the batch routes (docs/inference.md); 0 for any other event."""
+    if op != "_grouped_mm" or not flops:
+        return 0.0
+    for shape in stacks:
+        if len(shape) == 3 and not int(flops) % (2 * shape[1] * shape[2]) and itemsize * math.prod(shape) < nbytes:
+            return itemsize * math.prod(shape)
+    return 0.0
+
+
 class _Pricer:
     """Wall seconds of a traced phase re-priced at k times its batch, in the job's weight format and runtime."""
 
-    def __init__(self, a: Any, device: Device, fmt: formats.WeightFormat) -> None:
+    def __init__(self, a: Any, device: Device, fmt: formats.WeightFormat, kv_dtype: str | None = None) -> None:
         self.a, self.device, self.fmt = a, device, fmt
         self.eff = Efficiency.for_device(device)
         traced = a.workload.precision.compute_dtype.itemsize
         self.act = fmt.dense_bytes / traced
+        # attention reads the KV cache in its own dtype (--kv-cache-dtype fp8 halves 16-bit reads)
+        self.kv = formats.KV_DTYPES[kv_dtype] / (traced * self.act) if kv_dtype in formats.KV_DTYPES else 1.0
         self.precision = formats.compute_precision(fmt, a.workload.precision.value)
         self.meta = {**a.spec.metadata, "params": a.trace.params}
         self.mixed = a.workload.precision.value.endswith("-mixed")
@@ -130,6 +146,12 @@ class _Pricer:
     def seconds(self, phase: PhaseProfile, k: float, runtime: Runtime) -> float:
         """One execution of `phase` at k times its traced batch: the longer of its kernels and its host time."""
         p = formats.reweighted(scaled(phase, self.a.trace, k), self.a.trace, self.fmt, self.meta, self.act)
+        if self.kv != 1.0:
+            events: dict[tuple[str, Any, Any], int] = {}
+            for (op, f, nb), c in p.events.items():
+                key = (op, f, nb * self.kv if "attention" in op else nb)
+                events[key] = events.get(key, 0) + c
+            p = dataclasses.replace(p, events=events)
         kernels, _ = phase_seconds(p, self.device, self.eff, self.precision, self.act)
         ov = overhead(phase, runtime, self.device, casts=weight_casts(phase, self.mixed))
         return wall(kernels / self.eff.system, ov)
@@ -174,7 +196,7 @@ def serve(a: Any, device: Device, fmt: formats.WeightFormat, kv_dtype: str | Non
         out["reason"] = (f"no request of {p_tok + g_tok:,} tokens fits: {max(0.0, kv_bytes) / 2**30:,.2f} GiB "
                          f"is left for the KV cache at {util:.0%} of {device.memory_bytes / 2**30:,.0f} GiB")
         return out
-    pricer = _Pricer(a, device, fmt)
+    pricer = _Pricer(a, device, fmt, kv_dtype)
     # prefill cost per prompt token when it rides along a decode batch: two large prefills, weights read in both
     big = max(1.0, chunk / (p_tok * b_traced))
     per_prompt_token = ((pricer.seconds(gen.prefill, 2 * big, Runtime.CUDAGRAPHS)
