@@ -37,9 +37,9 @@ def test_extras_table_matches_pyproject() -> None:
     for extra, modules in extras.EXTRAS.items():
         declared = {_name(r) for r in optional[extra]}
         assert declared == {_name(d) for d in modules.values()}, (extra, declared)
-    # `all` is every extra (and only them); `dev` stays
+    # `all` is every extra (and only them); `dev` (make test) and `bench` (make bench: the peers) are for developers
     assert optional["all"] == [f"afford[{','.join(extras.EXTRAS)}]"]
-    assert set(optional) == {*extras.EXTRAS, "all", "dev"}
+    assert set(optional) == {*extras.EXTRAS, "all", "dev", "bench"}
 
 
 def test_core_holds_no_optional_library() -> None:

@@ -69,23 +69,33 @@ def serve_request(concurrency: int | None, rate: float | None, gpu_memory_utiliz
     return ServeOptions(concurrency=concurrency, rate=rate, gpu_memory_utilization=gpu_memory_utilization)
 
 
-def scaled(phase: PhaseProfile, trace: Any, k: float) -> PhaseProfile:
-    """`phase` as if it ran k times the traced batch: FLOPs and bytes times k, except the weight bytes of each linear
-    layer's matmul (the output head too, tied or not) and of each convolution, read once per step whatever the
-    batch."""
+def event_weights(phase: PhaseProfile, trace: Any) -> dict[tuple[str, Any, Any], float]:
+    """The weight bytes each event of `phase` reads (linear layers, convolutions, expert stacks; 0 for the rest)."""
     itemsize = trace.weights_bytes / trace.params if trace.params else 2
     shapes = {(fi, fo) for _, fi, fo in trace.linear_params}
     if trace.output_param is not None:  # a head tied to the token embedding is no nn.Linear of its own
         head = trace.param_shapes[trace.output_param][0]
         if len(head) == 2:
             shapes.add((int(head[1]), int(head[0])))
-    kernels = {tuple(shape) for shape, _ in trace.param_shapes if len(shape) >= 3}  # convolution weights
+    kernels = {tuple(shape) for shape, _ in trace.param_shapes if len(shape) >= 3}  # convolutions, expert stacks
+    out = {}
+    for op, flops, nbytes in phase.events:
+        shape = formats.linear_shape(op, flops, nbytes, shapes, itemsize)
+        out[(op, flops, nbytes)] = (itemsize * shape[0] * shape[1] if shape else
+                                    _conv_weight(op, flops, nbytes, kernels, itemsize)
+                                    or _expert_weight(op, flops, nbytes, kernels, itemsize))
+    return out
+
+
+def scaled(phase: PhaseProfile, trace: Any, k: float,
+           weights: dict[tuple[str, Any, Any], float] | None = None) -> PhaseProfile:
+    """`phase` as if it ran k times the traced batch: FLOPs and bytes times k, except the weight bytes of each linear
+    layer's matmul (the output head too, tied or not) and of each convolution, read once per step whatever the
+    batch."""
+    weights = event_weights(phase, trace) if weights is None else weights
     events: dict[tuple[str, Any, Any], int] = {}
     for (op, flops, nbytes), calls in phase.events.items():
-        shape = formats.linear_shape(op, flops, nbytes, shapes, itemsize)
-        weight = (itemsize * shape[0] * shape[1] if shape else
-                  _conv_weight(op, flops, nbytes, kernels, itemsize) or _expert_weight(op, flops, nbytes, kernels,
-                                                                                         itemsize))
+        weight = weights.get((op, flops, nbytes), 0.0)
         key = (op, flops * k, weight + (nbytes - weight) * k)
         events[key] = events.get(key, 0) + calls
     return dataclasses.replace(phase, events=events)
@@ -111,9 +121,10 @@ def _conv_weight(op: str, flops: float, nbytes: float, kernels: set[tuple[int, .
             if in_bytes <= 0:
                 continue
             q = in_bytes / out_bytes * shape[0] / shape[1]  # groups x (input / output positions)
-            groups = {shape[0], *(2**i for i in range(shape[0].bit_length()))}
-            if any(abs(q / g - r) <= 0.01 * r for g in groups for r in (1, 2, 4, 8)):
-                return itemsize * size
+            for r in (1, 2, 4, 8):
+                g = round(q / r)
+                if g >= 1 and abs(q / g - r) <= 0.01 * r and (g == shape[0] or not g & (g - 1)):
+                    return itemsize * size
     return 0.0
 
 
@@ -142,10 +153,14 @@ class _Pricer:
         self.precision = formats.compute_precision(fmt, a.workload.precision.value)
         self.meta = {**a.spec.metadata, "params": a.trace.params}
         self.mixed = a.workload.precision.value.endswith("-mixed")
+        self._weights: dict[int, dict[tuple[str, Any, Any], float]] = {}  # per traced phase (id): weight bytes
 
     def seconds(self, phase: PhaseProfile, k: float, runtime: Runtime) -> float:
         """One execution of `phase` at k times its traced batch: the longer of its kernels and its host time."""
-        p = formats.reweighted(scaled(phase, self.a.trace, k), self.a.trace, self.fmt, self.meta, self.act)
+        weights = self._weights.get(id(phase))
+        if weights is None:
+            weights = self._weights[id(phase)] = event_weights(phase, self.a.trace)
+        p = formats.reweighted(scaled(phase, self.a.trace, k, weights), self.a.trace, self.fmt, self.meta, self.act)
         if self.kv != 1.0:
             events: dict[tuple[str, Any, Any], int] = {}
             for (op, f, nb), c in p.events.items():
