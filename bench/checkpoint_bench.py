@@ -15,6 +15,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from docsection import replace_section  # bench/ is the script folder, first on sys.path
+
 from afford.sources.checkpoint import inspect
 
 TENSORS, SIDE, BYTES_PER = 80, 8192, 2  # BF16
@@ -58,12 +60,7 @@ def main() -> int:
         line = (f"| `inspect`, sparse {path.stat().st_size / 2**30:.2f} GiB safetensors, {TENSORS} tensors | "
                 f"{median:.2f} ms median, {best:.2f} ms best of {RUNS} (target < {TARGET_MS:.0f} ms) | "
                 f"{'pass' if ok else 'FAIL'} |")
-    # make bench runs this after plan_bench.py, which rewrites everything after its own section
-    doc = Path(__file__).parent.parent / "docs" / "benchmarks.md"
-    text = doc.read_text() if doc.exists() else "# Benchmarks\n"
-    marker = "\n## Checkpoint headers\n"
-    doc.write_text(text.split(marker)[0].rstrip("\n") + "\n" + marker
-                   + "\n| case | time | result |\n|---|---|---|\n" + line + "\n")
+    replace_section("Checkpoint headers", "| case | time | result |\n|---|---|---|\n" + line)
     return 0 if ok else 1
 
 

@@ -10,7 +10,8 @@ import os
 import subprocess
 import sys
 import time
-from pathlib import Path
+
+from docsection import replace_section  # bench/ is the script folder, first on sys.path
 
 CHILD = r"""
 import json, resource, time
@@ -36,12 +37,7 @@ def main() -> int:
             f"{r['plan_s']:.1f} s (target < 20 s) | {r['rss_gb']:.2f} GB | {r['plans']} plans evaluated | "
             f"{'pass' if ok else 'FAIL'} |")
     print(line)
-    doc = Path(__file__).parent.parent / "docs" / "benchmarks.md"
-    text = doc.read_text() if doc.exists() else "# Benchmarks\n"
-    marker = "\n## Planner\n"
-    text = text.split(marker)[0] + marker + ("\n| case | time | peak RSS | search | result |\n|---|---|---|---|---|\n"
-                                             + line + "\n")
-    doc.write_text(text)
+    replace_section("Planner", "| case | time | peak RSS | search | result |\n|---|---|---|---|---|\n" + line)
     return 0 if ok else 1
 
 

@@ -14,7 +14,8 @@ import platform
 import subprocess
 import sys
 import time
-from pathlib import Path
+
+from docsection import replace_section  # bench/ is the script folder, first on sys.path
 
 CASES = [
     ("hf:meta-llama/Llama-2-70b-hf", 4096, 30.0, 2.0),
@@ -51,9 +52,8 @@ def main() -> int:
                     f"(target < {max_gb:.0f} GB) | {wall:.1f} s | {r['params'] / 1e9:.1f} B | "
                     f"{r['train_flops_per_token'] / 1e12:.3f} TFLOPs | {'pass' if passed else 'FAIL'} |")
         print(rows[-1], flush=True)
-    doc = Path(__file__).parent.parent / "docs" / "benchmarks.md"
-    doc.write_text(
-        "# Benchmarks\n\nWritten by `make bench` (bench/trace_bench.py). A full assessment: one training step "
+    replace_section(
+        "", "# Benchmarks\n\nWritten by `make bench` (bench/trace_bench.py). A full assessment: one training step "
         "(forward + backward) traced on the meta device, an inference pass, a prefill and a cached decode step; "
         "bf16-mixed, batch 1. `assess` is the time inside `afford.assess` (model build + traces), `process` "
         "includes importing torch and transformers. Peak RSS is the child process's maximum resident set.\n\n"

@@ -1,0 +1,26 @@
+"""Replace one `## Title` section of docs/benchmarks.md (up to the next `## ` heading), keeping every other
+section, hand-written ones included; shared by the bench scripts so that `make bench` never erases the rest."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+DOC = Path(__file__).resolve().parent.parent / "docs" / "benchmarks.md"
+
+
+def replace_section(title: str, body: str, doc: Path = DOC) -> None:
+    """Set the body of section `## title` to `body` (appended at the end when the section is missing); a title
+    of "" is the preamble before the first `## ` heading."""
+    text = doc.read_text(encoding="utf-8") if doc.exists() else "# Benchmarks\n"
+    if not title:
+        head, sep, rest = text.partition("\n## ")
+        doc.write_text(body.rstrip("\n") + "\n" + (sep + rest if sep else ""), encoding="utf-8")
+        return
+    marker = f"\n## {title}\n"
+    head, found, rest = text.partition(marker)
+    if not found:
+        doc.write_text(text.rstrip("\n") + "\n" + marker + "\n" + body.strip("\n") + "\n", encoding="utf-8")
+        return
+    tail = rest.split("\n## ", 1)[1] if "\n## " in rest else ""
+    doc.write_text(head + marker + "\n" + body.strip("\n") + "\n" + (f"\n## {tail}" if tail else ""),
+                   encoding="utf-8")
