@@ -123,15 +123,16 @@ class LiveBytes:
         self.lean_peak = self.current - self.score_current
 
 
-# Norm ops whose meta kernels are Python decompositions (torch/_decomp, torch/_refs), about 1 ms a call on a
-# 2-core machine, half of a ResNet-50 trace: on meta their outputs depend only on the inputs' metadata, so the
+# Norm ops (and ReLU's backward) whose meta kernels are Python decompositions (torch/_decomp, torch/_refs), 0.5-1 ms
+# a call on a 2-core machine, half of a ResNet-50 trace: on meta their outputs depend only on the inputs' metadata, so the
 # outputs of the first call with that metadata are remembered and later calls make fresh empty tensors like them
 # and record the op exactly as the kernel's call would (bench/trace_bench.py; tests/counting/test_meta_memo.py).
 _MEMO_OPS = frozenset({aten._native_batch_norm_legit.default, aten._native_batch_norm_legit.no_stats,
                        aten._native_batch_norm_legit_no_training.default, aten.native_batch_norm.default,
                        aten.native_batch_norm_backward.default, aten._native_batch_norm_legit_functional.default,
                        aten.native_layer_norm.default, aten.native_layer_norm_backward.default,
-                       aten.native_group_norm.default, aten.native_group_norm_backward.default})
+                       aten.native_group_norm.default, aten.native_group_norm_backward.default,
+                       aten.threshold_backward.default})
 _MEMO_LIMIT = 4096  # distinct signatures kept per process (a few per norm layer shape)
 _memo: dict[tuple[Any, ...], Any] = {}
 MEMO_ENV = "AFFORD_NO_META_MEMO"  # set: every call runs the kernel (the memo's own test compares both)
