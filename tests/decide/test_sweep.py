@@ -87,6 +87,20 @@ def test_parquet_holds_the_same_rows_as_csv(tmp_path: Path) -> None:
     assert rows[0]["params"] == 1248424
 
 
+def test_html_report_of_a_sweep(tmp_path: Path) -> None:
+    """--report PATH.html: the sweep's points as a table (every row, errors included) and its cost-time plot."""
+    out = tmp_path / "sweep.html"
+    r = run(["sweep", TINY[0], BAD, "--hardware", "a100-80gb,t4", "--train-samples", "1000", "--jobs", "1",
+             "--report", str(out), "--json"])
+    assert r.code == 0, r.stderr
+    html = out.read_text(encoding="utf-8")
+    assert json.loads(r.stdout)["written"] == [str(out)]
+    assert html.count("<tr") >= 5  # the header and four points
+    assert "no_such_net" in html and TINY[0] in html and 'data-plot="cost_time"' in html
+    again = run(["sweep", TINY[0], "--report", str(out)])
+    assert again.code == 2 and "exists" in again.stderr
+
+
 @pytest.mark.parametrize("jobs", [0, -1, 2.5, True])
 def test_bad_jobs_is_one_input_error(jobs: object) -> None:
     with pytest.raises(InputError, match="jobs must be a positive integer"):

@@ -15,7 +15,8 @@ from rich.table import Table
 
 from afford import schema, units
 from afford.cli.app import app, emit_json, fail, guarded
-from afford.cli.options import AsJson, Force, Jobs, job_parameters, request_kwargs
+from afford.cli.jobs import check_report, write_report
+from afford.cli.options import AsJson, Force, Jobs, Report, job_parameters, request_kwargs
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -94,6 +95,7 @@ def sweep_command(
     jobs: Jobs = None,
     csv: Csv = None,
     parquet: Parquet = None,
+    report: Report = None,
     force: Force = False,
     as_json: AsJson = False,
     **options: Any,
@@ -105,6 +107,7 @@ def sweep_command(
     devices, precisions, sizes = _list(hardware, "hardware"), _list(precision, "precision"), _sizes(batch_size)
     _check_out(csv, "csv", force)
     _check_out(parquet, "parquet", force)
+    check_report(report, force)
     if parquet:
         guarded(need_pyarrow)  # refused before the work, not after
     flags = _sweep_flags()
@@ -119,6 +122,8 @@ def sweep_command(
         if path:
             guarded(lambda w=write, p=path: w(result, Path(p)))  # type: ignore[misc]
             written.append(path)
+    if report:
+        written.append(write_report(result, report))
     if as_json:
         data["written"] = written
         emit_json(data)

@@ -123,10 +123,11 @@ class LiveBytes:
         self.lean_peak = self.current - self.score_current
 
 
-# Norm ops (and ReLU's backward) whose meta kernels are Python decompositions (torch/_decomp, torch/_refs), 0.5-1 ms
-# a call on a 2-core machine, half of a ResNet-50 trace: on meta their outputs depend only on the inputs' metadata, so the
-# outputs of the first call with that metadata are remembered and later calls make fresh empty tensors like them
-# and record the op exactly as the kernel's call would (bench/trace_bench.py; tests/counting/test_meta_memo.py).
+# Norm ops (and ReLU's backward) whose meta kernels are Python decompositions (torch/_decomp, torch/_refs),
+# 0.5-1 ms a call on a 2-core machine, half of a ResNet-50 trace: on meta their outputs depend only on the inputs'
+# metadata, so the outputs of the first call with that metadata are remembered and later calls make fresh empty
+# tensors like them and record the op exactly as the kernel's call would (bench/peer_bench.py;
+# tests/counting/test_meta_memo.py).
 _MEMO_OPS = frozenset({aten._native_batch_norm_legit.default, aten._native_batch_norm_legit.no_stats,
                        aten._native_batch_norm_legit_no_training.default, aten.native_batch_norm.default,
                        aten.native_batch_norm_backward.default, aten._native_batch_norm_legit_functional.default,

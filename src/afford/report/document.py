@@ -40,10 +40,11 @@ __all__ = ["COMPARED_DEVICES", "PLAN_COLUMNS", "PROVENANCE_COLUMNS", "STATUS_TEX
 
 
 def build(obj: Any) -> Document:
-    """The report document of an Assessment, a PlanResult or a Comparison."""
+    """The report document of an Assessment, a PlanResult, a Comparison or a Sweep."""
     from afford.assess import Assessment
     from afford.decide.compare import Comparison
     from afford.decide.run import PlanResult
+    from afford.decide.sweep import Sweep
 
     if isinstance(obj, Assessment):
         return assessment.build(obj)
@@ -51,4 +52,9 @@ def build(obj: Any) -> Document:
         return plan.build(obj)
     if isinstance(obj, Comparison):
         return comparison.build(obj)
-    raise InputError(f"a report needs an Assessment, a PlanResult or a Comparison, got {type(obj).__name__}")
+    if isinstance(obj, Sweep):
+        from afford.report import sweep
+
+        return sweep.build(obj)
+    raise InputError(f"a report needs an Assessment, a PlanResult, a Comparison or a Sweep, got "
+                     f"{type(obj).__name__}")
