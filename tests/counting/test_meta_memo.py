@@ -1,4 +1,4 @@
-"""The norm-op memo (counting/engine.py `_MEMO_OPS`): a trace with remembered meta outputs equals one that runs every
+"""The norm-op memo (counting/memo.py): a trace with remembered meta outputs equals one that runs every
 meta kernel, op by op, byte by byte, and peak by peak."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 import afford
-from afford.counting import engine
+from afford.counting import memo
 
 
 def _snapshot(model: str, precision: str) -> dict[str, Any]:
@@ -26,11 +26,11 @@ def _snapshot(model: str, precision: str) -> dict[str, Any]:
 @pytest.mark.parametrize(("model", "precision"), [("torchvision:resnet18", "fp32"),
                                                   ("hf:openai-community/gpt2", "bf16-mixed")])
 def test_the_memo_changes_nothing_it_records(model: str, precision: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv(engine.MEMO_ENV, "1")
+    monkeypatch.setenv(memo.ENV, "1")
     plain = _snapshot(model, precision)
-    monkeypatch.delenv(engine.MEMO_ENV)
-    engine._memo.clear()
+    monkeypatch.delenv(memo.ENV)
+    memo._memo.clear()
     first = _snapshot(model, precision)  # fills the memo
-    assert engine._memo, "no norm op was remembered"
+    assert memo._memo, "no norm op was remembered"
     again = _snapshot(model, precision)  # answered from it
     assert plain == first == again

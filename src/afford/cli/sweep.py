@@ -123,7 +123,7 @@ def sweep_command(
             guarded(lambda w=write, p=path: w(result, Path(p)))  # type: ignore[misc]
             written.append(path)
     if report:
-        written.append(write_report(result, report))
+        written.append(write_report(result, report) or report)
     if as_json:
         data["written"] = written
         emit_json(data)

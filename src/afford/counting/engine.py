@@ -22,7 +22,7 @@ from torch.nn.modules.module import register_module_forward_hook, register_modul
 from torch.overrides import TorchFunctionMode
 from torch.utils import flop_counter as fc
 
-from afford.counting import eager
+from afford.counting import eager, memo
 from afford.counting.formulas import custom_mapping
 from afford.counting.profile import OpStat, PhaseProfile
 from afford.errors import InputError, TraceError
@@ -123,97 +123,15 @@ class LiveBytes:
         self.lean_peak = self.current - self.score_current
 
 
-# Norm ops (and ReLU's backward) whose meta kernels are Python decompositions (torch/_decomp, torch/_refs),
-# 0.5-1 ms a call on a 2-core machine, half of a ResNet-50 trace: on meta their outputs depend only on the inputs'
-# metadata, so the outputs of the first call with that metadata are remembered and later calls make fresh empty
-# tensors like them and record the op exactly as the kernel's call would (bench/peer_bench.py;
-# tests/counting/test_meta_memo.py).
-_MEMO_OPS = frozenset({aten._native_batch_norm_legit.default, aten._native_batch_norm_legit.no_stats,
-                       aten._native_batch_norm_legit_no_training.default, aten.native_batch_norm.default,
-                       aten.native_batch_norm_backward.default, aten._native_batch_norm_legit_functional.default,
-                       aten.native_layer_norm.default, aten.native_layer_norm_backward.default,
-                       aten.native_group_norm.default, aten.native_group_norm_backward.default,
-                       aten.threshold_backward.default})
-_MEMO_LIMIT = 4096  # distinct signatures kept per process (a few per norm layer shape)
-_memo: dict[tuple[Any, ...], Any] = {}
-MEMO_ENV = "AFFORD_NO_META_MEMO"  # set: every call runs the kernel (the memo's own test compares both)
-
-
-def _signature(func: Any, args: Any, kwargs: Any) -> tuple[Any, ...] | None:
-    """What a memoised op's meta outputs depend on: each tensor argument's shape, strides, dtype and whether it
-    requires grad, and every other argument's value; None when an argument is not on meta or not plain."""
-    parts: list[Any] = [func]
-    for a in (*args, *sorted(kwargs.items())):
-        value = a[1] if isinstance(a, tuple) and len(a) == 2 and isinstance(a[0], str) else a
-        if isinstance(value, torch.Tensor):
-            if value.device.type != "meta" or value.layout != torch.strided:
-                return None
-            parts.append((tuple(value.shape), value.stride(), value.dtype, value.requires_grad))
-        elif value is None or isinstance(value, (bool, int, float, str)):
-            parts.append(value)
-        elif isinstance(value, (list, tuple)) and all(isinstance(v, (bool, int, float)) for v in value):
-            parts.append(tuple(value))
-        else:
-            return None
-    return tuple(parts)
-
-
-def _like(spec: Any) -> Any:
-    """Fresh meta tensors with the remembered metadata (a tuple of them, or None for an undefined output)."""
-    if isinstance(spec, tuple) and spec and spec[0] == "tensor":
-        _, shape, stride, dtype = spec
-        return torch.empty_strided(shape, stride, dtype=dtype, device="meta")
-    if isinstance(spec, list):
-        return tuple(_like(s) for s in spec)
-    return spec
-
-
-def _describe(out: Any) -> Any:
-    """The metadata of an op's outputs, to make them again (None when an output is not a plain meta tensor)."""
-    if isinstance(out, torch.Tensor):
-        if out.device.type != "meta" or out.layout != torch.strided:
-            raise ValueError("not memoisable")
-        return ("tensor", tuple(out.shape), out.stride(), out.dtype)
-    if isinstance(out, (tuple, list)):
-        return [_describe(o) for o in out]
-    if out is None:
-        return None
-    raise ValueError("not memoisable")
-
-
 class _RecordingDispatch(fc._FlopCounterMode):
     """PyTorch's flop-counting dispatch mode, plus grouped_mm in any dtype on meta and remembered norm outputs."""
 
     def __torch_dispatch__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
         kwargs = kwargs or {}
-        if func in _MEMO_OPS and not os.environ.get(MEMO_ENV):
-            key = _signature(func, args, kwargs)
-            if key is not None:
-                spec = _memo.get(key)
-                if spec is not None:
-                    return self.counter._count_flops(func._overloadpacket, _like(spec), args, kwargs)
-                counted: list[Any] = []
-                record = self.counter._count_flops
-                outer = self.counter.__dict__.get("_count_flops")  # a memoised op's watch this call runs inside
-
-                def watch(packet: Any, out: Any, a: Any, kw: Any) -> Any:
-                    counted.append(packet)
-                    return record(packet, out, a, kw)
-
-                self.counter._count_flops = watch  # type: ignore[method-assign]
-                try:
-                    out = super().__torch_dispatch__(func, types, args, kwargs)
-                finally:
-                    if outer is None:
-                        del self.counter._count_flops  # the class's method again
-                    else:
-                        self.counter._count_flops = outer  # type: ignore[method-assign]
-                # remembered only where the kernel ran as one recorded op (not decomposed into recorded parts)
-                if counted == [func._overloadpacket] and len(_memo) < _MEMO_LIMIT:
-                    try:
-                        _memo[key] = _describe(out)
-                    except ValueError:
-                        pass
+        if func in memo.OPS and not os.environ.get(memo.ENV):
+            out = memo.call(self.counter, func, args, kwargs,
+                            lambda: super(_RecordingDispatch, self).__torch_dispatch__(func, types, args, kwargs))
+            if out is not memo.SKIP:
                 return out
         if func is aten._grouped_mm.default and args[0].device.type == "meta" and args[0].dtype not in (
                 torch.bfloat16, torch.float16):
