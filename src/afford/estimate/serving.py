@@ -196,8 +196,9 @@ def serve(a: Any, device: Device, fmt: formats.WeightFormat, kv_dtype: str | Non
     kv_bytes = util * device.memory_bytes - weights - activations - RESERVED_BYTES
     blocks = max(0, math.floor(kv_bytes / (block * kv_per_token))) if kv_per_token else 0
     per_request = math.ceil((p_tok + g_tok) / block)
-    kv_concurrency = blocks // per_request
     max_seqs = int(DEFAULTS["max_num_seqs"][0])
+    # a model that caches nothing per token (no KV cache) is bounded by the memory left at all, then max_num_seqs
+    kv_concurrency = blocks // per_request if kv_per_token else (max_seqs if kv_bytes > 0 else 0)
     out: dict[str, Any] = {
         "device": device.id, "weights": fmt.id, "kv_cache_dtype": mem["kv_cache_dtype"],
         "prompt_tokens": p_tok, "generate_tokens": g_tok, "gpu_memory_utilization": util, "block_size": block,
