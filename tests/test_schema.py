@@ -25,7 +25,7 @@ OWN = {"assess": {"model", "job", "trust_code", "report", "force", "explain", "a
                    "as_json", "verbose"},
        "compare": {"models", "plot", "report", "force", "as_json", "jobs"}}
 OFFERED = {"measure": "assess"}  # measure takes assess's options and reports the ones it does not use
-FUNCTIONS = {"assess": "afford.api.assess", "plan": "afford.decide.run.plan", "measure": "afford.measure.run.measure",
+FUNCTIONS = {"assess": "afford.api.assess", "plan": "afford.api.plan_job", "measure": "afford.measure.run.measure",
              "compare": "afford.decide.compare.compare"}
 
 
@@ -127,8 +127,8 @@ def test_every_job_file_key_reaches_the_python_call(command: str, tmp_path: Path
 def test_unknown_python_option_is_one_error_with_the_closest_name() -> None:
     with pytest.raises(InputError, match=r"unknown option 'batchsize' \(did you mean 'batch_size'\?\)"):
         afford.assess("torchvision:resnet18", batchsize=4)
-    with pytest.raises(InputError, match=r"plan: 'infer_samples' is an option of assess, measure, not of plan"):
-        afford.plan("torchvision:resnet18", infer_samples=4)
+    with pytest.raises(InputError, match=r"plan: 'depth' is an option of assess, not of plan"):
+        afford.plan("torchvision:resnet18", depth=4)
 
 
 def test_request_is_typed_and_frozen() -> None:

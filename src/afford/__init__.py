@@ -48,11 +48,12 @@ sys.modules[__name__].__class__ = _Package
 
 
 def plan(model: object, **kwargs: object) -> object:
-    """Verdict and plans for a training job within a budget (see afford.decide.run.plan; the options are
-    JobRequest's fields that plan takes)."""
-    from afford.decide.run import plan as run
+    """Verdict and plans for a job within a budget: a training job's PlanResult (afford.decide.run.plan), or an
+    inference job's Assessment with its inference verdict and plans (afford.api.plan_job); the options are
+    JobRequest's fields that plan takes."""
+    from afford.api import plan_job
 
-    return run(model, **kwargs)  # type: ignore[arg-type]
+    return plan_job(model, **kwargs)
 
 
 def compare(models: list[str], **kwargs: object) -> object:

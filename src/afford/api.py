@@ -18,7 +18,7 @@ from afford.decide.budget import parse_available
 from afford.decide.inference import Targets
 from afford.decide.inference import decide as decide_inference
 from afford.decide.run import make_budget, plan
-from afford.errors import WorkloadError, opt
+from afford.errors import InputError, WorkloadError, opt
 from afford.estimate.footprint import electricity_price
 from afford.estimate.formats import inference_memory, weight_format
 from afford.estimate.job import estimate
@@ -29,7 +29,7 @@ from afford.hardware.catalog import Catalog
 from afford.sources import resolve
 from afford.workload import Task, Workload
 
-__all__ = ["assess"]
+__all__ = ["assess", "plan_job"]
 
 
 def assess(model: Any, *, example_inputs: Any = None, **options: Any) -> Assessment:
@@ -157,3 +157,28 @@ def _traced(model: Any, workload: Workload, *, depth: int, trust_remote_code: bo
     dims = job_dims(spec, workload, notes)
     module = spec.build(workload.precision.compute_dtype, dims)
     return traced_assessment(spec, workload, dims, module, depth=depth, notes=notes)
+
+
+def plan_job(model: Any, **options: Any) -> Any:
+    """`afford plan`: a training job's plans (decide/run.plan, a PlanResult), or, for an inference job (only
+    `infer_samples` or `task="generate"`, no training samples or tokens), the assessment with its inference verdict
+    and plans (an Assessment: devices, replicas, weight formats, served at a `rate`). An inference plan needs a
+    limit: a budget, a deadline, owned devices or a latency target."""
+    r = schema.build("plan", options)
+    inference = r.train_samples is None and r.train_tokens is None and (
+        r.infer_samples is not None or str(r.task).lower() == "generate")
+    if not inference:
+        return plan(model, **options)
+    if not any(v is not None for v in (r.budget_usd, r.deadline, r.max_kwh, r.max_co2_kg, r.available,
+                                       r.max_latency, r.ttft, r.tpot)):
+        raise InputError(f"plan needs a limit for an inference job: {opt('budget_usd')}, {opt('deadline')}, "
+                         f"{opt('available')} or a latency target ({opt('max_latency')}, {opt('ttft')}, "
+                         f"{opt('tpot')})")
+    kwargs = schema.values(r, "assess")
+    if str(kwargs.get("parallel")).lower() == "auto":  # plan's default; an inference job has no training layout
+        kwargs.pop("parallel")
+    return assess(model, **kwargs)
+
+
+plan_job.__signature__ = schema.signature(  # type: ignore[attr-defined]
+    "plan", [inspect.Parameter("model", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=Any)])

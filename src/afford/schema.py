@@ -74,7 +74,7 @@ class JobRequest:
     epochs: float = _opt(1.0, "passes over the training samples", "workload", _ALL)
     train_tokens: int | None = _opt(None, "training tokens in all (language models; instead of samples)", "workload",
                                     _ALL)
-    infer_samples: int | None = _opt(None, "inference samples (M)", "workload", (_A, _M))
+    infer_samples: int | None = _opt(None, "inference samples (M)", "workload", (_A, _P, _M))
     batch_size: int = _opt(1, "samples per step on one device", "workload", _ALL)
     seq_len: int | None = _opt(None, "tokens per sample (default: model max, capped)", "workload", _ALL)
     image_size: int | None = _opt(None, "image side in pixels (default: the model's native size)", "workload", _ALL)
@@ -85,21 +85,23 @@ class JobRequest:
     freeze: tuple[str, ...] = _opt((), "freeze parameters matching a glob; '!GLOB' unfreezes; repeatable, applied in "
                                        "order", "workload", (_A, _P, _M))
     allow_longer: bool = _opt(False, "allow --seq-len beyond the model's maximum", "workload", (_A, _P, _M))
-    task: str = _opt("auto", "auto | generate (prefill + cached decode per request)", "workload", (_A, _M))
-    prompt_tokens: int | None = _opt(None, "prompt tokens per request (--task generate)", "workload", (_A, _M))
-    generate_tokens: int | None = _opt(None, "generated tokens per request (--task generate)", "workload", (_A, _M))
+    task: str = _opt("auto", "auto | generate (prefill + cached decode per request)", "workload", (_A, _P, _M))
+    prompt_tokens: int | None = _opt(None, "prompt tokens per request (--task generate)", "workload",
+                                     (_A, _P, _M))
+    generate_tokens: int | None = _opt(None, "generated tokens per request (--task generate)", "workload",
+                                       (_A, _P, _M))
     weights: str | None = _opt(
         None, "weight format for inference: fp32 | fp16 | bf16 | int8 | nf4 | nf4-dq | gptq-4bit | awq-4bit | "
               "int4-g32 | int4-g128 | fp8 | nvfp4 | mxfp4 | a GGUF file type (q4_k_m, q8_0, ...): its exact bytes, "
-              "KV cache and fit in memory.inference, and the inference time of reading it", "workload", (_A, _C))
+              "KV cache and fit in memory.inference, and the inference time of reading it", "workload", (_A, _P, _C))
     kv_cache_dtype: str | None = _opt(None, "KV cache dtype with --weights: fp16 | bf16 | fp8 | fp32 (default: the "
-                                            "compute dtype)", "workload", (_A, _C))
+                                            "compute dtype)", "workload", (_A, _P, _C))
     concurrency: int | None = _opt(None, "requests served at once for the serving figures (serve.at_concurrency; "
-                                         "default: the maximum load only)", "workload", (_A,))
+                                         "default: the maximum load only)", "workload", (_A, _P))
     rate: float | None = _opt(None, "sustained load in requests per second: serve.replicas_for_rate", "workload",
-                              (_A,))
+                              (_A, _P))
     gpu_memory_utilization: float = _opt(0.9, "share of device memory the serving engine takes (vLLM's "
-                                              "--gpu-memory-utilization)", "workload", (_A,))
+                                              "--gpu-memory-utilization)", "workload", (_A, _P))
     model_options: dict[str, Any] | None = _opt(  # noqa: RUF009 (_opt is dataclasses.field; the default is None)
         None, "KEY=VALUE size of a built-in spec (recsys:, diffusers:); repeatable", "workload", (_A, _P, _M),
         flag="model_option", short="-O")
@@ -141,9 +143,9 @@ class JobRequest:
     electricity_usd_kwh: float | None = _opt(None, "electricity price for owned hardware (USD/kWh)", "budget",
                                              _PRICED)
     max_latency: float | None = _opt(None, "latency target in seconds per inference batch (per request batch with "
-                                           "--task generate)", "budget", (_A,))
-    ttft: float | None = _opt(None, "time-to-first-token target in seconds (generation)", "budget", (_A,))
-    tpot: float | None = _opt(None, "time-per-output-token target in seconds (generation)", "budget", (_A,))
+                                           "--task generate)", "budget", (_A, _P))
+    ttft: float | None = _opt(None, "time-to-first-token target in seconds (generation)", "budget", (_A, _P))
+    tpot: float | None = _opt(None, "time-per-output-token target in seconds (generation)", "budget", (_A, _P))
     # [plan]
     lora_rank: int = _opt(16, "rank of LoRA/QLoRA adapters in the plans", "plan", _PRICED)
     max_count: int = _opt(16384, "most devices a plan may use", "plan", _PRICED)

@@ -69,3 +69,21 @@ def test_cli_inference_verdict_json_and_one_line_errors() -> None:
     assert d["verdict"]["status"] == "affordable" and d["plans"][0]["latency_seconds"] > 0
     bad = runner.invoke(app, ["assess", "torchvision:resnet18", "--budget-usd", "1"])
     assert bad.exit_code == 2 and "--infer-samples" in bad.output and "Traceback" not in bad.output
+
+
+def test_plan_takes_an_inference_job() -> None:
+    """`afford plan` (and afford.plan) with only an inference job: the inference verdict and plans; without any
+    limit, one line and exit 2."""
+    base = ["plan", "hf:openai-community/gpt2", "--task", "generate", "--prompt-tokens", "64", "--generate-tokens",
+            "32", "--infer-samples", "1000", "--hardware", "t4"]
+    out = runner.invoke(app, [*base, "--budget-usd", "5", "--json"])
+    assert out.exit_code == 0, out.output
+    d = json.loads(out.output)
+    assert d["verdict"]["job"] == "inference" and d["plans"] and "generate" in d
+    bad = runner.invoke(app, base)
+    assert bad.exit_code == 2
+    lines = [x for x in bad.output.splitlines() if x.strip()]
+    assert len(lines) == 1 and "plan needs a limit for an inference job" in lines[0]
+    a = afford.plan("hf:openai-community/gpt2", infer_samples=100, seq_len=64, hardware="t4", budget_usd=1.0)
+    assert isinstance(a, afford.Assessment) and a.decision is not None
+    assert a.to_dict()["verdict"]["job"] == "inference"

@@ -120,13 +120,21 @@ def plan_command(
     **options: Any,
 ) -> None:
     """Search precisions, LoRA/QLoRA, memory savers, sharding and hardware for the cheapest and fastest
-    feasible ways to train MODEL within a budget."""
-    from afford.decide.run import plan as run_plan
+    feasible ways to train MODEL within a budget; for an inference job (--infer-samples or --task generate
+    alone), the devices, replicas and weight formats that serve it (at --rate, as served)."""
+    from afford.api import plan_job
+    from afford.assess import Assessment
 
     if emit is not None and emit[0] not in ("accelerate", "deepspeed"):
         fail(f"--emit {emit[0]!r}: choose accelerate or deepspeed")
     p = with_job(ctx, "plan")
-    result = guarded(lambda: run_plan(p["model"], **request_kwargs("plan", p)))
+    with working(f"planning {p['model']}"):
+        result = guarded(lambda: plan_job(p["model"], **request_kwargs("plan", p)))
+    if isinstance(result, Assessment):  # an inference job: its verdict and plans, as assess shows them
+        if emit is not None:
+            fail("--emit writes training launch configs; an inference job has none")
+        _inference_plan(result, p)
+        return
     data = result.to_dict()
     written = write_report(result, p["report"])
     if written:
@@ -144,3 +152,20 @@ def plan_command(
     render_verdict(data["verdict"], data["plans"], Console())
     for path in [*data.get("emitted", []), *([written] if written else [])]:
         Console().print(f"wrote {path}")
+
+
+def _inference_plan(result: Any, p: dict[str, Any]) -> None:
+    """`afford plan` of an inference job: the assessment's verdict, plans and serving figures."""
+    data = result.to_dict()
+    written = write_report(result, p["report"])
+    if p["as_json"]:
+        if written:
+            data["report"] = written
+        emit_json(data)
+        return
+    from afford.report.terminal import render_assessment
+
+    console = Console()
+    render_assessment(data, console)
+    if written:
+        console.print(f"report: {written}")
