@@ -26,22 +26,29 @@ _memo: dict[tuple[Any, ...], Any] = {}
 ENV = "AFFORD_NO_META_MEMO"  # set: every call runs the kernel (the memo's own test compares both)
 
 
+def _part(value: Any) -> tuple[bool, Any]:
+    """(ok, what a memoised op's output depends on in one argument): a meta tensor's shape, strides, dtype and
+    whether it requires grad, a plain value itself; not ok for anything else."""
+    if isinstance(value, torch.Tensor):
+        if value.device.type != "meta" or value.layout != torch.strided:
+            return False, None
+        return True, (tuple(value.shape), value.stride(), value.dtype, value.requires_grad)
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return True, value
+    if isinstance(value, (list, tuple)) and all(isinstance(v, (bool, int, float)) for v in value):
+        return True, tuple(value)
+    return False, None
+
+
 def _signature(func: Any, args: Any, kwargs: Any) -> tuple[Any, ...] | None:
-    """What a memoised op's meta outputs depend on: each tensor argument's shape, strides, dtype and whether it
-    requires grad, and every other argument's value; None when an argument is not on meta or not plain."""
+    """What a memoised op's meta outputs depend on: every positional and keyword argument (`_part`); None when one
+    is not on meta or not plain."""
     parts: list[Any] = [func]
-    for a in (*args, *sorted(kwargs.items())):
-        value = a[1] if isinstance(a, tuple) and len(a) == 2 and isinstance(a[0], str) else a
-        if isinstance(value, torch.Tensor):
-            if value.device.type != "meta" or value.layout != torch.strided:
-                return None
-            parts.append((tuple(value.shape), value.stride(), value.dtype, value.requires_grad))
-        elif value is None or isinstance(value, (bool, int, float, str)):
-            parts.append(value)
-        elif isinstance(value, (list, tuple)) and all(isinstance(v, (bool, int, float)) for v in value):
-            parts.append(tuple(value))
-        else:
+    for name, value in [*((None, a) for a in args), *sorted(kwargs.items())]:
+        ok, part = _part(value)
+        if not ok:
             return None
+        parts.append((name, part))
     return tuple(parts)
 
 
