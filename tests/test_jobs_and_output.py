@@ -98,9 +98,9 @@ def test_job_keys_a_command_does_not_take_are_errors(tmp_path: Path) -> None:
     path = _job(tmp_path, JOB + "\n[hardware.extra]\n")  # a nested table is not a key of [hardware]
     with pytest.raises(InputError, match=r"\[hardware\] unknown key .extra."):
         jobfile.load(path)
-    plan_job = _job(tmp_path, 'model = "torchvision:resnet18"\n[workload]\ninfer_samples = 5\n', "plan.toml")
+    plan_job = _job(tmp_path, 'model = "torchvision:resnet18"\ndepth = 3\n', "plan.toml")
     out = runner.invoke(app, ["plan", "--job", str(plan_job)])
-    assert out.exit_code == 2 and "'infer_samples' does not apply to `afford plan`" in out.stderr
+    assert out.exit_code == 2 and "'depth' does not apply to `afford plan`" in out.stderr
 
 
 def test_explain_reevaluates_every_formula() -> None:

@@ -139,7 +139,7 @@ def test_bad_suffix_is_one_line_input_error(resnet: tuple[Any, str], tmp_path: P
 def test_missing_folder_and_wrong_object_are_input_errors(resnet: tuple[Any, str], tmp_path: Path) -> None:
     with pytest.raises(InputError, match="does not exist"):
         write_report(resnet[0], tmp_path / "nope" / "r.html")
-    with pytest.raises(InputError, match="Assessment, a PlanResult or a Comparison"):
+    with pytest.raises(InputError, match="Assessment, a PlanResult, a Comparison or a Sweep"):
         write_report({"not": "a result"}, tmp_path / "r.html")
 
 
