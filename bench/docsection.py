@@ -24,3 +24,18 @@ def replace_section(title: str, body: str, doc: Path = DOC) -> None:
     tail = rest.split("\n## ", 1)[1] if "\n## " in rest else ""
     doc.write_text(head + marker + "\n" + body.strip("\n") + "\n" + (f"\n## {tail}" if tail else ""),
                    encoding="utf-8")
+
+
+VALIDATION = DOC.parent / "validation.md"
+
+
+def replace_marked(start: str, end: str, block: str, heading: str, doc: Path = VALIDATION) -> None:
+    """Put `block` (which begins with `start` and ends with `end`) where those markers stand in `doc`, else at the
+    end under `## heading`; shared by the validation scripts that each own one marked table of docs/validation.md."""
+    text = doc.read_text(encoding="utf-8")
+    if start in text and end in text:
+        head, rest = text.split(start, 1)
+        text = head + block + rest.split(end, 1)[1]
+    else:
+        text = text.rstrip() + f"\n\n## {heading}\n\n" + block + "\n"
+    doc.write_text(text, encoding="utf-8")

@@ -132,6 +132,24 @@ class Recorder:
             f.write(json.dumps(row) + "\n")
 
 
+def training_steps(loss: Callable[[], torch.Tensor], opt: torch.optim.Optimizer, warmup: int,
+                   iters: int) -> tuple[float, float]:
+    """A bf16-autocast training step (the loss, backward, the optimizer step): the first step's seconds (with any
+    compilation), then the mean seconds of `iters` steps after `warmup` more."""
+    def step() -> None:
+        with torch.autocast(DEVICE, dtype=torch.bfloat16):
+            value = loss()
+        value.backward()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+
+    t = time.perf_counter()
+    step()
+    sync()
+    first = time.perf_counter() - t
+    return first, mean_seconds(step, 1 if SMOKE else warmup, 1 if SMOKE else iters)
+
+
 def train_vision(name: str, batch: int, compiled: bool) -> Callable[[], dict[str, Any]]:
     """A bf16-autocast AdamW training step of a vision model at 224 px (cross-entropy loss)."""
     def run() -> dict[str, Any]:
@@ -142,18 +160,7 @@ def train_vision(name: str, batch: int, compiled: bool) -> Callable[[], dict[str
         x = torch.randn(b, 3, 224, 224, device=DEVICE)
         y = torch.randint(0, 1000, (b,), device=DEVICE)
 
-        def step() -> None:
-            with torch.autocast(DEVICE, dtype=torch.bfloat16):
-                loss = torch.nn.functional.cross_entropy(step_model(x), y)
-            loss.backward()
-            opt.step()
-            opt.zero_grad(set_to_none=True)
-
-        t = time.perf_counter()
-        step()
-        sync()
-        first = time.perf_counter() - t
-        seconds = mean_seconds(step, 1 if SMOKE else 3, 1 if SMOKE else 15)
+        first, seconds = training_steps(lambda: torch.nn.functional.cross_entropy(step_model(x), y), opt, 3, 15)
         return {"step_s": seconds, "samples_per_s": b / seconds, "first_step_s": round(first, 2)}
     return run
 
@@ -167,18 +174,7 @@ def train_llm(repo: str, batch: int, seq: int, compiled: bool) -> Callable[[], d
         s = 16 if SMOKE else seq
         ids = torch.randint(0, int(model.config.vocab_size), (1 if SMOKE else batch, s), device=DEVICE)
 
-        def step() -> None:
-            with torch.autocast(DEVICE, dtype=torch.bfloat16):
-                loss = step_model(input_ids=ids, labels=ids).loss
-            loss.backward()
-            opt.step()
-            opt.zero_grad(set_to_none=True)
-
-        t = time.perf_counter()
-        step()
-        sync()
-        first = time.perf_counter() - t
-        seconds = mean_seconds(step, 1 if SMOKE else 2, 1 if SMOKE else 8)
+        first, seconds = training_steps(lambda: step_model(input_ids=ids, labels=ids).loss, opt, 2, 8)
         return {"step_s": seconds, "tokens_per_s": ids.numel() / seconds, "first_step_s": round(first, 2)}
     return run
 

@@ -22,15 +22,14 @@ import os
 import platform
 import queue
 import re
-import subprocess
 import sys
-import tempfile
 import threading
 import time
 from collections import defaultdict
-from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
+
+from workerproc import Worker, load_last, serve  # bench/ is the script folder, first on sys.path
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results" / "timm_all.jsonl"
@@ -138,88 +137,12 @@ def worker() -> int:
     # imports made keeps each collection to what a trace creates (a model's trace ~4x faster), same figures.
     gc.collect()
     gc.freeze()
-    for line in sys.stdin:
-        name = line.strip()
-        if not name:
-            continue
-        record = {**trace_one(name), **meta}
-        sys.stdout.write(MARK + json.dumps(record) + "\n")
-        sys.stdout.flush()
-    return 0
-
-
-@dataclass
-class Worker:
-    """A worker subprocess and a thread that queues its result lines."""
-
-    proc: subprocess.Popen[str]
-    lines: queue.Queue[str | None]
-    stderr: IO[str]
-    served: int = 0
-
-    @classmethod
-    def start(cls) -> Worker:
-        err = tempfile.TemporaryFile(mode="w+")
-        proc = subprocess.Popen([sys.executable, str(Path(__file__).resolve()), "--worker"], cwd=ROOT,
-                                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=err, text=True, bufsize=1)
-        lines: queue.Queue[str | None] = queue.Queue()
-
-        def pump() -> None:
-            assert proc.stdout is not None
-            for out in proc.stdout:
-                if out.startswith(MARK):
-                    lines.put(out[len(MARK):])
-            lines.put(None)  # the worker exited
-
-        threading.Thread(target=pump, daemon=True).start()
-        return cls(proc, lines, err)
-
-    def ask(self, name: str, timeout: float) -> dict[str, Any]:
-        """Trace `name` in this worker; a timeout or a dead worker becomes a failed record."""
-        assert self.proc.stdin is not None
-        self.served += 1
-        try:
-            self.proc.stdin.write(name + "\n")
-            self.proc.stdin.flush()
-            line = self.lines.get(timeout=timeout)
-        except queue.Empty:
-            self.stop()
-            return {"name": name, "ok": False, "error_type": "timeout", "error": f"timeout after {timeout:.0f} s",
-                    "seconds": timeout}
-        except (BrokenPipeError, OSError):
-            line = None
-        if line is None:
-            self.proc.wait()
-            return {"name": name, "ok": False, "error_type": "crash",
-                    "error": f"crash: worker exited with code {self.proc.returncode}: {self.stderr_tail()}"}
-        record: dict[str, Any] = json.loads(line)
-        return record
-
-    def stderr_tail(self) -> str:
-        self.stderr.seek(0)
-        lines = [x.strip() for x in self.stderr.read().splitlines() if x.strip()]
-        return lines[-1][:300] if lines else "no message"
-
-    def alive(self) -> bool:
-        return self.proc.poll() is None
-
-    def stop(self) -> None:
-        """End this worker (the process this script started)."""
-        if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait()
-        self.stderr.close()
+    return serve(MARK, lambda name: {**trace_one(name), **meta} if name else None)
 
 
 def load(path: Path = RESULTS) -> dict[str, dict[str, Any]]:
     """The last record of each name in the results file."""
-    out: dict[str, dict[str, Any]] = {}
-    if path.exists():
-        for line in path.read_text().splitlines():
-            if line.strip():
-                rec = json.loads(line)
-                out[rec["name"]] = rec
-    return out
+    return load_last(path, "name")
 
 
 def sweep(names: list[str], jobs: int, timeout: float) -> None:
@@ -233,7 +156,7 @@ def sweep(names: list[str], jobs: int, timeout: float) -> None:
     meta = versions()
 
     def slot() -> None:
-        w = Worker.start()
+        w = Worker.start(Path(__file__).resolve(), MARK, ROOT)
         try:
             while True:
                 try:
@@ -242,12 +165,12 @@ def sweep(names: list[str], jobs: int, timeout: float) -> None:
                     return
                 if not w.alive() or w.served >= RESTART_EVERY:
                     w.stop()
-                    w = Worker.start()
-                rec = w.ask(name, timeout)
+                    w = Worker.start(Path(__file__).resolve(), MARK, ROOT)
+                rec = w.ask(name, timeout, {"name": name, "ok": False})
                 if rec.get("error_type") in ("timeout", "crash"):
                     rec.update(meta)
                     w.stop()
-                    w = Worker.start()
+                    w = Worker.start(Path(__file__).resolve(), MARK, ROOT)
                 with lock, RESULTS.open("a") as fh:
                     fh.write(json.dumps(rec) + "\n")
                     done[0] += 1

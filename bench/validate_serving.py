@@ -10,6 +10,8 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+from docsection import replace_marked  # bench/ is the script folder, first on sys.path
+
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests" / "golden"))
 
@@ -52,14 +54,7 @@ def main() -> int:
         "| afford's concurrency (limit) | result |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
         *lines, "", END])
-    doc = ROOT / "docs" / "validation.md"
-    text = doc.read_text()
-    if START in text:
-        head, rest = text.split(START, 1)
-        text = head + table + rest.split(END, 1)[1]
-    else:
-        text = text.rstrip() + "\n\n## Serving throughput (issue 11)\n\n" + table + "\n"
-    doc.write_text(text)
+    replace_marked(START, END, table, "Serving throughput (issue 11)")
     print(f"{within}/{len(priced)} within {TOLERANCE:.0%}")
     return 0 if within >= 0.7 * len(priced) else 1
 

@@ -20,17 +20,14 @@ import gc
 import json
 import math
 import os
-import queue
 import re
-import subprocess
 import sys
-import tempfile
-import threading
 import time
 from collections import Counter, defaultdict
-from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
+
+from workerproc import Worker, load_last, serve  # bench/ is the script folder, first on sys.path
 
 ROOT = Path(__file__).resolve().parents[1]
 CSV = ROOT / "tests" / "golden" / "timm_infer_pro6000.csv"
@@ -98,92 +95,17 @@ def worker() -> int:
     price_one("resnet18", 224, 2)  # imports everything a trace needs
     gc.collect()
     gc.freeze()  # as bench/timm_all.py: keeps afford's gc.collect calls to what a trace creates
-    for line in sys.stdin:
+
+    def handle(line: str) -> dict[str, Any] | None:
         parts = line.split()
-        if len(parts) != 3:
-            continue
-        rec = {**price_one(parts[0], int(parts[1]), int(parts[2])), **meta}
-        sys.stdout.write(MARK + json.dumps(rec) + "\n")
-        sys.stdout.flush()
-    return 0
+        return {**price_one(parts[0], int(parts[1]), int(parts[2])), **meta} if len(parts) == 3 else None
 
-
-@dataclass
-class Worker:
-    """A worker subprocess and a thread that queues its result lines."""
-
-    proc: subprocess.Popen[str]
-    lines: queue.Queue[str | None]
-    stderr: IO[str]
-    served: int = 0
-
-    @classmethod
-    def start(cls) -> Worker:
-        """Start one worker (this script with --worker)."""
-        err = tempfile.TemporaryFile(mode="w+")
-        proc = subprocess.Popen([sys.executable, str(Path(__file__).resolve()), "--worker"], cwd=ROOT,
-                                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=err, text=True, bufsize=1)
-        lines: queue.Queue[str | None] = queue.Queue()
-
-        def pump() -> None:
-            assert proc.stdout is not None
-            for out in proc.stdout:
-                if out.startswith(MARK):
-                    lines.put(out[len(MARK):])
-            lines.put(None)  # the worker exited
-
-        threading.Thread(target=pump, daemon=True).start()
-        return cls(proc, lines, err)
-
-    def ask(self, row: dict[str, str], timeout: float) -> dict[str, Any]:
-        """Price one row in this worker; a timeout or a dead worker becomes a failed record."""
-        assert self.proc.stdin is not None
-        self.served += 1
-        model, size = row["model"], int(row["img_size"])
-        base = {"key": key(model, size), "model": model, "img_size": size, "ok": False}
-        try:
-            self.proc.stdin.write(f"{model} {size} {int(row['infer_batch_size'])}\n")
-            self.proc.stdin.flush()
-            line = self.lines.get(timeout=timeout)
-        except queue.Empty:
-            self.stop()
-            return {**base, "error_type": "timeout", "error": f"timeout after {timeout:.0f} s", "seconds": timeout}
-        except (BrokenPipeError, OSError):
-            line = None
-        if line is None:
-            self.proc.wait()
-            return {**base, "error_type": "crash",
-                    "error": f"crash: worker exited with code {self.proc.returncode}: {self.stderr_tail()}"}
-        rec: dict[str, Any] = json.loads(line)
-        return rec
-
-    def stderr_tail(self) -> str:
-        """The worker's last stderr line."""
-        self.stderr.seek(0)
-        lines = [x.strip() for x in self.stderr.read().splitlines() if x.strip()]
-        return lines[-1][:300] if lines else "no message"
-
-    def alive(self) -> bool:
-        """Whether the worker process still runs."""
-        return self.proc.poll() is None
-
-    def stop(self) -> None:
-        """End this worker (the process this script started)."""
-        if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait()
-        self.stderr.close()
+    return serve(MARK, handle)
 
 
 def load(path: Path = RESULTS) -> dict[str, dict[str, Any]]:
     """The last record of each key in the results file."""
-    out: dict[str, dict[str, Any]] = {}
-    if path.exists():
-        for line in path.read_text().splitlines():
-            if line.strip():
-                rec = json.loads(line)
-                out[rec["key"]] = rec
-    return out
+    return load_last(path, "key")
 
 
 def append(rec: dict[str, Any], row: dict[str, str]) -> dict[str, Any]:
@@ -211,8 +133,8 @@ def run(rows: list[dict[str, str]], listed: set[str], timeout: float) -> None:
                 if w is None or not w.alive() or w.served >= RESTART_EVERY:
                     if w is not None:
                         w.stop()
-                    w = Worker.start()
-                rec = append(w.ask(row, timeout), row)
+                    w = Worker.start(Path(__file__).resolve(), MARK, ROOT)
+                rec = append(ask(w, row, timeout), row)
                 if rec.get("error_type") in ("timeout", "crash"):
                     w.stop()
                     w = None
@@ -424,6 +346,13 @@ def write_docs(rows: list[dict[str, str]], results: dict[str, dict[str, Any]]) -
         new = old.rstrip("\n") + "\n\n" + section + "\n"
     VALIDATION.write_text(new)
     return next((x for x in summary if x.startswith("- **within")), summary[-1])
+
+
+def ask(w: Worker, row: dict[str, str], timeout: float) -> dict[str, Any]:
+    """Price one csv row in worker `w`; a timeout or a dead worker becomes a failed record."""
+    model, size = row["model"], int(row["img_size"])
+    failed = {"key": key(model, size), "model": model, "img_size": size, "ok": False}
+    return w.ask(f"{model} {size} {int(row['infer_batch_size'])}", timeout, failed)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -62,6 +62,12 @@ def assess(
     if explained is not None:
         data["explain"] = [x.to_dict() for x in explained]
     remember("assessment", str(data["model"]["name"]), {"model": p["model"], "argv": sys.argv[1:]}, data)
+    _show(result, data, p, verbose=p["verbose"], explained=explained)
+
+
+def _show(result: Any, data: dict[str, Any], p: dict[str, Any], verbose: bool = False,
+          explained: Any = None) -> None:
+    """An assessment's output: its report (--report), then its JSON, or its screen (and --explain's table)."""
     written = write_report(result, p["report"])
     if p["as_json"]:
         if written:
@@ -71,7 +77,7 @@ def assess(
     from afford.report.terminal import render_assessment
 
     console = Console()
-    render_assessment(data, console, verbose=p["verbose"])
+    render_assessment(data, console, verbose=verbose)
     if explained is not None:
         from afford.report.explain import render_explanations
 
@@ -133,7 +139,7 @@ def plan_command(
     if isinstance(result, Assessment):  # an inference job: its verdict and plans, as assess shows them
         if emit is not None:
             fail("--emit writes training launch configs; an inference job has none")
-        _inference_plan(result, p)
+        _show(result, result.to_dict(), p)  # an inference job: its verdict, plans and serving figures
         return
     data = result.to_dict()
     written = write_report(result, p["report"])
@@ -154,18 +160,3 @@ def plan_command(
         Console().print(f"wrote {path}")
 
 
-def _inference_plan(result: Any, p: dict[str, Any]) -> None:
-    """`afford plan` of an inference job: the assessment's verdict, plans and serving figures."""
-    data = result.to_dict()
-    written = write_report(result, p["report"])
-    if p["as_json"]:
-        if written:
-            data["report"] = written
-        emit_json(data)
-        return
-    from afford.report.terminal import render_assessment
-
-    console = Console()
-    render_assessment(data, console)
-    if written:
-        console.print(f"report: {written}")
