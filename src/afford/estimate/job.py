@@ -58,6 +58,15 @@ def live_peaks(a: Assessment, recompute: bool, notes: list[str]) -> tuple[float,
     return max(fwd - saved + kept, 0.0), max(bwd - saved + kept, 0.0)
 
 
+def phase_wall(phase: Any, device: Device, eff: Efficiency, precision: str, runtime: Runtime, mixed: bool,
+               view: Callable[[Any], Any] = lambda p: p, byte_scale: float = 1.0) -> tuple[float, float, Overhead]:
+    """One traced phase on a device: its kernel seconds (the system efficiency applied), the compute-bound part of
+    them (before it) and the runtime's overhead for its ops; the wall time is `wall(kernels, overhead)`. `view`
+    and `byte_scale` re-price its events (a weight format, a batch), the overhead counts the ops as traced."""
+    k, busy = phase_seconds(view(phase), device, eff, precision, byte_scale)
+    return k / eff.system, busy, overhead(phase, runtime, device, casts=weight_casts(phase, mixed))
+
+
 def generation_walls(gen: GenerationProfile, device: Device, eff: Efficiency, precision: str, runtime: Runtime,
                      mixed: bool, view: Callable[[Any], Any] = lambda p: p,
                      byte_scale: float = 1.0) -> tuple[float, float, float, Overhead, float]:
@@ -65,17 +74,15 @@ def generation_walls(gen: GenerationProfile, device: Device, eff: Efficiency, pr
     longer of its kernels and the host's time to issue it, estimate/runtime.py), the compute-bound part, the
     runtime overhead summed over the batch and the GPU seconds (kernels and the gaps between them). `view` and
     `byte_scale` re-price the phases' weights in a weight format (estimate/formats.py `reweighted`)."""
-    k, busy = phase_seconds(view(gen.prefill), device, eff, precision, byte_scale)
-    ov = overhead(gen.prefill, runtime, device, casts=weight_casts(gen.prefill, mixed))
-    prefill, total, gpu = wall(k / eff.system, ov), ov, k / eff.system + ov.gap_s
+    k, busy, ov = phase_wall(gen.prefill, device, eff, precision, runtime, mixed, view, byte_scale)
+    prefill, total, gpu = wall(k, ov), ov, k + ov.gap_s
     decode = 0.0
     for phase, weight in gen.steps.values():
-        k, step_busy = phase_seconds(view(phase), device, eff, precision, byte_scale)
-        ov = overhead(phase, runtime, device, casts=weight_casts(phase, mixed))
-        decode += float(weight) * wall(k / eff.system, ov)
+        k, step_busy, ov = phase_wall(phase, device, eff, precision, runtime, mixed, view, byte_scale)
+        decode += float(weight) * wall(k, ov)
         busy += float(weight) * step_busy
         total = total + ov.scaled(float(weight))
-        gpu += float(weight) * (k / eff.system + ov.gap_s)
+        gpu += float(weight) * (k + ov.gap_s)
     return prefill, decode, busy, total, gpu
 
 
@@ -204,10 +211,9 @@ def estimate(a: Assessment, req: HardwareRequest) -> Estimate:
         pre_k, dec_k, b_busy, infer_ov, gpu_s = generation_walls(gen, dev, base, infer_prec, rt, mixed, view, act)
         t_batch = pre_k + dec_k + fixed  # each step already the longer of its GPU and host times
     else:
-        k_infer, b_busy = phase_seconds(view(t.infer), dev, base, infer_prec, act)
-        infer_ov = overhead(t.infer, rt, dev, casts=weight_casts(t.infer, mixed))
-        gpu_s = k_infer / base.system + infer_ov.gap_s
-        t_batch = wall(k_infer / base.system, infer_ov) + fixed
+        k_infer, b_busy, infer_ov = phase_wall(t.infer, dev, base, infer_prec, rt, mixed, view, act)
+        gpu_s = k_infer + infer_ov.gap_s
+        t_batch = wall(k_infer, infer_ov) + fixed
     # `host_seconds`: the host's time to issue the batch (overlapped with the GPU's), plus the fixed cost
     infer_breakdown = {"runtime": rt.value, "gpu_seconds": gpu_s, **infer_ov.to_dict(),
                        "host_seconds": infer_ov.host_s + fixed, "fixed_seconds": fixed,
@@ -234,10 +240,9 @@ def estimate(a: Assessment, req: HardwareRequest) -> Estimate:
         out["generate"]["total_seconds"] = time_out["infer_seconds"]
         out["generate"]["total_seconds_range"] = time_out["infer_seconds_range"]
     elif t.decode is not None and t.prefill is not None:
-        prefill_s = wall(phase_seconds(view(t.prefill), dev, base, infer_prec, act)[0] / base.system,
-                         overhead(t.prefill, rt, dev, casts=weight_casts(t.prefill, mixed)))
-        decode_s = wall(phase_seconds(view(t.decode), dev, base, infer_prec, act)[0] / base.system,
-                        overhead(t.decode, rt, dev, casts=weight_casts(t.decode, mixed)))
+        prefill_k, _, prefill_ov = phase_wall(t.prefill, dev, base, infer_prec, rt, mixed, view, act)
+        decode_k, _, decode_ov = phase_wall(t.decode, dev, base, infer_prec, rt, mixed, view, act)
+        prefill_s, decode_s = wall(prefill_k, prefill_ov), wall(decode_k, decode_ov)
         tps = b / decode_s if decode_s else 0.0
         usd_m = (req.price_per_hour / 3600 / tps * 1e6) if (tps and req.price_per_hour) else None
         out["generate"] = {

@@ -32,9 +32,10 @@ from afford import bounds as b
 from afford.counting.profile import GenerationProfile, PhaseProfile
 from afford.errors import InputError, opt
 from afford.estimate import formats
+from afford.estimate.job import phase_wall
 from afford.estimate.parallel import RESERVED_BYTES
-from afford.estimate.runtime import Runtime, overhead, wall, weight_casts
-from afford.estimate.timing import Efficiency, phase_seconds
+from afford.estimate.runtime import Runtime, wall
+from afford.estimate.timing import Efficiency
 from afford.hardware.catalog import Device
 
 VLLM_ARGS = "vLLM engine arguments (docs.vllm.ai/en/v0.5.3/models/engine_args.html)"
@@ -160,16 +161,22 @@ class _Pricer:
         weights = self._weights.get(id(phase))
         if weights is None:
             weights = self._weights[id(phase)] = event_weights(phase, self.a.trace)
-        p = formats.reweighted(scaled(phase, self.a.trace, k, weights), self.a.trace, self.fmt, self.meta, self.act)
-        if self.kv != 1.0:
+
+        def view(traced: PhaseProfile) -> PhaseProfile:
+            """The phase at k times its batch, its weights in the format, its KV reads in the KV dtype."""
+            p = formats.reweighted(scaled(traced, self.a.trace, k, weights), self.a.trace, self.fmt, self.meta,
+                                   self.act)
+            if self.kv == 1.0:
+                return p
             events: dict[tuple[str, Any, Any], int] = {}
             for (op, f, nb), c in p.events.items():
                 key = (op, f, nb * self.kv if "attention" in op else nb)
                 events[key] = events.get(key, 0) + c
-            p = dataclasses.replace(p, events=events)
-        kernels, _ = phase_seconds(p, self.device, self.eff, self.precision, self.act)
-        ov = overhead(phase, runtime, self.device, casts=weight_casts(phase, self.mixed))
-        return wall(kernels / self.eff.system, ov)
+            return dataclasses.replace(p, events=events)
+
+        kernels, _, ov = phase_wall(phase, self.device, self.eff, self.precision, runtime, self.mixed, view,
+                                    self.act)
+        return wall(kernels, ov)
 
     def decode(self, gen: GenerationProfile, k: float) -> float:
         """Mean seconds of one decode step over the request's contexts, at k times the traced batch."""
