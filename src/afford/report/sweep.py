@@ -3,7 +3,7 @@ cost against time of the points that were priced, per model and device."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from afford import units
 from afford.report import plots
@@ -14,6 +14,13 @@ if TYPE_CHECKING:
     from afford.decide.sweep import Sweep
 
 MAX_PLOTTED = 200  # points on the cost-time plot (the cheapest first); the table holds every point
+
+
+def _job(row: dict[str, Any]) -> tuple[float | None, float | None]:
+    """A point's time and cost: the training job's where it trains, else the inference job's."""
+    if row["train_seconds"] is not None:
+        return row["train_seconds"], row["train_usd"]
+    return row["infer_seconds"], row["infer_usd"]
 
 
 def build(s: Sweep) -> Document:
@@ -34,8 +41,7 @@ def build(s: Sweep) -> Document:
     table = Section("points", "Points")
     cells: list[list[Cell]] = []
     for i, r in enumerate(rows):
-        seconds = r["train_seconds"] if r["train_seconds"] is not None else r["infer_seconds"]
-        cost = r["train_usd"] if r["train_usd"] is not None else r["infer_usd"]
+        seconds, cost = _job(r)
         cells.append([
             r["model"], r["hardware"], r["precision"], str(r["batch_size"]),
             Num(units.count(r["params"]), r["params"], f"rows.{i}.params") if r["params"] is not None else "-",
@@ -54,8 +60,7 @@ def build(s: Sweep) -> Document:
     sections = [summary, table]
     options = []
     for r in priced:
-        seconds = r["train_seconds"] if r["train_seconds"] is not None else r["infer_seconds"]
-        cost = r["train_usd"] if r["train_usd"] is not None else r["infer_usd"]
+        seconds, cost = _job(r)
         if seconds and cost:
             label = f"{r['model'].split(':')[-1]} {r['hardware']}"
             options.append(plots.Option(label=label, seconds=seconds, usd=cost, fits=bool(r["fits"])))
