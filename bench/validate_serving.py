@@ -48,8 +48,8 @@ def main() -> int:
     table = "\n".join([
         START, "",
         f"{within} of {len(priced)} priced rows within {TOLERANCE:.0%} on output tokens/s (target: at least 70%); "
-        f"median error {errors[len(errors) // 2]:+.0%}; {len(outcomes) - len(priced)} rows with tensor parallelism "
-        "shown, not priced. Written by bench/validate_serving.py from tests/golden/serving_throughput.toml.", "",
+        f"median error {errors[len(errors) // 2]:+.0%}; {len(outcomes) - len(priced)} rows not priced (reason in "
+        "the row). Written by bench/validate_serving.py from tests/golden/serving_throughput.toml.", "",
         "| id | model | device | TP | weights | KV | in/out | load | published out tok/s | predicted | error "
         "| afford's concurrency (limit) | result |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|---|",

@@ -107,11 +107,11 @@ def assess(model: Any, *, example_inputs: Any = None, **options: Any) -> Assessm
     if result.generation is not None and req.device.kind == "gpu" and result.trace.generation is not None \
             and result.trace.generation.steps:
         result.serving = serve(result, req.device, fmt or weight_format(workload.precision.dense_format),
-                               r.kv_cache_dtype, serve_options, req.price_per_hour)
+                               r.kv_cache_dtype, serve_options, req.price_per_hour, req.layout.tp)
     elif workload.infer_samples and result.generation is None and req.device.kind == "gpu" \
             and result.trace.infer is not None:
         result.serving = batch_curve(result, req.device, fmt or weight_format(workload.precision.dense_format),
-                                     req.runtime, r.max_latency)
+                                     req.runtime, r.max_latency, req.layout.tp)
     if result.serving is not None and result.generation is not None:
         if r.rate is not None and result.serving.get("fits"):
             result.notes.append(

@@ -2,9 +2,10 @@
 (estimate/serving.py). Shared by tests/golden/test_serving_throughput.py and bench/validate_serving.py (which writes
 the "Serving throughput" table of docs/validation.md).
 
-Each TP=1 row is priced as afford's engine runs it: one replica, the row's weights and KV dtype, its input and
-output lengths, at the maximum load (`serve.max_load`: min(KV concurrency, max_num_seqs 256)) or at the published
-fixed batch. Rows with tensor parallelism are shown, not priced (afford does not price TP serving yet).
+Each row is priced as afford's engine runs it: one replica (split over the row's TP degree, estimate/sharding.py),
+the row's weights and KV dtype, its input and output lengths, at the maximum load (`serve.max_load`: min(KV
+concurrency, max_num_seqs 256)) or at the published fixed batch. A row published per GPU is compared with the
+replica's throughput over its TP devices.
 """
 
 from __future__ import annotations
@@ -57,8 +58,7 @@ class Outcome:
 
 def evaluate(row: dict[str, Any]) -> Outcome:
     """Price one row (None with a reason when afford cannot price it)."""
-    if int(row.get("tp", 1)) != 1:
-        return Outcome(row, None, None, None, "tensor parallelism is not priced by the serving model yet")
+    tp = int(row.get("tp", 1))
     device = Catalog.load().get(row["hardware"])
     fmt = formats.weight_format(row["weights"])
     if fmt.device_format and not device.has_format(fmt.device_format):
@@ -66,11 +66,12 @@ def evaluate(row: dict[str, Any]) -> Outcome:
     a = _assessed(row["model"], int(row["input_tokens"]), int(row["output_tokens"]))
     fixed = row.get("concurrency")
     options = ServeOptions(concurrency=int(fixed) if isinstance(fixed, int) else None)
-    s = serve(a, device, fmt, row.get("kv_cache_dtype"), options, None)
+    s = serve(a, device, fmt, row.get("kv_cache_dtype"), options, None, tp)
     if not s["fits"]:
         return Outcome(row, 0.0, 0, "memory", s.get("reason"))
     figures = s.get("at_concurrency") or s["max_load"]
-    return Outcome(row, float(figures["output_tokens_per_second"]), int(figures["concurrency"]),
+    per_gpu = tp if row.get("per_gpu", tp == 1) else 1
+    return Outcome(row, float(figures["output_tokens_per_second"]) / per_gpu, int(figures["concurrency"]),
                    s["limited_by"] if "at_concurrency" not in s else "fixed batch")
 
 

@@ -1,11 +1,13 @@
 """The verdict for an inference job (issue 11): does serving M samples or requests fit the budget, the deadline, the
-latency targets and the device's memory, and if not, which device, count and weight format make it so.
+latency targets and the device's memory, and if not, which device, count, split and weight format make it so.
 
 The assessment's trace is re-priced, never traced again: each plan is `estimate(assessment, request)` on another
-device, count of replicas (each holds the whole model and takes its share of the samples) and weight format
-(estimate/formats.py: the format's bytes for memory and for the weight reads of the inference steps). With a
-`--rate`, each plan is the job as served (estimate/serving.py: paged KV, continuous batching): the replicas the
-rate needs, for as long as the requests take to arrive. Tensor-parallel inference is not priced yet.
+device, tensor-parallel degree (a replica split over tp devices of a node, estimate/sharding.py), count of
+replicas (each holds the whole model and takes its share of the samples) and weight format (estimate/formats.py:
+the format's bytes for memory and for the weight reads of the inference steps). A device's plans split a replica
+only as far as needed: the next degree is tried while the smaller one does not fit or misses a latency target.
+With a `--rate`, each plan is the job as served (estimate/serving.py: paged KV, continuous batching): the replicas
+the rate needs, for as long as the requests take to arrive.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from afford.estimate.job import estimate
 from afford.estimate.parallel import Layout
 from afford.estimate.request import HardwareRequest
 from afford.estimate.serving import ServeOptions, serve
+from afford.estimate.sharding import tp_choices
 from afford.hardware.catalog import Catalog, Device
 
 # what a weight format costs in quality, quoted from its source (None: afford has no published figure to quote)
@@ -64,7 +67,8 @@ class Targets:
 
 @dataclass
 class InferencePlan:
-    """One way to run the inference job: device, replicas and weight format, with its figures."""
+    """One way to run the inference job: device, devices in all (`tp` per replica) and weight format, with its
+    figures."""
 
     device: str
     count: int
@@ -82,13 +86,19 @@ class InferencePlan:
     tpot_s: float | None
     violations: list[str] = field(default_factory=list)
     changes: list[str] = field(default_factory=list)
+    tp: int = 1
 
     @property
     def feasible(self) -> bool:
         return self.fits and not self.violations
 
+    @property
+    def replicas(self) -> int:
+        return self.count // self.tp
+
     def to_dict(self) -> dict[str, Any]:
-        return {"device": self.device, "count": self.count, "weights": self.weights, "owned": self.owned,
+        return {"device": self.device, "count": self.count, "tp": self.tp, "replicas": self.replicas,
+                "weights": self.weights, "owned": self.owned,
                 "per_device_bytes": self.per_device_bytes, "device_bytes": self.device_bytes, "fits": self.fits,
                 "infer_seconds": self.seconds, "cost_usd": self.cost_usd, "energy_kwh": self.kwh,
                 "co2_kg": self.co2_kg, "latency_seconds": self.latency_s, "ttft_seconds": self.ttft_s,
@@ -128,20 +138,27 @@ class InferenceDecision:
                 "searched": self.searched, "notes": self.notes}
 
 
+def _layout(device: Device, replicas: int, tp: int) -> Layout:
+    """`replicas` copies of the model, each split over `tp` devices of one node (replicas never communicate)."""
+    n = replicas * tp
+    return Layout(count=n, gpus_per_node=n if n <= device.gpus_per_node else tp, tp=tp)
+
+
 def _evaluate(a: Any, req: HardwareRequest, device: Device, count: int, fmt: WeightFormat, kv: str | None,
               price: float | None, owned: bool, energy_price: float,
-              serving: ServeOptions | None = None) -> InferencePlan:
-    """Re-price the assessment on `count` replicas of `device` with `fmt` weights; with a `serving` rate (a
-    generation job on a GPU), as served: the replicas the rate needs, for the M requests' arrival time."""
-    layout = Layout(count=count, gpus_per_node=min(device.gpus_per_node, count))
+              serving: ServeOptions | None = None, tp: int = 1) -> InferencePlan:
+    """Re-price the assessment on `count` replicas of `device`, each split over `tp` devices, with `fmt` weights;
+    with a `serving` rate (a generation job on a GPU), as served: the replicas the rate needs, for the M requests'
+    arrival time."""
+    layout = _layout(device, count, tp)
     r = dataclasses.replace(req, device=device, layout=layout, price_per_hour=price, weights=fmt.id,
                             default_device=False, energy_usd_per_kwh=energy_price if owned else 0.0)
     d = estimate(a, r).data
-    mem = inference_memory(a, fmt, kv, device)
+    mem = inference_memory(a, fmt, kv, device, tp)
     gen = d.get("generate") or {}
     generating = a.generation is not None
     latency = gen.get("seconds_per_request", 0.0) if generating else d["time"]["infer_batch_seconds"]
-    plan = InferencePlan(device=device.id, count=count, weights=fmt.id, owned=owned,
+    plan = InferencePlan(device=device.id, count=count * tp, tp=tp, weights=fmt.id, owned=owned,
                          per_device_bytes=max(mem["infer_peak_bytes"], mem["generate_peak_bytes"]),
                          device_bytes=device.memory_bytes, fits=mem["fits"], seconds=d["time"]["infer_seconds"],
                          cost_usd=d["cost"]["infer_usd"], kwh=d["energy"]["infer_kwh"], co2_kg=d["co2"]["infer_kg"],
@@ -150,7 +167,7 @@ def _evaluate(a: Any, req: HardwareRequest, device: Device, count: int, fmt: Wei
     if serving is None or serving.rate is None:
         return plan
     if _servable(a, device):
-        s = serve(a, device, fmt, kv, serving, price)
+        s = serve(a, device, fmt, kv, serving, price, tp)
         if not s["fits"]:
             plan.fits = False
             return plan
@@ -162,9 +179,10 @@ def _evaluate(a: Any, req: HardwareRequest, device: Device, count: int, fmt: Wei
         replicas, latency, ttft, tpot = math.ceil(serving.rate / per_replica), plan.latency_s, plan.ttft_s, plan.tpot_s
     seconds = (a.workload.infer_samples or 0) / serving.rate  # the requests arrive at the rate: so long it lasts
     device_s = plan.count * plan.seconds
-    share = replicas * seconds / device_s if device_s else 0.0  # energy follows device-seconds
+    share = replicas * tp * seconds / device_s if device_s else 0.0  # energy follows device-seconds
     return dataclasses.replace(
-        plan, count=replicas, seconds=seconds, cost_usd=None if price is None else replicas * price * seconds / 3600,
+        plan, count=replicas * tp, seconds=seconds,
+        cost_usd=None if price is None else replicas * tp * price * seconds / 3600,
         kwh=plan.kwh * share, co2_kg=plan.co2_kg * share, latency_s=latency, ttft_s=ttft, tpot_s=tpot)
 
 
@@ -188,9 +206,11 @@ def _violations(p: InferencePlan, lim: Budget, t: Targets) -> list[str]:
 def _changes(p: InferencePlan, asked: InferencePlan) -> list[str]:
     """What a plan changes against the job as asked, with what a format costs in quality where published."""
     out = []
-    if (p.device, p.count) != (asked.device, asked.count):
+    if (p.device, p.count, p.tp) != (asked.device, asked.count, asked.tp):
+        split = f", each replica split over {p.tp} devices (tensor parallelism)" if p.tp > 1 else ""
         out.append(f"run on {p.count} x {p.device}" + (" (owned)" if p.owned else "") +
-                   (" (replicas, each with its share of the samples)" if p.count > 1 else ""))
+                   (f" ({p.replicas} replicas, each with its share of the samples{split})" if p.replicas > 1 else
+                    f" (one replica split over {p.tp} devices: tensor parallelism)" if p.tp > 1 else ""))
     if p.weights != asked.weights:
         quality = QUALITY.get(p.weights)
         out.append(f"weights in {p.weights} instead of {asked.weights}: " +
@@ -231,8 +251,9 @@ def decide(a: Any, req: HardwareRequest, budget: Budget, targets: Targets, *, ca
                          f"{opt('prompt_tokens')} and {opt('generate_tokens')}")
     energy = electricity_usd_kwh if electricity_usd_kwh is not None else fp.electricity_price()
     asked_fmt = weight_format(weights or a.workload.precision.dense_format)
-    asked = _evaluate(a, req, req.device, req.layout.count, asked_fmt, kv_cache_dtype, req.price_per_hour,
-                      owned_asked, energy, serving)
+    lay = req.layout
+    asked = _evaluate(a, req, req.device, lay.count // lay.tp, asked_fmt, kv_cache_dtype, req.price_per_hour,
+                      owned_asked, energy, serving, lay.tp)
     asked.violations = _violations(asked, budget, targets)
     notes: list[str] = []
     if budget.available:
@@ -251,24 +272,12 @@ def decide(a: Any, req: HardwareRequest, budget: Budget, targets: Targets, *, ca
                 continue  # the int8 / 4-bit kernels searched (bitsandbytes, AWQ) are CUDA kernels
             price = 0.0 if owned else (req.price_per_hour if device.id == req.device.id
                                        else device.price_usd_per_hour)
-            try:
-                one = _evaluate(a, req, device, 1, fmt, kv_cache_dtype, price, owned, energy, serving)
-            except AffordError:  # the device cannot price this job (no peak for its format)
-                continue
-            counts = {one.count}
-            if one.count > limit:
-                one.fits = False  # the rate needs more replicas than there are
-            elif (serving is None or serving.rate is None) and budget.deadline_s is not None \
-                    and one.seconds > budget.deadline_s:
-                # replicas share the samples; batches round up, so one more replica where the split is tight
-                need = math.ceil(one.seconds / budget.deadline_s)
-                counts |= {min(limit, need), min(limit, need + 1)}
-            for count in sorted(counts):
-                p = one if count == one.count else _evaluate(a, req, device, count, fmt, kv_cache_dtype, price,
-                                                             owned, energy)
-                p.violations = _violations(p, budget, targets)
-                p.changes = _changes(p, asked)
-                plans.append(p)
+            for tp in tp_choices(a, device, limit):
+                found = _replica_plans(a, req, device, tp, limit, fmt, kv_cache_dtype, price, owned, energy,
+                                       serving, budget, targets, asked)
+                plans.extend(found)
+                if any(p.fits and not {"latency", "ttft", "tpot"} & set(p.violations) for p in found):
+                    break  # split no further than needed: a larger tp only adds devices and all-reduces
     feasible = [p for p in plans if p.feasible]
     listed = _listed(feasible, plans)
     if asked.feasible:
@@ -281,22 +290,48 @@ def decide(a: Any, req: HardwareRequest, budget: Budget, targets: Targets, *, ca
         if best is not None and (targets.max_latency or targets.ttft or targets.tpot):
             notes.append(f"the lowest latency found is {best.latency_s * 1e3:,.1f} ms per "
                          f"{'request' if a.generation is not None else 'batch'} ({best.weights} on {best.device}); "
-                         "a lower target needs a smaller batch or model, or tensor parallelism (not priced yet)")
+                         "a lower target needs a smaller batch or model, or a faster device")
     reasons = _reasons(asked, budget, targets)
     if plans and not any(p.fits for p in plans):
         smallest = min(plans, key=lambda p: p.per_device_bytes)
-        reasons.append(f"no plan fits one device: the smallest is {smallest.per_device_bytes / 2**30:,.1f} GiB "
-                       f"({smallest.weights} on {smallest.device}); splitting the model over devices (tensor "
-                       "parallelism) is not priced yet")
+        reasons.append(f"no plan fits: the smallest is {smallest.per_device_bytes / 2**30:,.1f} GiB per device "
+                       f"({smallest.weights} on {smallest.tp} x {smallest.device}, tensor parallelism within a "
+                       "node); pipeline parallelism and offloading are not priced for inference")
     if status is Status.WITH_CHANGES and listed:
         reasons.append("as asked it breaks: " + ", ".join(asked.violations or ["memory"]) + "; the cheapest plan "
                        "that fits: " + "; ".join(listed[0].changes or ["the same job"]))
-    notes.append("inference plans search devices, replicas and weight formats (16-bit, int8, AWQ 4-bit, FP8)" +
+    notes.append("inference plans search devices, tensor parallelism within a node (1, 2, 4, 8), replicas and "
+                 "weight formats (16-bit, int8, AWQ 4-bit, FP8)" +
                  ("; each served at the rate with continuous batching (serve.*)" if serving and serving.rate else
-                  "; give --rate to price them as served with continuous batching") +
-                 "; tensor parallelism is not priced yet")
+                  "; give --rate to price them as served with continuous batching"))
     return InferenceDecision(status=status, reasons=reasons, asked=asked, plans=listed, budget=budget,
                              searched=len(plans), notes=notes)
+
+
+def _replica_plans(a: Any, req: HardwareRequest, device: Device, tp: int, limit: int, fmt: WeightFormat,
+                   kv: str | None, price: float | None, owned: bool, energy: float, serving: ServeOptions | None,
+                   budget: Budget, targets: Targets, asked: InferencePlan) -> list[InferencePlan]:
+    """The plans of one device, split and format: one replica (or the replicas a rate needs), and for a deadline
+    the replicas that meet it; none when the device cannot price the format."""
+    try:
+        one = _evaluate(a, req, device, 1, fmt, kv, price, owned, energy, serving, tp)
+    except AffordError:  # the device cannot price this job (no peak for its format)
+        return []
+    counts = {one.replicas}
+    if one.count > limit:
+        one.fits = False  # the rate needs more devices than there are
+    elif (serving is None or serving.rate is None) and budget.deadline_s is not None \
+            and one.seconds > budget.deadline_s:
+        # replicas share the samples; batches round up, so one more replica where the split is tight
+        need = math.ceil(one.seconds / budget.deadline_s)
+        counts |= {max(1, min(limit // tp, need)), max(1, min(limit // tp, need + 1))}
+    out = []
+    for count in sorted(counts):
+        p = one if count == one.replicas else _evaluate(a, req, device, count, fmt, kv, price, owned, energy, tp=tp)
+        p.violations = _violations(p, budget, targets)
+        p.changes = _changes(p, asked)
+        out.append(p)
+    return out
 
 
 def _listed(feasible: list[InferencePlan], plans: list[InferencePlan]) -> list[InferencePlan]:

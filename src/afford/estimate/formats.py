@@ -103,9 +103,10 @@ class Param:
 
     name: str
     shape: tuple[int, ...]
-    linear: tuple[int, int] | None  # (in_features, out_features) of a linear layer's weight
+    linear: tuple[int, int] | None  # (in_features, out_features) of a linear layer's weight (one expert's)
     output: bool  # the output head (or the token embedding tied to it)
     embedding: bool
+    stack: int = 1  # experts in a mixture-of-experts weight stack (experts, out, in): `stack` linear weights
 
     @property
     def numel(self) -> int:
@@ -113,11 +114,18 @@ class Param:
 
 
 def params_of(trace: Any) -> list[Param]:
-    """The traced parameters with their roles (counting/profile.Trace: param_names, linear_params, output_param)."""
+    """The traced parameters with their roles (counting/profile.Trace: param_names, linear_params, output_param).
+    A 3-D parameter named as experts (transformers' fused MoE stacks, e.g. Mixtral's `experts.gate_up_proj`
+    (experts, out, in)) is a stack of linear weights: the formats quantize it as vLLM, AutoAWQ and llama.cpp do."""
     linear = {i: (fi, fo) for i, fi, fo in trace.linear_params}
     embeddings = set(trace.embedding_params)
-    return [Param(name, tuple(shape), linear.get(i), i == trace.output_param, i in embeddings)
-            for i, (name, (shape, _)) in enumerate(zip(trace.param_names, trace.param_shapes, strict=True))]
+    out = []
+    for i, (name, (shape, _)) in enumerate(zip(trace.param_names, trace.param_shapes, strict=True)):
+        role, stack = linear.get(i), 1
+        if role is None and len(shape) == 3 and "expert" in name.lower():
+            role, stack = (int(shape[2]), int(shape[1])), int(shape[0])
+        out.append(Param(name, tuple(shape), role, i == trace.output_param, i in embeddings, stack))
+    return out
 
 
 @dataclass
@@ -149,7 +157,7 @@ def weight_bytes(params: list[Param], fmt: WeightFormat, meta: dict[str, Any] | 
         if p.linear is None or p.output:
             total, kept = total + p.numel * fmt.dense_bytes, kept + p.numel
             continue
-        total, quantized = total + _linear_bytes(fmt, *p.linear), quantized + p.numel
+        total, quantized = total + p.stack * _linear_bytes(fmt, *p.linear), quantized + p.numel
     return WeightBytes(fmt.id, total, quantized, kept, {"quantized": quantized, "kept": kept})
 
 
@@ -275,13 +283,16 @@ KV_SOURCE = "KV cache in fp8 (E4M3) halves fp16's bytes: vLLM --kv-cache-dtype f
 def inference_memory(a: Any, fmt: WeightFormat, kv_dtype: str | None, device: Any, tp: int = 1) -> dict[str, Any]:
     """An inference batch (and a generation request) with the weights stored in `fmt` and the KV cache in
     `kv_dtype` (default: the compute dtype): weights, activations, KV cache and peaks per device under tensor
-    parallelism `tp`, and whether they fit `device` (its memory less the runtime reserve).
+    parallelism `tp`, and whether they fit `device` (its memory less the runtime reserve). Under `tp` each device
+    holds 1/tp of the weights and activations and its key/value heads' share of the KV cache
+    (estimate/sharding.py).
 
     Activations and the KV cache are the traced ones rescaled from the traced dtype to the format's compute
     dtype (fp32 for fp32, else 16-bit: weight-only formats compute in 16 bits). A weight-only format's
     dequantise-then-compute kernels (bitsandbytes, GPTQ/AWQ at large batches) add one dequantised 16-bit copy of
     the largest linear weight as a workspace."""
     from afford.estimate.parallel import RESERVED_BYTES
+    from afford.estimate.sharding import kv_heads_of, kv_share
 
     if fmt.device_format and not device.has_format(fmt.device_format):
         raise InputError(f"{device.name} has no {fmt.device_format.upper()} support in the catalog: weight format "
@@ -298,7 +309,7 @@ def inference_memory(a: Any, fmt: WeightFormat, kv_dtype: str | None, device: An
     compute = fmt.dense_bytes
     act = compute / traced
     kv_scale = (KV_DTYPES[key] if key else compute) / traced
-    workspace = 2 * max((p.numel for p in params if p.linear and not p.output), default=0) \
+    workspace = 2 * max((p.numel // p.stack for p in params if p.linear and not p.output), default=0) \
         if fmt.kind == "linear" else 0
     weights = wb.bytes / tp + mem.buffers_bytes * act
     infer_live = t.infer.peak_live_bytes * act
@@ -307,8 +318,10 @@ def inference_memory(a: Any, fmt: WeightFormat, kv_dtype: str | None, device: An
     if t.generation is not None:
         gen_live = max(gen_live, mem.generate_peak_bytes - mem.weights_bytes - mem.buffers_bytes)
     generating = mem.generate_peak_bytes > 0
-    gen_peak = (weights + workspace + max(0.0, gen_live - mem.kv_cache_bytes) * act + kv / tp) if generating else 0.0
-    infer_peak = weights + workspace + infer_live
+    share = kv_share(kv_heads_of(a.spec.metadata), tp)
+    gen_live = max(0.0, gen_live - mem.kv_cache_bytes) * act / tp
+    gen_peak = (weights + workspace + gen_live + kv * share) if generating else 0.0
+    infer_peak = weights + workspace + infer_live / tp
     usable = device.memory_bytes - RESERVED_BYTES
     need = max(infer_peak, gen_peak)
     return {**wb.to_dict(), "kv_cache_dtype": key or ("fp32" if compute == 4 else "fp16"),
@@ -327,6 +340,20 @@ def compute_precision(fmt: WeightFormat, traced: str) -> str:
     if fmt.id == "fp32":
         return "fp32"
     return "bf16" if traced.startswith("bf16") else "fp16"
+
+
+def expert_stack(op: str, flops: float, nbytes: float, stacks: set[tuple[int, ...]],
+                 itemsize: float) -> tuple[int, ...] | None:
+    """The expert weight stack (experts, out, in) a traced grouped matmul (a mixture-of-experts layer) reads: the
+    largest stack whose in x out divides the FLOPs (2 x routed tokens x in x out) and whose bytes the event holds
+    (a fused gate-and-up stack and the smaller down stack both divide the gate-and-up FLOPs); None for any other
+    event."""
+    if op != "_grouped_mm" or not flops:
+        return None
+    for shape in sorted(stacks, key=math.prod, reverse=True):
+        if len(shape) == 3 and not int(flops) % (2 * shape[1] * shape[2]) and itemsize * math.prod(shape) < nbytes:
+            return shape
+    return None
 
 
 def linear_shape(op: str, flops: float, nbytes: float, shapes: set[tuple[int, int]],
@@ -356,6 +383,7 @@ def reweighted(phase: Any, trace: Any, fmt: WeightFormat, meta: dict[str, Any], 
     itemsize = trace.weights_bytes / trace.params if trace.params else 2
     head = trace.output_param
     shapes = {(fi, fo) for i, fi, fo in trace.linear_params if i != head or fmt.kind == "gguf"}
+    stacks = {tuple(shape) for shape, _ in trace.param_shapes if len(shape) == 3}
     per_weight = None
     if fmt.kind == "gguf":  # GGUF mixes types per tensor: the mean bytes per weight of the quantized tensors
         wb = weight_bytes([p for p in params_of(trace) if p.linear], fmt, meta)
@@ -364,10 +392,15 @@ def reweighted(phase: Any, trace: Any, fmt: WeightFormat, meta: dict[str, Any], 
     for (op, flops, nbytes), calls in phase.events.items():
         new = nbytes
         shape = linear_shape(op, flops, nbytes, shapes, itemsize)
+        experts = 1
+        if shape is None and op == "_grouped_mm":  # a MoE layer's expert stack, read whole (docs/inference.md)
+            stack = expert_stack(op, flops, nbytes, stacks, itemsize)
+            if stack is not None:
+                experts, shape = stack[0], (stack[2], stack[1])
         if shape is not None:
             fi, fo = shape
             stored = fi * fo * per_weight if per_weight is not None else _linear_bytes(fmt, fi, fo)
-            new = nbytes - itemsize * fi * fo + stored / act
+            new = nbytes - experts * (itemsize * fi * fo - stored / act)
         key = (op, flops, new)
         events[key] = events.get(key, 0) + calls
     return dataclasses.replace(phase, events=events)

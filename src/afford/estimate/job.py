@@ -13,6 +13,7 @@ from afford.estimate.memory import gradient_share
 from afford.estimate.parallel import RESERVED_BYTES, train_memory_per_device
 from afford.estimate.request import Estimate, HardwareRequest
 from afford.estimate.runtime import Overhead, Runtime, overhead, step_fixed_seconds, wall, weight_casts
+from afford.estimate.sharding import NO_SPLIT, TensorSplit, split_peak, tensor_split
 from afford.estimate.timing import Efficiency, phase_seconds, steps_for, train_step
 from afford.hardware.catalog import Device
 
@@ -59,26 +60,32 @@ def live_peaks(a: Assessment, recompute: bool, notes: list[str]) -> tuple[float,
 
 
 def phase_wall(phase: Any, device: Device, eff: Efficiency, precision: str, runtime: Runtime, mixed: bool,
-               view: Callable[[Any], Any] = lambda p: p, byte_scale: float = 1.0) -> tuple[float, float, Overhead]:
+               view: Callable[[Any], Any] = lambda p: p, byte_scale: float = 1.0, split: TensorSplit = NO_SPLIT,
+               tokens: float = 0.0) -> tuple[float, float, Overhead]:
     """One traced phase on a device: its kernel seconds (the system efficiency applied), the compute-bound part of
     them (before it) and the runtime's overhead for its ops; the wall time is `wall(kernels, overhead)`. `view`
-    and `byte_scale` re-price its events (a weight format, a batch), the overhead counts the ops as traced."""
+    and `byte_scale` re-price its events (a weight format, a batch), the overhead counts the ops as traced. Under
+    a tensor-parallel `split` each device runs 1/tp of the kernels plus the all-reduces of the phase's `tokens`
+    (estimate/sharding.py), and issues every op."""
     k, busy = phase_seconds(view(phase), device, eff, precision, byte_scale)
-    return k / eff.system, busy, overhead(phase, runtime, device, casts=weight_casts(phase, mixed))
+    k = k / split.tp + split.comm_seconds(tokens)
+    return k / eff.system, busy / split.tp, overhead(phase, runtime, device, casts=weight_casts(phase, mixed))
 
 
 def generation_walls(gen: GenerationProfile, device: Device, eff: Efficiency, precision: str, runtime: Runtime,
-                     mixed: bool, view: Callable[[Any], Any] = lambda p: p,
-                     byte_scale: float = 1.0) -> tuple[float, float, float, Overhead, float]:
+                     mixed: bool, view: Callable[[Any], Any] = lambda p: p, byte_scale: float = 1.0,
+                     split: TensorSplit = NO_SPLIT, batch: int = 1) -> tuple[float, float, float, Overhead, float]:
     """Wall seconds of a generation batch's prefill and of all its decode steps under a runtime (each step the
     longer of its kernels and the host's time to issue it, estimate/runtime.py), the compute-bound part, the
     runtime overhead summed over the batch and the GPU seconds (kernels and the gaps between them). `view` and
-    `byte_scale` re-price the phases' weights in a weight format (estimate/formats.py `reweighted`)."""
-    k, busy, ov = phase_wall(gen.prefill, device, eff, precision, runtime, mixed, view, byte_scale)
+    `byte_scale` re-price the phases' weights in a weight format (estimate/formats.py `reweighted`); `split` the
+    tensor-parallel split of a batch of `batch` requests."""
+    k, busy, ov = phase_wall(gen.prefill, device, eff, precision, runtime, mixed, view, byte_scale, split,
+                             batch * gen.prompt_tokens)
     prefill, total, gpu = wall(k, ov), ov, k + ov.gap_s
     decode = 0.0
     for phase, weight in gen.steps.values():
-        k, step_busy, ov = phase_wall(phase, device, eff, precision, runtime, mixed, view, byte_scale)
+        k, step_busy, ov = phase_wall(phase, device, eff, precision, runtime, mixed, view, byte_scale, split, batch)
         decode += float(weight) * wall(k, ov)
         busy += float(weight) * step_busy
         total = total + ov.scaled(float(weight))
@@ -87,9 +94,11 @@ def generation_walls(gen: GenerationProfile, device: Device, eff: Efficiency, pr
 
 
 def _generation_time(gen: GenerationProfile, prefill_k: float, decode_k: float, batch_s: float, b: int,
-                     count: int, price_per_hour: float | None, spread: tuple[float, float]) -> dict[str, Any]:
-    """Time figures of a generation batch of `b` requests per device: prefill (time to first token), the decode
-    steps, the request as a whole, generated tokens per second over `count` devices, dollars per M tokens."""
+                     count: int, price_per_hour: float | None, spread: tuple[float, float],
+                     devices: int) -> dict[str, Any]:
+    """Time figures of a generation batch of `b` requests per replica: prefill (time to first token), the decode
+    steps, the request as a whole, generated tokens per second over `count` replicas (of `devices` devices in
+    all), dollars per M tokens."""
     kernel = prefill_k + decode_k
     scale = batch_s / kernel if kernel else 0.0  # the system efficiency, or a fixed --mfu
     prefill_s, decode_s = prefill_k * scale, decode_k * scale
@@ -97,7 +106,7 @@ def _generation_time(gen: GenerationProfile, prefill_k: float, decode_k: float, 
     step_s = decode_s / steps if steps else 0.0
     step_tps = b / step_s if step_s else 0.0
     tps = b * count * gen.generate_tokens / batch_s if batch_s else 0.0
-    usd_m = price_per_hour * count / 3600 / tps * 1e6 if (tps and price_per_hour) else None
+    usd_m = price_per_hour * devices / 3600 / tps * 1e6 if (tps and price_per_hour) else None
     lo, hi = spread
     return {
         "batch_size": b, "prompt_tokens": gen.prompt_tokens, "generate_tokens": gen.generate_tokens,
@@ -207,11 +216,16 @@ def estimate(a: Assessment, req: HardwareRequest) -> Estimate:
     act = fmt.dense_bytes / a.workload.precision.compute_dtype.itemsize if fmt else 1.0
     meta = {**a.spec.metadata, "params": t.params}
     view: Callable[[Any], Any] = (lambda p: formats.reweighted(p, t, fmt, meta, act)) if fmt else (lambda p: p)
+    # tensor parallelism: each replica split over tp devices (estimate/sharding.py); the rest are replicas
+    split = tensor_split(a, dev, lay.tp, fmt.dense_bytes if fmt else a.workload.precision.compute_dtype.itemsize,
+                         notes)
+    replicas = lay.count // lay.tp
     if gen is not None:  # --task generate: a batch of requests is its prefill and every decode step
-        pre_k, dec_k, b_busy, infer_ov, gpu_s = generation_walls(gen, dev, base, infer_prec, rt, mixed, view, act)
+        pre_k, dec_k, b_busy, infer_ov, gpu_s = generation_walls(gen, dev, base, infer_prec, rt, mixed, view, act,
+                                                                 split, b)
         t_batch = pre_k + dec_k + fixed  # each step already the longer of its GPU and host times
     else:
-        k_infer, b_busy, infer_ov = phase_wall(t.infer, dev, base, infer_prec, rt, mixed, view, act)
+        k_infer, b_busy, infer_ov = phase_wall(t.infer, dev, base, infer_prec, rt, mixed, view, act, split, b * seq)
         gpu_s = k_infer + infer_ov.gap_s
         t_batch = wall(k_infer, infer_ov) + fixed
     # `host_seconds`: the host's time to issue the batch (overlapped with the GPU's), plus the fixed cost
@@ -223,28 +237,34 @@ def estimate(a: Assessment, req: HardwareRequest) -> Estimate:
     if req.mfu is not None:
         t_batch = (a.flops_per_request if gen is not None else a.forward_flops) * b / (infer_peak * req.mfu)
     infer_samples = a.workload.infer_samples or 0
-    infer_batches = math.ceil(infer_samples / (b * lay.count)) if infer_samples else 0
-    sys_lo, sys_hi = base.scaled("low").system, base.scaled("high").system
+    infer_batches = math.ceil(infer_samples / (b * replicas)) if infer_samples else 0
     # a fixed --mfu has no range; otherwise the system-efficiency range scales every roofline time
-    spread = (1.0, 1.0) if req.mfu is not None else (base.system / sys_hi, base.system / sys_lo)
+    spread = (1.0, 1.0) if req.mfu is not None else base.spread()
     time_out["infer_batch_breakdown"] = infer_breakdown
     time_out.update({"infer_batch_seconds": t_batch,
-                     "infer_samples_per_second": b * lay.count / t_batch if t_batch else 0,
+                     "infer_samples_per_second": b * replicas / t_batch if t_batch else 0,
                      "infer_seconds": infer_batches * t_batch,
                      "infer_seconds_range": [infer_batches * t_batch * spread[0], infer_batches * t_batch * spread[1]]})
     out["time"] = time_out
+    # JSON `infer` (issue 11's stable keys): one batch (a generation batch: one request's whole time) per replica
+    lo, hi = spread
+    sps = time_out["infer_samples_per_second"]
+    out["infer"] = {"batch_size": b, "replicas": replicas, "tp": lay.tp, "latency_seconds": t_batch,
+                    "latency_seconds_range": [t_batch * lo, t_batch * hi], "samples_per_second": sps,
+                    "samples_per_second_range": [sps / hi, sps / lo]}
 
     # ---- generation -------------------------------------------------------------------------------------
     if gen is not None:
-        out["generate"] = _generation_time(gen, pre_k, dec_k, t_batch, b, lay.count, req.price_per_hour, spread)
+        out["generate"] = _generation_time(gen, pre_k, dec_k, t_batch, b, replicas, req.price_per_hour, spread,
+                                           lay.count)
         out["generate"]["total_seconds"] = time_out["infer_seconds"]
         out["generate"]["total_seconds_range"] = time_out["infer_seconds_range"]
     elif t.decode is not None and t.prefill is not None:
-        prefill_k, _, prefill_ov = phase_wall(t.prefill, dev, base, infer_prec, rt, mixed, view, act)
-        decode_k, _, decode_ov = phase_wall(t.decode, dev, base, infer_prec, rt, mixed, view, act)
+        prefill_k, _, prefill_ov = phase_wall(t.prefill, dev, base, infer_prec, rt, mixed, view, act, split, b * seq)
+        decode_k, _, decode_ov = phase_wall(t.decode, dev, base, infer_prec, rt, mixed, view, act, split, b)
         prefill_s, decode_s = wall(prefill_k, prefill_ov), wall(decode_k, decode_ov)
         tps = b / decode_s if decode_s else 0.0
-        usd_m = (req.price_per_hour / 3600 / tps * 1e6) if (tps and req.price_per_hour) else None
+        usd_m = (req.price_per_hour * lay.tp / 3600 / tps * 1e6) if (tps and req.price_per_hour) else None
         out["generate"] = {
             "batch_size": b, "prompt_tokens": seq, "prefill_seconds": prefill_s,
             "prefill_seconds_range": [prefill_s * spread[0], prefill_s * spread[1]],
@@ -262,7 +282,9 @@ def estimate(a: Assessment, req: HardwareRequest) -> Estimate:
                                       live=live_peaks(a, req.recompute, notes))
     usable = dev.memory_bytes - RESERVED_BYTES
     training = a.workload.wants_training or (not a.workload.infer_samples and gen is None)
-    infer_bytes = mem.generate_peak_bytes if gen is not None else mem.infer_peak_bytes  # generate: KV cache at P+G
+    # generate: the KV cache at P+G; under tensor parallelism one device's share (estimate/sharding.py)
+    infer_bytes = split_peak(float(mem.generate_peak_bytes if gen is not None else mem.infer_peak_bytes),
+                             mem.weights_bytes + mem.buffers_bytes, mem.kv_cache_bytes, split.tp, split.kv_heads)
     per_device = per_dev.total_bytes if training and t.backward is not None else infer_bytes
     out["memory"] = {"per_device_bytes": per_device, "fits": per_device <= usable,
                      "device_bytes": dev.memory_bytes, "usable_bytes": usable,

@@ -1,10 +1,13 @@
-"""The serving model for causal LMs (issue 11 item 3): a vLLM-style engine on one replica (one device, the whole
-model), priced from the trace of one generation request batch, never traced again.
+"""The serving model for causal LMs (issue 11 item 3): a vLLM-style engine on one replica (the whole model on one
+device, or split over `tp` devices: estimate/sharding.py), priced from the trace of one generation request batch,
+never traced again.
 
 - **KV capacity (paged).** The engine takes `gpu_memory_utilization` of the device's memory; from it go the weights
   in their format, the activations of one profiling batch of `max_batched_tokens` tokens and afford's runtime
   reserve. What is left holds KV blocks of `block_size` tokens: the maximum concurrency at P + G tokens a request
-  (each request rounds up to whole blocks) and the longest context one request can have.
+  (each request rounds up to whole blocks) and the longest context one request can have. Under tensor
+  parallelism each device gives its memory to 1/tp of the weights and activations and holds its key/value heads'
+  share of every block.
 - **Step time at batch b.** The traced decode steps (batch B, at their contexts) are re-priced at b sequences:
   every event's FLOPs and bytes scale by b / B except the weight bytes a linear layer reads once per step
   (`formats.linear_shape`), so a step goes from memory-bound (weights) to compute-bound as b grows. Decode runs
@@ -17,8 +20,9 @@ model), priced from the trace of one generation request batch, never traced agai
   Max load is c = min(KV concurrency, `max_num_seqs`). For a rate R: ceil(R / max-load requests/s) replicas, each
   at the smallest concurrency whose requests/s meets its share of R (`at_rate`).
 
-Every constant is cited in `DEFAULTS`; docs/inference.md derives the figures. Not modelled: tensor-parallel
-serving, prefix caching, speculative decoding, preemption and queueing delay under a rate near capacity.
+Every constant is cited in `DEFAULTS`; docs/inference.md derives the figures. Time figures carry the system
+efficiency's range (`*_range`). Not modelled: pipeline-parallel serving, prefix caching, speculative decoding,
+preemption and queueing delay under a rate near capacity.
 """
 
 from __future__ import annotations
@@ -35,6 +39,7 @@ from afford.estimate import formats
 from afford.estimate.job import phase_wall
 from afford.estimate.parallel import RESERVED_BYTES
 from afford.estimate.runtime import Runtime, wall
+from afford.estimate.sharding import NO_SPLIT, TensorSplit, tensor_split
 from afford.estimate.timing import Efficiency
 from afford.hardware.catalog import Device
 
@@ -82,9 +87,10 @@ def event_weights(phase: PhaseProfile, trace: Any) -> dict[tuple[str, Any, Any],
     out = {}
     for op, flops, nbytes in phase.events:
         shape = formats.linear_shape(op, flops, nbytes, shapes, itemsize)
+        stack = formats.expert_stack(op, flops, nbytes, kernels, itemsize)
         out[(op, flops, nbytes)] = (itemsize * shape[0] * shape[1] if shape else
                                     _conv_weight(op, flops, nbytes, kernels, itemsize)
-                                    or _expert_weight(op, flops, nbytes, kernels, itemsize))
+                                    or (itemsize * math.prod(stack) if stack else 0.0))
     return out
 
 
@@ -129,23 +135,12 @@ def _conv_weight(op: str, flops: float, nbytes: float, kernels: set[tuple[int, .
     return 0.0
 
 
-def _expert_weight(op: str, flops: float, nbytes: float, stacks: set[tuple[int, ...]], itemsize: float) -> float:
-    """The weight bytes of a traced grouped matmul (a mixture-of-experts layer): its stacked expert weights
-    (experts, in, out), whose in x out divides the FLOPs (2 x routed tokens x in x out). The trace counts the whole
-    stack as read, whatever the batch routes (docs/inference.md); 0 for any other event."""
-    if op != "_grouped_mm" or not flops:
-        return 0.0
-    for shape in stacks:
-        if len(shape) == 3 and not int(flops) % (2 * shape[1] * shape[2]) and itemsize * math.prod(shape) < nbytes:
-            return itemsize * math.prod(shape)
-    return 0.0
-
-
 class _Pricer:
     """Wall seconds of a traced phase re-priced at k times its batch, in the job's weight format and runtime."""
 
-    def __init__(self, a: Any, device: Device, fmt: formats.WeightFormat, kv_dtype: str | None = None) -> None:
-        self.a, self.device, self.fmt = a, device, fmt
+    def __init__(self, a: Any, device: Device, fmt: formats.WeightFormat, kv_dtype: str | None = None,
+                 split: TensorSplit = NO_SPLIT) -> None:
+        self.a, self.device, self.fmt, self.split = a, device, fmt, split
         self.eff = Efficiency.for_device(device)
         traced = a.workload.precision.compute_dtype.itemsize
         self.act = fmt.dense_bytes / traced
@@ -156,8 +151,9 @@ class _Pricer:
         self.mixed = a.workload.precision.value.endswith("-mixed")
         self._weights: dict[int, dict[tuple[str, Any, Any], float]] = {}  # per traced phase (id): weight bytes
 
-    def seconds(self, phase: PhaseProfile, k: float, runtime: Runtime) -> float:
-        """One execution of `phase` at k times its traced batch: the longer of its kernels and its host time."""
+    def seconds(self, phase: PhaseProfile, k: float, runtime: Runtime, tokens: float = 0.0) -> float:
+        """One execution of `phase` at k times its traced batch (of `tokens` tokens, for the tensor-parallel
+        all-reduces): the longer of its kernels and its host time."""
         weights = self._weights.get(id(phase))
         if weights is None:
             weights = self._weights[id(phase)] = event_weights(phase, self.a.trace)
@@ -175,31 +171,34 @@ class _Pricer:
             return dataclasses.replace(p, events=events)
 
         kernels, _, ov = phase_wall(phase, self.device, self.eff, self.precision, runtime, self.mixed, view,
-                                    self.act)
+                                    self.act, self.split, k * tokens)
         return wall(kernels, ov)
 
     def decode(self, gen: GenerationProfile, k: float) -> float:
         """Mean seconds of one decode step over the request's contexts, at k times the traced batch."""
         total = sum(float(w) for _, w in gen.steps.values())
-        return sum(float(w) * self.seconds(p, k, Runtime.CUDAGRAPHS) for p, w in gen.steps.values()) / total
+        b = self.a.trace.batch_size
+        return sum(float(w) * self.seconds(p, k, Runtime.CUDAGRAPHS, b) for p, w in gen.steps.values()) / total
 
 
 def serve(a: Any, device: Device, fmt: formats.WeightFormat, kv_dtype: str | None, options: ServeOptions,
-          price_per_hour: float | None) -> dict[str, Any]:
-    """The serving figures (JSON `serve`) of a generation job on one replica of `device` with `fmt` weights."""
+          price_per_hour: float | None, tp: int = 1) -> dict[str, Any]:
+    """The serving figures (JSON `serve`) of a generation job on one replica of `device` with `fmt` weights, split
+    over `tp` devices (`price_per_hour` is one device's)."""
     gen: GenerationProfile | None = a.trace.generation
     if gen is None or not gen.steps:
         raise InputError(f"the serving figures need {opt('task')} generate with {opt('generate_tokens')} of 2 or more")
     b_traced = a.trace.batch_size
     p_tok, g_tok = gen.prompt_tokens, gen.generate_tokens
     util, block = options.gpu_memory_utilization, options.block_size
-    mem = formats.inference_memory(a, fmt, kv_dtype, device)
+    mem = formats.inference_memory(a, fmt, kv_dtype, device, tp)
+    split = tensor_split(a, device, tp, fmt.dense_bytes)
     traced_kv = formats.KV_DTYPES.get(mem["kv_cache_dtype"], 2) / a.workload.precision.compute_dtype.itemsize
-    kv_per_token = gen.kv_cache_bytes / max(1, gen.kv_cache_tokens * b_traced) * traced_kv
+    kv_per_token = gen.kv_cache_bytes / max(1, gen.kv_cache_tokens * b_traced) * traced_kv * split.kv_share
     chunk = int(DEFAULTS["max_batched_tokens"][0])
-    prefill_live = max(0.0, gen.prefill.peak_live_bytes - kv_per_token * p_tok * b_traced / traced_kv)
-    activations = prefill_live * mem["activations_scale"] / (p_tok * b_traced) * chunk
-    weights = mem["weights_bytes"] + mem["dequant_workspace_bytes"]
+    prefill_live = max(0.0, gen.prefill.peak_live_bytes - gen.kv_cache_bytes * p_tok / max(1, gen.kv_cache_tokens))
+    activations = prefill_live * mem["activations_scale"] / (p_tok * b_traced) * chunk / tp
+    weights = mem["weights_bytes"] / tp + mem["dequant_workspace_bytes"]
     kv_bytes = util * device.memory_bytes - weights - activations - RESERVED_BYTES
     blocks = max(0, math.floor(kv_bytes / (block * kv_per_token))) if kv_per_token else 0
     per_request = math.ceil((p_tok + g_tok) / block)
@@ -207,24 +206,28 @@ def serve(a: Any, device: Device, fmt: formats.WeightFormat, kv_dtype: str | Non
     # a model that caches nothing per token (no KV cache) is bounded by the memory left at all, then max_num_seqs
     kv_concurrency = blocks // per_request if kv_per_token else (max_seqs if kv_bytes > 0 else 0)
     out: dict[str, Any] = {
-        "device": device.id, "weights": fmt.id, "kv_cache_dtype": mem["kv_cache_dtype"],
+        "device": device.id, "tp": tp, "weights": fmt.id, "kv_cache_dtype": mem["kv_cache_dtype"],
         "prompt_tokens": p_tok, "generate_tokens": g_tok, "gpu_memory_utilization": util, "block_size": block,
         "weights_bytes": weights, "activations_reserve_bytes": activations, "runtime_reserve_bytes": RESERVED_BYTES,
         "kv_cache_bytes": max(0.0, kv_bytes), "kv_bytes_per_token": kv_per_token, "kv_blocks": blocks,
-        "kv_tokens": blocks * block, "max_concurrency_kv": kv_concurrency, "max_num_seqs": max_seqs,
+        "kv_tokens": blocks * block, "kv_cache_capacity_tokens": blocks * block,
+        "max_concurrency_kv": kv_concurrency, "max_num_seqs": max_seqs,
         "longest_context_tokens": min(blocks * block, a.spec.max_seq_len or blocks * block),
         "fits": kv_concurrency >= 1, "sources": {k: v[1] for k, v in DEFAULTS.items()},
     }
     if kv_concurrency < 1:
         out["reason"] = (f"no request of {p_tok + g_tok:,} tokens fits: {max(0.0, kv_bytes) / 2**30:,.2f} GiB "
-                         f"is left for the KV cache at {util:.0%} of {device.memory_bytes / 2**30:,.0f} GiB")
+                         f"is left for the KV cache at {util:.0%} of {device.memory_bytes / 2**30:,.0f} GiB" +
+                         (f" on each of {tp} devices" if tp > 1 else ""))
+        out.update(max_concurrency=0, max_context_tokens=out["longest_context_tokens"], replicas=0)
         return out
-    pricer = _Pricer(a, device, fmt, kv_dtype)
+    pricer = _Pricer(a, device, fmt, kv_dtype, split)
     # prefill cost per prompt token when it rides along a decode batch: two large prefills, weights read in both
     big = max(1.0, chunk / (p_tok * b_traced))
-    per_prompt_token = ((pricer.seconds(gen.prefill, 2 * big, Runtime.CUDAGRAPHS)
-                         - pricer.seconds(gen.prefill, big, Runtime.CUDAGRAPHS)) / (big * p_tok * b_traced))
-    alone = pricer.seconds(gen.prefill, 1.0 / b_traced, Runtime.CUDAGRAPHS)  # one request's prompt
+    traced_tokens = p_tok * b_traced
+    per_prompt_token = ((pricer.seconds(gen.prefill, 2 * big, Runtime.CUDAGRAPHS, traced_tokens)
+                         - pricer.seconds(gen.prefill, big, Runtime.CUDAGRAPHS, traced_tokens)) / (big * traced_tokens))
+    alone = pricer.seconds(gen.prefill, 1.0 / b_traced, Runtime.CUDAGRAPHS, traced_tokens)  # one request's prompt
 
     def at(c: int) -> dict[str, float]:
         step = pricer.decode(gen, c / b_traced) + c * p_tok / g_tok * per_prompt_token
@@ -243,7 +246,7 @@ def serve(a: Any, device: Device, fmt: formats.WeightFormat, kv_dtype: str | Non
         out["at_concurrency"] = at(min(options.concurrency, kv_concurrency))
     if price_per_hour:
         share = (p_tok * per_prompt_token * max_load["concurrency"] / g_tok) / max_load["tpot_seconds"]
-        usd_s = price_per_hour / 3600
+        usd_s = price_per_hour * tp / 3600
         out["usd_per_million_output_tokens"] = usd_s * (1 - share) / max_load["output_tokens_per_second"] * 1e6
         out["usd_per_million_input_tokens"] = (usd_s * share / (max_load["output_tokens_per_second"] * p_tok / g_tok)
                                                * 1e6)
@@ -256,31 +259,55 @@ def serve(a: Any, device: Device, fmt: formats.WeightFormat, kv_dtype: str | Non
         while low < high:
             mid = (low + high) // 2
             low, high = (mid + 1, high) if at(mid)["requests_per_second"] < load else (low, mid)
-        out.update(rate_requests_per_second=options.rate, replicas_for_rate=replicas, at_rate=at(low))
+        out.update(rate_requests_per_second=options.rate, replicas_for_rate=replicas, devices_for_rate=replicas * tp,
+                   at_rate=at(low))
+    _headline(out, pricer.eff.spread())
     return out
+
+
+def _headline(out: dict[str, Any], spread: tuple[float, float]) -> None:
+    """The stable top-level `serve.*` keys (issue 11): capacity, max-load throughput, TTFT and TPOT of the load
+    asked (a rate, else a concurrency, else the maximum load), replicas, and a `*_range` for each time and cost
+    from the system efficiency's range."""
+    lo, hi = spread
+    load = out.get("at_rate") or out.get("at_concurrency") or out["max_load"]
+    tps = out["max_load"]["output_tokens_per_second"]
+    out.update(max_concurrency=out["max_load"]["concurrency"], max_context_tokens=out["longest_context_tokens"],
+               throughput_output_tokens_per_s=tps, throughput_output_tokens_per_s_range=[tps / hi, tps / lo],
+               ttft_seconds=load["ttft_seconds"], ttft_seconds_range=[load["ttft_seconds"] * lo,
+                                                                      load["ttft_seconds"] * hi],
+               tpot_seconds=load["tpot_seconds"], tpot_seconds_range=[load["tpot_seconds"] * lo,
+                                                                      load["tpot_seconds"] * hi],
+               replicas=out.get("replicas_for_rate", 1))
+    for key in ("usd_per_million_output_tokens", "usd_per_million_input_tokens"):
+        if out.get(key) is not None:
+            out[f"{key}_range"] = [out[key] * lo, out[key] * hi]
 
 
 BATCHES = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
 
 
 def batch_curve(a: Any, device: Device, fmt: formats.WeightFormat, runtime: Runtime,
-                max_latency: float | None) -> dict[str, Any]:
+                max_latency: float | None, tp: int = 1) -> dict[str, Any]:
     """Latency and throughput of an inference batch against its size (JSON `serve` of a non-generation job): the
     traced batch re-priced at 1 to 1,024 samples (`scaled`), each under the job's runtime with its fixed cost per
-    step, and its memory (the activations scale with the batch); with `max_latency`, the largest batch within it."""
+    step, and its memory (the activations scale with the batch), split over `tp` devices for a transformer; with
+    `max_latency`, the largest batch within it."""
     from afford.estimate.runtime import step_fixed_seconds
 
-    mem = formats.inference_memory(a, fmt, None, device)
-    base = mem["infer_peak_bytes"] - mem["weights_bytes"] - mem["dequant_workspace_bytes"]
-    pricer, b_traced = _Pricer(a, device, fmt), a.trace.batch_size
+    mem = formats.inference_memory(a, fmt, None, device, tp)
+    base = mem["infer_peak_bytes"] - mem["weights_bytes"] / tp - mem["dequant_workspace_bytes"]
+    pricer = _Pricer(a, device, fmt, split=tensor_split(a, device, tp, fmt.dense_bytes))
+    b_traced, tokens = a.trace.batch_size, a.trace.batch_size * (a.dims.seq_len or 1)
     fixed = step_fixed_seconds(device)
     rows = []
     for size in sorted({*BATCHES, b_traced}):
-        latency = pricer.seconds(a.trace.infer, size / b_traced, runtime) + fixed
+        latency = pricer.seconds(a.trace.infer, size / b_traced, runtime, tokens) + fixed
         need = mem["infer_peak_bytes"] + base * (size / b_traced - 1)
         rows.append({"batch_size": size, "latency_seconds": latency, "samples_per_second": size / latency,
                      "per_device_bytes": need, "fits": need <= mem["device_usable_bytes"]})
-    out: dict[str, Any] = {"device": device.id, "weights": fmt.id, "runtime": runtime.value, "batches": rows}
+    out: dict[str, Any] = {"device": device.id, "tp": tp, "weights": fmt.id, "runtime": runtime.value,
+                           "batches": rows}
     fitting = [r for r in rows if r["fits"]]
     if fitting:
         out["max_throughput"] = max(fitting, key=lambda r: r["samples_per_second"])

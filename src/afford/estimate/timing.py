@@ -75,6 +75,11 @@ class Efficiency:
                    system=system if system is not None else _lookup("system", "default"),
                    overlap=_lookup("overlap", "default"), matmul_fp8=float(fp8) if fp8 else None)
 
+    def spread(self) -> tuple[float, float]:
+        """The factors a time takes at the fast and the slow end of the system efficiency's documented range
+        ((1, 1) for a calibrated device)."""
+        return self.system / self.scaled("high").system, self.system / self.scaled("low").system
+
     def scaled(self, end: str) -> Efficiency:
         """The pessimistic ('low') or optimistic ('high') end of the documented range of each factor."""
         if self.matmul == 1.0 and self.bandwidth == 1.0:

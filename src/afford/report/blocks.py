@@ -55,12 +55,14 @@ def inference_plans_section(decided: dict[str, Any]) -> Section:
     what each format change costs in quality."""
     s = Section("plans", "Plans")
     plans = decided["plans"]
-    s.blocks.append(Para(f"{decided.get('searched', len(plans))} plans searched (devices, replicas and weight "
-                         "formats); listed: the cheapest and the lowest-latency plans, then the best of each format."))
+    s.blocks.append(Para(f"{decided.get('searched', len(plans))} plans searched (devices, tensor parallelism, "
+                         "replicas and weight formats); listed: the cheapest and the lowest-latency plans, then "
+                         "the best of each format."))
     rows: list[list[Cell]] = []
     for i, p in enumerate(plans):
         key = f"plans.{i}"
-        rows.append([f"{p['count']} x {p['device']}" + (" (owned)" if p["owned"] else ""), p["weights"],
+        rows.append([f"{p['count']} x {p['device']}" + (f" (tp {p['tp']})" if p.get("tp", 1) > 1 else "") +
+                     (" (owned)" if p["owned"] else ""), p["weights"],
                      keyed(p, key, "per_device_bytes", size), keyed(p, key, "latency_seconds", n3),
                      keyed(p, key, "infer_seconds", duration), keyed(p, key, "cost_usd", usd),
                      keyed(p, key, "energy_kwh", n3),

@@ -344,7 +344,8 @@ def render_inference_plans(plans: list[dict[str, Any]], console: Console) -> Non
     for col in ("hardware", "weights", "per device", "latency", "time", "cost", "ok"):
         t.add_column(col)
     for p in plans:
-        t.add_row(f"{p['count']} x {p['device']}" + (" (owned)" if p["owned"] else ""), p["weights"],
+        t.add_row(f"{p['count']} x {p['device']}" + (f" (tp {p['tp']})" if p.get("tp", 1) > 1 else "") +
+                  (" (owned)" if p["owned"] else ""), p["weights"],
                   units.gib(p["per_device_bytes"]), f"{p['latency_seconds'] * 1e3:,.1f} ms",
                   _duration(p["infer_seconds"]), _usd(p["cost_usd"]),
                   "yes" if p["feasible"] else ", ".join(p["violations"]) or "no")
