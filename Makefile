@@ -8,7 +8,7 @@ BENCH_STAMP := $(VENV)/.installed-bench
 # here (4 min 54 s against 5 min 29 s): spreading the heavy golden modules beats keeping their fixtures on one worker
 TEST_JOBS ?= 2
 
-.PHONY: demo test lint typecheck bench validate calibrate-system cpu-check timm-coverage clean
+.PHONY: demo test lint typecheck bench validate calibrate-system cpu-check timm-coverage timm-sweep clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -47,6 +47,7 @@ bench: $(BENCH_STAMP)
 	$(BIN)/python bench/reprice_bench.py
 	$(BIN)/python bench/diskcache_bench.py
 	$(BIN)/python bench/peer_bench.py
+	$(BIN)/python bench/timm_sweep_bench.py
 
 validate: $(STAMP)
 	$(BIN)/python bench/validate_runs.py
@@ -58,6 +59,9 @@ cpu-check: $(STAMP)
 # hours on 2 cores, so never part of `make test`. TIMM_ARGS passes options (--limit N, --jobs N, --retry-failed).
 timm-coverage: $(STAMP)
 	$(BIN)/python bench/timm_all.py $(TIMM_ARGS)
+
+timm-sweep: $(STAMP)
+	$(BIN)/python bench/timm_sweep_bench.py
 
 calibrate-system: $(STAMP)
 	$(BIN)/python bench/calibrate_system.py

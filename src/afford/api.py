@@ -85,14 +85,17 @@ def assess(model: Any, *, example_inputs: Any = None, **options: Any) -> Assessm
                               image_size=r.image_size, precision=r.precision, optimizer=r.optimizer, freeze=r.freeze,
                               allow_longer=r.allow_longer, task=r.task, prompt_tokens=r.prompt_tokens,
                               generate_tokens=r.generate_tokens)
-    flags = (r.trust_remote_code, r.allow_hub, r.trust_pickle)
+    if r.forward_only and workload.wants_training:
+        raise WorkloadError(f"{opt('forward_only')} traces no training step: drop {opt('train_samples')}/"
+                            f"{opt('train_tokens')}")
+    flags = (r.trust_remote_code, r.allow_hub, r.trust_pickle, r.forward_only)
     cache_key = tracecache.key(model, workload, options=r.model_options, example_inputs=example_inputs,
                                flags=flags) if r.cache else None
     result = tracecache.get(cache_key, workload, r.depth)
     if result is None:
         result = _traced(model, workload, depth=r.depth, trust_remote_code=r.trust_remote_code,
                          allow_hub=r.allow_hub, model_options=r.model_options, trust_pickle=r.trust_pickle,
-                         example_inputs=example_inputs)
+                         example_inputs=example_inputs, train=not r.forward_only)
         tracecache.put(cache_key, result)
     result = fuse_assessment(result, req.attention)  # eager attention as the kernel the job runs
     spec = result.spec
@@ -146,8 +149,10 @@ assess.__signature__ = schema.signature(  # type: ignore[attr-defined]
 
 
 def _traced(model: Any, workload: Workload, *, depth: int, trust_remote_code: bool, allow_hub: bool,
-            model_options: dict[str, Any] | None, trust_pickle: bool, example_inputs: Any) -> Assessment:
-    """Resolve, build and trace the model for the job: the Assessment before any hardware is priced."""
+            model_options: dict[str, Any] | None, trust_pickle: bool, example_inputs: Any,
+            train: bool = True) -> Assessment:
+    """Resolve, build and trace the model for the job (`train`: with a training step): the Assessment before any
+    hardware is priced."""
     spec = resolve(model, trust_remote_code=trust_remote_code, allow_hub=allow_hub, options=model_options,
                    trust_pickle=trust_pickle, example_inputs=example_inputs)
     if spec.metadata.get("inference_only") and workload.wants_training:
@@ -156,7 +161,10 @@ def _traced(model: Any, workload: Workload, *, depth: int, trust_remote_code: bo
     notes: list[str] = list(spec.metadata.get("notes", ()))  # a source's stated assumptions (recsys)
     dims = job_dims(spec, workload, notes)
     module = spec.build(workload.precision.compute_dtype, dims)
-    return traced_assessment(spec, workload, dims, module, depth=depth, notes=notes)
+    if not train:
+        notes.append(f"{opt('forward_only')}: no training step traced; backward FLOPs and training figures are "
+                     "left out")
+    return traced_assessment(spec, workload, dims, module, depth=depth, notes=notes, train=train)
 
 
 def plan_job(model: Any, **options: Any) -> Any:

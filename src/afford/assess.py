@@ -296,8 +296,10 @@ def batch_note(a: Assessment) -> str | None:
 
 
 def traced_assessment(spec: ModelSpec, workload: Workload, dims: Dims, module: nn.Module, *, depth: int = 2,
-                      notes: list[str] | None = None, infer: bool = True, decode: bool | None = None) -> Assessment:
-    """Trace `module` (built from `spec`) for `workload` and measure its memory; no hardware yet."""
+                      notes: list[str] | None = None, infer: bool = True, decode: bool | None = None,
+                      train: bool = True) -> Assessment:
+    """Trace `module` (built from `spec`) for `workload` and measure its memory; no hardware yet. `train=False`
+    traces no training step (`--forward-only`: counting many models)."""
     notes = [] if notes is None else notes
     dtype = workload.precision.compute_dtype
     want_decode = spec.decode is not None if decode is None else decode
@@ -307,7 +309,8 @@ def traced_assessment(spec: ModelSpec, workload: Workload, dims: Dims, module: n
     want_decode = want_decode and generate is None
     try:
         traced = run_trace(spec, module, batch_size=workload.batch_size, dims=dims, dtype=dtype,
-                           freeze=workload.freeze, train=True, decode=want_decode, infer=infer, generate=generate)
+                           freeze=workload.freeze, train=train, decode=want_decode, infer=infer or not train,
+                           generate=generate)
     except TraceError as exc:
         if workload.wants_training:
             raise

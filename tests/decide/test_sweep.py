@@ -123,3 +123,22 @@ def test_sweep_refuses_budget_and_plan_options() -> None:
         sw.sweep(TINY, budget_usd=10.0)
     with pytest.raises(InputError, match="unknown option 'batch'"):
         sw.sweep(TINY, batch=4)
+
+
+def test_forward_only_counts_the_same_forward_without_a_training_step() -> None:
+    """`--forward-only` (issue 15's counting sweep): the same parameters, forward FLOPs and inference memory as a
+    full trace, no training figures, and a trace cached apart from the full one."""
+    import afford
+    from afford.errors import WorkloadError
+
+    full = sw.sweep(["torchvision:resnet18"], hardware=["t4"], infer_samples=10)
+    fwd = sw.sweep(["torchvision:resnet18"], hardware=["t4"], infer_samples=10, forward_only=True)
+    a, b = full.points[0], fwd.points[0]
+    assert (b.params, b.forward_flops, b.infer_seconds) == (a.params, a.forward_flops, a.infer_seconds)
+    assert a.train_seconds is not None and b.train_seconds is None and b.error is None
+    counted = afford.assess("torchvision:resnet18", infer_samples=10, forward_only=True).to_dict()
+    assert counted["per_sample"]["backward_flops"] == 0 and any("forward_only" in n for n in counted["notes"])
+    # the full trace is not served from the forward-only one's cache entry
+    assert afford.assess("torchvision:resnet18", infer_samples=10).to_dict()["per_sample"]["backward_flops"] > 0
+    with pytest.raises(WorkloadError, match="no training step"):
+        afford.assess("torchvision:resnet18", train_samples=10, forward_only=True)
