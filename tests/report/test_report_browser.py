@@ -69,12 +69,12 @@ def test_report_renders_every_plot_without_errors(report: tuple[Any, Path], tmp_
     assert "Uncaught" not in log
     assert "Failed to load resource" not in log and "ERR_NAME_NOT_RESOLVED" not in log
     plots = re.findall(r'<figure id="plot-([a-z_]+)"', dom)
-    assert plots == ["modules", "memory", "cost_time", "roofline", "plans"]
-    assert dom.count("<svg") == 5
+    assert plots == ["modules", "memory", "cost_time", "roofline", "batch_curve", "plans"]
+    assert dom.count("<svg") == 6
     sizes = re.search(r'data-svg-sizes="([^"]*)"', root)
     assert sizes is not None
     dims = [tuple(int(v) for v in s.split("x")) for s in sizes.group(1).split(",")]
-    assert len(dims) == 5
+    assert len(dims) == 6
     # the page is 1280 px wide with a 1180 px content column, plots beside narrow tables get 7/12 of it:
     # every plot is laid out at a readable size
     assert all(w >= 500 and h >= 150 for w, h in dims), dims

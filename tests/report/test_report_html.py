@@ -32,15 +32,15 @@ def mlp(assessed: Any) -> Any:
 def test_sections_in_order_and_no_budget_verdict_first(resnet: tuple[Any, str]) -> None:
     _, text = resnet
     page = parse(text)
-    assert page.sections == ["verdict", "compute", "memory", "hardware", "notes", "provenance"]
+    assert page.sections == ["verdict", "compute", "memory", "hardware", "serving", "notes", "provenance"]
     verdict = text[text.index('data-section="verdict"'):text.index('data-section="compute"')]
     assert 'data-status="none"' in verdict and "no budget given" in verdict
 
 
 def test_every_plot_is_an_inline_svg(resnet: tuple[Any, str]) -> None:
     page = parse(resnet[1])
-    assert page.plots == ["modules", "memory", "cost_time", "roofline"]
-    assert page.svgs == 4
+    assert page.plots == ["modules", "memory", "cost_time", "roofline", "batch_curve"]
+    assert page.svgs == 5
     # matplotlib ids are salted per plot: no id repeats across the page
     ids = [a["id"] for tag, a in page.tags if a.get("id")]
     assert len(ids) == len(set(ids))
@@ -147,3 +147,26 @@ def test_same_result_same_page(resnet: tuple[Any, str], tmp_path: Path) -> None:
     """Plot ids are salted per plot and the SVG carries no date: a report is byte-for-byte reproducible."""
     a, text = resnet
     assert write_report(a, tmp_path / "again.html").read_text(encoding="utf-8") == text
+
+
+def test_a_served_generation_job_reports_its_serving_curve_and_plans(assessed: Any, tmp_path: Path) -> None:
+    """Issue 11 item 5: the serving figures (keyed to JSON `serve`), throughput and TPOT against concurrency with
+    the KV memory each level holds, and the inference plans' cost against latency."""
+    a = assessed("hf:openai-community/gpt2", task="generate", prompt_tokens=64, generate_tokens=32,
+                 infer_samples=1000, hardware="t4", rate=2.0, budget_usd=100.0)
+    text = write_report(a, tmp_path / "gen.html").read_text(encoding="utf-8")
+    page = parse(text)
+    assert "serving" in page.sections
+    assert "serving_curve" in page.plots and "inference_plans" in page.plots
+    d = a.to_dict()
+    keys = {k for k, _ in page.keyed}
+    for must in ("serve.kv_cache_capacity_tokens", "serve.max_concurrency", "serve.throughput_output_tokens_per_s",
+                 "serve.ttft_seconds", "serve.tpot_seconds", "serve.replicas"):
+        assert must in keys
+    for key, value in page.keyed:
+        assert value == pytest.approx(float(lookup(d, key)), rel=1e-12), key
+    curve = d["serve"]["curve"]
+    assert [r["concurrency"] for r in curve] == sorted({r["concurrency"] for r in curve})
+    assert curve[-1]["concurrency"] == d["serve"]["max_concurrency"]
+    kv = [r["kv_cache_bytes"] for r in curve]
+    assert kv == sorted(kv) and kv[-1] <= d["serve"]["kv_cache_bytes"]

@@ -22,8 +22,8 @@ def report(assessed: Any, tmp_path_factory: pytest.TempPathFactory) -> tuple[Any
 def test_sections_in_order(report: tuple[Any, Path, str]) -> None:
     text = report[2]
     titles = re.findall(r"^## (.+)$", text, flags=re.M)
-    assert titles == ["Verdict", "Compute", "Memory per device", "Time and money per hardware option", "Notes",
-                      "Provenance"]
+    assert titles == ["Verdict", "Compute", "Memory per device", "Time and money per hardware option", "Serving",
+                      "Notes", "Provenance"]
     assert text.index("**Status: no budget given**") < text.index("## Compute")
 
 
@@ -31,7 +31,8 @@ def test_plots_are_files_beside_the_report_linked_relatively(report: tuple[Any, 
     _, path, text = report
     links = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", text)
     assert links == ["resnet%2018_files/modules.svg", "resnet%2018_files/memory.svg",
-                     "resnet%2018_files/cost_time.svg", "resnet%2018_files/roofline.svg"]
+                     "resnet%2018_files/cost_time.svg", "resnet%2018_files/roofline.svg",
+                     "resnet%2018_files/batch_curve.svg"]
     for link in links:
         f = path.parent / link.replace("%20", " ")
         content = f.read_text(encoding="utf-8")

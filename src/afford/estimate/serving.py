@@ -238,6 +238,10 @@ def serve(a: Any, device: Device, fmt: formats.WeightFormat, kv_dtype: str | Non
 
     max_load = at(min(kv_concurrency, max_seqs))
     out["max_load"] = max_load
+    # the curve the report plots: powers of two up to the maximum load, with the KV bytes each concurrency holds
+    top = int(max_load["concurrency"])
+    levels = sorted({*(2**i for i in range(top.bit_length()) if 2**i <= top), top})
+    out["curve"] = [{**at(c), "kv_cache_bytes": c * per_request * block * kv_per_token} for c in levels]
     out["limited_by"] = "kv_cache" if kv_concurrency < max_seqs else "max_num_seqs"
     if options.concurrency is not None:
         if options.concurrency > kv_concurrency:

@@ -24,6 +24,7 @@ from afford.report.blocks import (
 )
 from afford.report.fmt import duration, n3, num, pct, size, span, usd
 from afford.report.model import Cards, Cell, Document, Figure, Num, Section, Table
+from afford.report.serving import serving_section
 
 if TYPE_CHECKING:
     from afford.assess import Assessment
@@ -249,6 +250,9 @@ def build(a: Assessment) -> Document:
     sections = [verdict_section(d.get("verdict"), [_headline(d)]), _compute_section(a, d), _memory_section(a, d)]
     if a.estimate is not None:  # an assessment timed on hardware (assess() always is; a bare trace is not)
         sections.append(_hardware_section(a, d))
+    serving = serving_section(d)
+    if serving is not None:
+        sections.append(serving)
     if decided is not None and hasattr(a.decision, "found"):  # a training job's PlanResult
         sections.append(plans_section(decided, a.decision.budget, len(a.decision.found.pareto)))
     elif decided is not None:  # an inference job's decision (decide/inference.py)

@@ -71,6 +71,10 @@ def inference_plans_section(decided: dict[str, Any]) -> Section:
     changes = list(dict.fromkeys(c for p in plans for c in p["changes"] if c.startswith("weights in")))
     if changes:
         s.blocks.append(Bullets(changes))
+    if any(p["cost_usd"] for p in plans):
+        from afford.report.serving import plans_figure
+
+        s.blocks.append(plans_figure(plans))
     return s
 
 

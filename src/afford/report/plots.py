@@ -220,8 +220,9 @@ def _time_unit(seconds: Sequence[float]) -> tuple[str, float]:
 
 
 def cost_time(options: Sequence[Option], title: str, budget_usd: float | None = None,
-              deadline_s: float | None = None, key: str = "cost_time") -> str:
-    """Cost against time (log-log) per option with its range; options that do not fit are hollow grey."""
+              deadline_s: float | None = None, key: str = "cost_time", x_what: str = "time") -> str:
+    """Cost against time (log-log) per option with its range (`x_what` names the time: a latency); options that do
+    not fit are hollow grey."""
     fig = _figure(8.5, 5.2)
     ax = fig.add_subplot()
     priced = [o for o in options if o.usd is not None and o.usd > 0 and o.seconds > 0]
@@ -273,7 +274,7 @@ def cost_time(options: Sequence[Option], title: str, budget_usd: float | None = 
     if any(o.highlight == "asked" for o in priced):
         ax.scatter([], [], marker="D", color="#7f7f7f", s=30, label="as asked")
     _log_axes(ax)
-    ax.set_xlabel(f"time, {unit} (log scale)")
+    ax.set_xlabel(f"{x_what}, {unit} (log scale)")
     ax.set_ylabel("cost, USD (log scale)")
     ax.set_title(title, fontsize=11, loc="left")
     _style(ax)
