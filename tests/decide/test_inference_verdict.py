@@ -87,3 +87,20 @@ def test_plan_takes_an_inference_job() -> None:
     a = afford.plan("hf:openai-community/gpt2", infer_samples=100, seq_len=64, hardware="t4", budget_usd=1.0)
     assert isinstance(a, afford.Assessment) and a.decision is not None
     assert a.to_dict()["verdict"]["job"] == "inference"
+
+
+def test_the_search_adds_cuda_graphs_where_host_bound_and_fp8_kv_where_memory_or_latency_fails() -> None:
+    """Issue 11 item 1: the runtime and the KV-cache dtype are searched, each with what it costs in quality."""
+    a = afford.assess(GPT2, task="generate", prompt_tokens=64, generate_tokens=32, infer_samples=10, hardware="t4",
+                      tpot=0.004)
+    assert a.decision.asked.host_bound and "tpot" in a.decision.asked.violations
+    graphs = [p for p in a.decision.plans if p.runtime == "cudagraphs"]
+    assert graphs and all(p.feasible for p in graphs)
+    assert any("no quality change" in c for c in graphs[0].changes)
+    # 8 requests of 32,000 tokens of Llama-3.2-1B: 7.8 GiB of bf16 KV on top of the prefill's activations
+    b = afford.assess("hf:meta-llama/Llama-3.2-1B", task="generate", prompt_tokens=32000, generate_tokens=16,
+                      batch_size=8, infer_samples=64, precision="bf16", available="l4:1")
+    assert not b.decision.asked.fits
+    fp8 = [p for p in b.decision.plans if p.kv_cache_dtype == "fp8" and p.weights == "bf16"]
+    assert fp8 and fp8[0].fits and fp8[0].per_device_bytes < b.decision.asked.per_device_bytes
+    assert any("minimally degrades" in c for c in fp8[0].changes)

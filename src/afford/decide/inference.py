@@ -26,6 +26,7 @@ from afford.estimate.formats import WeightFormat, inference_memory, weight_forma
 from afford.estimate.job import estimate
 from afford.estimate.parallel import Layout
 from afford.estimate.request import HardwareRequest
+from afford.estimate.runtime import Runtime
 from afford.estimate.serving import ServeOptions, serve
 from afford.estimate.sharding import tp_choices
 from afford.hardware.catalog import Catalog, Device
@@ -42,6 +43,11 @@ QUALITY: dict[str, str | None] = {
     "fp8": None,
 }
 SEARCHED = ("int8", "awq-4bit", "fp8")  # beside the 16-bit weights; fp8 where the device has FP8
+KV_FP8_QUALITY = ("vLLM docs, FP8 E4M3 KV Cache (docs.vllm.ai/en/v0.6.6/quantization/fp8_e4m3_kvcache.html): "
+                  "'Studies have shown that FP8 E4M3 quantization typically only minimally degrades inference "
+                  "accuracy'")
+GRAPHS = ("CUDA graphs (torch.compile mode='reduce-overhead', or a serving engine's captured graphs): the host "
+          "launches one graph a batch instead of every op; the same kernels, so no quality change")
 
 
 @dataclass(frozen=True)
@@ -87,6 +93,9 @@ class InferencePlan:
     violations: list[str] = field(default_factory=list)
     changes: list[str] = field(default_factory=list)
     tp: int = 1
+    runtime: str = "eager"
+    kv_cache_dtype: str | None = None  # None: the compute dtype
+    host_bound: bool = False  # the host, not the device, sets the pace of a batch (estimate/runtime.py)
 
     @property
     def feasible(self) -> bool:
@@ -98,7 +107,8 @@ class InferencePlan:
 
     def to_dict(self) -> dict[str, Any]:
         return {"device": self.device, "count": self.count, "tp": self.tp, "replicas": self.replicas,
-                "weights": self.weights, "owned": self.owned,
+                "weights": self.weights, "runtime": self.runtime, "kv_cache_dtype": self.kv_cache_dtype,
+                "host_bound": self.host_bound, "owned": self.owned,
                 "per_device_bytes": self.per_device_bytes, "device_bytes": self.device_bytes, "fits": self.fits,
                 "infer_seconds": self.seconds, "cost_usd": self.cost_usd, "energy_kwh": self.kwh,
                 "co2_kg": self.co2_kg, "latency_seconds": self.latency_s, "ttft_seconds": self.ttft_s,
@@ -146,24 +156,27 @@ def _layout(device: Device, replicas: int, tp: int) -> Layout:
 
 def _evaluate(a: Any, req: HardwareRequest, device: Device, count: int, fmt: WeightFormat, kv: str | None,
               price: float | None, owned: bool, energy_price: float,
-              serving: ServeOptions | None = None, tp: int = 1) -> InferencePlan:
+              serving: ServeOptions | None = None, tp: int = 1, runtime: Runtime | None = None) -> InferencePlan:
     """Re-price the assessment on `count` replicas of `device`, each split over `tp` devices, with `fmt` weights;
     with a `serving` rate (a generation job on a GPU), as served: the replicas the rate needs, for the M requests'
-    arrival time."""
+    arrival time; `runtime` (default: the request's) for the ops' dispatch."""
     layout = _layout(device, count, tp)
     r = dataclasses.replace(req, device=device, layout=layout, price_per_hour=price, weights=fmt.id,
-                            default_device=False, energy_usd_per_kwh=energy_price if owned else 0.0)
+                            default_device=False, energy_usd_per_kwh=energy_price if owned else 0.0,
+                            runtime=runtime or req.runtime)
     d = estimate(a, r).data
     mem = inference_memory(a, fmt, kv, device, tp)
     gen = d.get("generate") or {}
     generating = a.generation is not None
     latency = gen.get("seconds_per_request", 0.0) if generating else d["time"]["infer_batch_seconds"]
     plan = InferencePlan(device=device.id, count=count * tp, tp=tp, weights=fmt.id, owned=owned,
-                         per_device_bytes=max(mem["infer_peak_bytes"], mem["generate_peak_bytes"]),
+                         per_device_bytes=(mem["generate_peak_bytes"] if generating else
+                                           max(mem["infer_peak_bytes"], mem["generate_peak_bytes"])),
                          device_bytes=device.memory_bytes, fits=mem["fits"], seconds=d["time"]["infer_seconds"],
                          cost_usd=d["cost"]["infer_usd"], kwh=d["energy"]["infer_kwh"], co2_kg=d["co2"]["infer_kg"],
                          latency_s=latency, ttft_s=gen.get("prefill_seconds"),
-                         tpot_s=gen.get("decode_seconds_per_token"))
+                         tpot_s=gen.get("decode_seconds_per_token"), runtime=r.runtime.value, kv_cache_dtype=kv,
+                         host_bound=bool(d["time"]["infer_batch_breakdown"]["host_bound"]))
     if serving is None or serving.rate is None:
         return plan
     if _servable(a, device):
@@ -215,6 +228,13 @@ def _changes(p: InferencePlan, asked: InferencePlan) -> list[str]:
         quality = QUALITY.get(p.weights)
         out.append(f"weights in {p.weights} instead of {asked.weights}: " +
                    (quality or "its quality change is not quantified in afford's sources"))
+    if p.runtime != asked.runtime:
+        out.append(f"run under {p.runtime} instead of {asked.runtime}" +
+                   (f": {GRAPHS}" if p.runtime == Runtime.CUDAGRAPHS.value else ""))
+    if p.kv_cache_dtype != asked.kv_cache_dtype:
+        out.append(f"KV cache in {p.kv_cache_dtype or 'the compute dtype'} instead of "
+                   f"{asked.kv_cache_dtype or 'the compute dtype'}" +
+                   (f": half the bytes a token; {KV_FP8_QUALITY}" if p.kv_cache_dtype == "fp8" else ""))
     return out
 
 
@@ -300,8 +320,10 @@ def decide(a: Any, req: HardwareRequest, budget: Budget, targets: Targets, *, ca
     if status is Status.WITH_CHANGES and listed:
         reasons.append("as asked it breaks: " + ", ".join(asked.violations or ["memory"]) + "; the cheapest plan "
                        "that fits: " + "; ".join(listed[0].changes or ["the same job"]))
-    notes.append("inference plans search devices, tensor parallelism within a node (1, 2, 4, 8), replicas and "
-                 "weight formats (16-bit, int8, AWQ 4-bit, FP8)" +
+    notes.append("inference plans search devices, tensor parallelism within a node (1, 2, 4, 8), replicas, "
+                 "weight formats (16-bit, int8, AWQ 4-bit, FP8), CUDA graphs where batches are host-bound and an FP8 "
+                 "KV cache where a plan does not fit or is too slow; the batch is the job's (serve.batches shows "
+                 "the others)" +
                  ("; each served at the rate with continuous batching (serve.*)" if serving and serving.rate else
                   "; give --rate to price them as served with continuous batching"))
     return InferenceDecision(status=status, reasons=reasons, asked=asked, plans=listed, budget=budget,
@@ -331,6 +353,27 @@ def _replica_plans(a: Any, req: HardwareRequest, device: Device, tp: int, limit:
         p.violations = _violations(p, budget, targets)
         p.changes = _changes(p, asked)
         out.append(p)
+    out.extend(_variants(a, req, device, out[0], fmt, kv, price, owned, energy, serving, budget, targets, asked))
+    return out
+
+
+def _variants(a: Any, req: HardwareRequest, device: Device, p: InferencePlan, fmt: WeightFormat, kv: str | None,
+              price: float | None, owned: bool, energy: float, serving: ServeOptions | None, budget: Budget,
+              targets: Targets, asked: InferencePlan) -> list[InferencePlan]:
+    """The runtime and KV-cache changes worth pricing for a plan: CUDA graphs when its batches are host-bound
+    under eager or compiled dispatch (a served rate already runs under graphs), and an FP8 KV cache for a
+    generation job on an FP8 device when the plan does not fit or misses a latency target."""
+    out = []
+    rated = serving is not None and serving.rate is not None
+    if p.host_bound and not rated and req.runtime is not Runtime.CUDAGRAPHS:
+        out.append(_evaluate(a, req, device, p.replicas, fmt, kv, price, owned, energy, serving, p.tp,
+                             Runtime.CUDAGRAPHS))
+    late = {"latency", "ttft", "tpot"} & set(p.violations)
+    if a.generation is not None and kv != "fp8" and device.has_format("fp8") and (not p.fits or late):
+        out.append(_evaluate(a, req, device, p.replicas, fmt, "fp8", price, owned, energy, serving, p.tp))
+    for v in out:
+        v.violations = _violations(v, budget, targets)
+        v.changes = _changes(v, asked)
     return out
 
 

@@ -323,7 +323,9 @@ def inference_memory(a: Any, fmt: WeightFormat, kv_dtype: str | None, device: An
     gen_peak = (weights + workspace + gen_live + kv * share) if generating else 0.0
     infer_peak = weights + workspace + infer_live / tp
     usable = device.memory_bytes - RESERVED_BYTES
-    need = max(infer_peak, gen_peak)
+    # a generation job runs its prefill and decode steps, never the one full forward of the infer phase (whose
+    # logits cover every position)
+    need = gen_peak if t.generation is not None else max(infer_peak, gen_peak)
     return {**wb.to_dict(), "kv_cache_dtype": key or ("fp32" if compute == 4 else "fp16"),
             "kv_cache_bytes": kv, "activations_scale": act, "dequant_workspace_bytes": workspace,
             "infer_peak_bytes": infer_peak, "generate_peak_bytes": gen_peak, "tp": tp,
