@@ -55,6 +55,7 @@ JOBS = {
     "resnet18-train": lambda tmp: RESNET,
     "gpt2-config-generate": lambda tmp: (_gpt2_config(tmp), {
         "task": "generate", "prompt_tokens": 16, "generate_tokens": 8, "infer_samples": 100, "batch_size": 2}),
+    "resnet18-forward-only": lambda tmp: ("torchvision:resnet18", {"infer_samples": 100, "forward_only": True}),
     "recsys-dlrm-options": lambda tmp: ("recsys:dlrm", {
         "train_samples": 1000, "batch_size": 4, "optimizer": "adagrad",
         "model_options": {"rows": 1000, "dim": 16, "bottom": "32,16", "top": "32,1"}}),

@@ -149,15 +149,15 @@ def _from_disk(k: Key, workload: Workload) -> bool:
 def _on_disk(k: Key) -> bool:
     """Whether a job may be kept across runs: not when the graph comes from code the key cannot see change
     (`module:` specs, remote code, pickled checkpoints, whose classes live in the user's modules)."""
-    if len(k.flags) != 3:
+    if len(k.flags) != 4:  # (trust_remote_code, allow_hub, trust_pickle, forward_only): api.assess
         return False
-    trust_remote_code, _, trust_pickle = k.flags
+    trust_remote_code, _, trust_pickle, _ = k.flags
     return not (trust_remote_code or trust_pickle or k.model.startswith("module:"))
 
 
 def _resolve(k: Key) -> ModelSpec:
     """Resolve the key's model spec as the pipeline does (no example inputs: those are never cached)."""
-    trust_remote_code, allow_hub, trust_pickle = k.flags
+    trust_remote_code, allow_hub, trust_pickle = k.flags[:3]
     return resolve(k.model, trust_remote_code=trust_remote_code, allow_hub=allow_hub,
                    options=dict(k.options) or None, trust_pickle=trust_pickle)
 
