@@ -77,3 +77,46 @@ def test_a_step_is_host_bound_when_issuing_takes_longer_than_the_gpu() -> None:
     assert not slow.host_bound
     assert slow.step_s == pytest.approx(2 * 1.5 / eff.system + 2 * 2 * ov.gap_s + 0.003)
     assert wall(1.0, ov) == pytest.approx(1.0 + ov.gap_s) and wall(0.0, ov) == pytest.approx(ov.host_s)
+
+
+def test_a_host_profile_prices_ops_convolutions_and_module_calls() -> None:
+    """`--host-profile h200-2026` (runtime.toml [hosts]): a kernel op, a convolution and a module call each at the
+    measured host's cost; the default profile is the [eager] constants, modules folded into each op."""
+    from afford.estimate.runtime import DEFAULT_HOST, host_profile, hosts
+
+    assert set(hosts()) >= {DEFAULT_HOST, "h200-2026"}
+    h = host_profile("h200-2026")
+    dev = Catalog.load().with_host("h200-2026").get("h200")
+    phase = dataclasses.replace(_phase(), module_calls=7)
+    ov = overhead(phase, Runtime.EAGER, dev)
+    assert ov.host_s == pytest.approx(10 * h.conv_s + 10 * h.op_s + 7 * h.module_s + 5 * constants().view_s)
+    default = overhead(phase, Runtime.EAGER, Catalog.load().get("h200"))
+    c = constants()
+    assert default.host_s == pytest.approx(20 * (c.dispatch_s + c.launch_s) + 5 * c.view_s)
+    with pytest.raises(InputError, match="host_profile"):
+        host_profile("pentium-4")
+
+
+def test_module_calls_are_counted_per_phase() -> None:
+    """The trace counts nn.Module forward calls (each one a Python call in eager PyTorch): ResNet-18's inference
+    pass calls as many as forward pre-hooks see on the real module."""
+    import torch
+    import torchvision
+
+    import afford
+
+    calls = 0
+
+    def hook(*_: object) -> None:
+        nonlocal calls
+        calls += 1
+
+    model = torchvision.models.resnet18().eval()
+    handle = torch.nn.modules.module.register_module_forward_pre_hook(hook)
+    try:
+        with torch.no_grad():
+            model(torch.zeros(1, 3, 224, 224))
+    finally:
+        handle.remove()
+    a = afford.assess("torchvision:resnet18", infer_samples=1, hardware="h200")
+    assert a.trace.infer.module_calls == calls > 50

@@ -172,6 +172,7 @@ class ModuleStack:
         self._names: weakref.WeakKeyDictionary[nn.Module, str] = weakref.WeakKeyDictionary()
         self._seen: weakref.WeakSet[nn.Module] = weakref.WeakSet()
         self._handles: list[Any] = []
+        self.calls = 0  # module forward calls so far (estimate/runtime.py prices each one's Python call)
 
     @property
     def is_bw(self) -> bool:
@@ -192,6 +193,7 @@ class ModuleStack:
         return name
 
     def _enter(self, mod: nn.Module, args: Any) -> None:
+        self.calls += 1
         self.parents.add(self.name(mod))
 
     def _leave(self, mod: nn.Module, args: Any, output: Any) -> None:
@@ -290,6 +292,7 @@ class Counter(fc.FlopCounterMode):
         self.phase = PhaseProfile(name="forward")
         self._finished = True  # no phase open until start_phase
         self._module_base: dict[str, int] = {}
+        self._calls_base = 0
         self.ops = 0  # aten ops dispatched so far, against the budget `max_ops`
         self.max_ops = max_trace_ops()
         self.score_side: tuple[int, int] | None = None  # (batch, S): recognise S x S eager attention scores
@@ -312,6 +315,7 @@ class Counter(fc.FlopCounterMode):
         """Close the running phase and open a new one; module FLOPs are split at this point."""
         self.finish_phase()
         self.phase = PhaseProfile(name=name)
+        self._calls_base = self.mod_tracker.calls
         self._finished = False
         self.live.reset_peak()
         return self.phase
@@ -325,6 +329,7 @@ class Counter(fc.FlopCounterMode):
         self.phase.by_module = {m: v - self._module_base.get(m, 0) for m, v in totals.items()
                                 if v - self._module_base.get(m, 0) > 0}
         self._module_base = totals
+        self.phase.module_calls = self.mod_tracker.calls - self._calls_base
         self.phase.peak_live_bytes = max(self.phase.peak_live_bytes, self.live.peak)
         self.phase.lean_peak_bytes = max(self.phase.lean_peak_bytes, self.live.lean_peak)
         self.phase.eager = {m: blk for m, blk in self.phase.eager.items() if blk.calls}  # a softmax ran there

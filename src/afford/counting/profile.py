@@ -67,6 +67,7 @@ class PhaseProfile:
     # eager attention blocks by module (counting/engine.py), and the live peak without their S x S tensors
     eager: dict[str, EagerBlock] = field(default_factory=dict)
     lean_peak_bytes: int = 0
+    module_calls: int = 0  # nn.Module forward calls (each pays Python's module call in eager PyTorch)
 
     @property
     def macs(self) -> int:

@@ -34,11 +34,13 @@ from afford.counting.profile import PhaseProfile
 from afford.errors import InputError, opt
 from afford.hardware.catalog import Device
 
-__all__ = ["NONE", "Overhead", "Runtime", "applies", "constants", "overhead", "step_fixed_seconds", "wall",
-           "weight_casts"]
+__all__ = ["DEFAULT_HOST", "NONE", "HostProfile", "Overhead", "Runtime", "applies", "constants", "host_profile",
+           "hosts", "overhead", "step_fixed_seconds", "wall", "weight_casts"]
 
 # aten ops that take a layer's weight (autocast casts that weight once per call)
 WEIGHT_OPS = frozenset({"convolution", "addmm", "mm", "linear", "_convolution", "cudnn_convolution"})
+CONV_OPS = frozenset({"convolution", "_convolution", "cudnn_convolution", "convolution_backward"})
+DEFAULT_HOST = "dgx1-2021"  # the [eager] constants: the hosts of NVIDIA's 2021 DLE measurements
 
 
 class Runtime(enum.StrEnum):
@@ -86,6 +88,46 @@ def constants() -> Constants:
                      engine_fraction=float(t["eager"]["engine_fraction"]), step_s=t["eager"]["step_ms"] * 1e-3,
                      wrapper_s=t["compiled"]["wrapper_us"] * us, graph_launch_s=t["graph"]["launch_us"] * us,
                      graph_gap_s=t["graph"]["kernel_gap_us"] * us, stream_gap_s=t["stream"]["kernel_gap_us"] * us)
+
+
+@dataclass(frozen=True)
+class HostProfile:
+    """What one eager op costs the CPU that drives the GPU (runtime.toml [hosts]), in seconds."""
+
+    name: str
+    op_s: float  # a kernel-launching aten op: dispatch and launch
+    conv_s: float  # a convolution op (cuDNN's set-up included)
+    module_s: float  # an nn.Module call (Python's __call__ and hooks)
+    step_s: float  # fixed per step
+    source: str
+
+
+@cache
+def hosts() -> dict[str, HostProfile]:
+    """The host profiles: the default (the [eager] constants) and runtime.toml's [hosts] entries."""
+    text = resources.files("afford.estimate").joinpath("runtime.toml").read_text(encoding="utf-8")
+    t: dict[str, Any] = tomllib.loads(text)
+    c = constants()
+    op = c.dispatch_s + c.launch_s
+    out = {DEFAULT_HOST: HostProfile(DEFAULT_HOST, op, op, 0.0, c.step_s, str(t["eager"]["source"]))}
+    for name, h in t.get("hosts", {}).items():
+        out[name] = HostProfile(name, h["op_us"] * 1e-6, h["conv_us"] * 1e-6, h["module_us"] * 1e-6,
+                                h["step_ms"] * 1e-3, str(h["source"]))
+    return out
+
+
+def host_profile(name: str | None) -> HostProfile:
+    """A host profile by name (None: the default); a one-line InputError naming the choices otherwise."""
+    key = DEFAULT_HOST if name is None else str(name).strip().lower()
+    known = hosts()
+    if key not in known:
+        raise InputError(f"unknown {opt('host_profile')} {show(name)}; choose {', '.join(known)}")
+    return known[key]
+
+
+def _host_of(device: Device) -> HostProfile:
+    """The host profile a device is driven by (Catalog.with_host), else the default."""
+    return host_profile(device.extra.get("host"))
 
 
 @dataclass(frozen=True)
@@ -141,14 +183,19 @@ def overhead(phase: PhaseProfile | None, runtime: Runtime, device: Device, *, ba
         return Overhead(c.graph_launch_s, kernels * c.graph_gap_s, ops, kernels)
     if runtime is Runtime.COMPILED:
         return Overhead(kernels * (c.launch_s + c.wrapper_s), kernels * c.stream_gap_s, ops, kernels)
-    dispatch = c.dispatch_s * (c.engine_fraction if backward else 1.0)
-    host = kernels * (dispatch + c.launch_s) + (ops - kernels) * c.view_s
+    h = _host_of(device)
+    convs = sum(calls for (op, _, _), calls in phase.events.items() if op in CONV_OPS)
+    op_s, conv_s = h.op_s, h.conv_s
+    if backward:  # the engine replays from C++: the dispatch part of each op scaled, its launch whole
+        op_s = (op_s - c.launch_s) * c.engine_fraction + c.launch_s
+        conv_s = (conv_s - c.launch_s) * c.engine_fraction + c.launch_s
+    host = (kernels - convs) * op_s + convs * conv_s + phase.module_calls * h.module_s + (ops - kernels) * c.view_s
     return Overhead(host, kernels * c.stream_gap_s, ops, kernels)
 
 
 def step_fixed_seconds(device: Device) -> float:
     """The fixed host cost of one step (an inference batch or an optimizer step) on a device the model prices."""
-    return constants().step_s if applies(device) else 0.0
+    return _host_of(device).step_s if applies(device) else 0.0
 
 
 def wall(gpu_s: float, host: Overhead) -> float:

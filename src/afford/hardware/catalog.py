@@ -172,6 +172,13 @@ class Catalog:
                 devices[key] = _device(merged, str(user_file))
         return cls(list(devices.values()))
 
+    def with_host(self, host: str | None) -> Catalog:
+        """This catalog with every device driven by the named host profile (estimate/runtime.py `hosts`: the
+        per-op cost of eager dispatch); the same catalog for None."""
+        if host is None:
+            return self
+        return Catalog([dataclasses.replace(d, extra={**d.extra, "host": host}) for d in self.devices.values()])
+
     def get(self, name: str) -> Device:
         key = name.strip().lower()
         if key in self._names:
