@@ -132,7 +132,8 @@ class JobRequest:
                                  "launch per kernel, or graph replay)", "hardware", (_A, _P))
     host_profile: str | None = _opt(None, "the CPU host driving the GPUs, for eager dispatch per op: dgx1-2021 "
                                           "(default: NVIDIA's 2021 DLE hosts) | h200-2026 (a current server, "
-                                          "measured)", "hardware", (_A, _P, _C))
+                                          "measured) | local (this machine's, from afford calibrate)", "hardware",
+                                    (_A, _P, _C))
     attention: str = _opt("auto", "auto | flash | sdpa | eager: the attention kernel; auto is the fused kernel a "
                                   "tuned trainer runs (flash on NVIDIA Ampere+, memory-efficient SDPA elsewhere); "
                                   "eager prices a model's own softmax ops", "hardware", (_A, _P, _C))

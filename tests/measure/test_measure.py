@@ -10,6 +10,7 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
+import afford
 from afford.cli import app
 from afford.errors import InputError
 from afford.hardware.catalog import Catalog
@@ -91,6 +92,29 @@ def test_calibrate_stores_a_profile_that_assessments_use(home: Path, tiny_quick:
     assert d["hardware"]["name"] == "cpu-local"
     low, high = d["time"]["train_seconds_range"]
     assert low == high == d["time"]["train_seconds"]  # measured figures carry no efficiency range
+    # the host profile it measured prices eager dispatch of catalog GPUs with --host-profile local
+    host = profile["host_profile"]
+    assert host["device"] == "cpu" and 0 < host["op_us"] < 1e3 and host["conv_us"] >= host["op_us"] - 5
+    from afford.estimate import runtime
+
+    runtime._local.cache_clear()
+    local = runtime.host_profile("local")
+    assert local.op_s == pytest.approx(host["op_us"] * 1e-6) and local.module_s >= 0
+    fast = afford.assess("torchvision:resnet18", infer_samples=1, hardware="h200", host_profile="local")
+    assert fast.to_dict()["infer"]["latency_seconds"] < afford.assess(
+        "torchvision:resnet18", infer_samples=1, hardware="h200").to_dict()["infer"]["latency_seconds"]
+
+
+def test_the_host_profile_derivation_reproduces_the_h200_entry() -> None:
+    """runtime.toml's h200-2026 comes from that machine's three microbenchmarks by calibrate's own rule."""
+    from afford.estimate.runtime import host_profile
+
+    entry = calibration.host_profile_entry({"add_us": 7.2214, "linear_module_us": 22.4433,
+                                            "conv_module_us": 32.0352}, "cuda")
+    h = host_profile("h200-2026")
+    assert entry["op_us"] == pytest.approx(h.op_s * 1e6, abs=0.05)
+    assert entry["module_us"] == pytest.approx(h.module_s * 1e6, abs=0.05)
+    assert entry["conv_us"] == pytest.approx(h.conv_s * 1e6, abs=0.05)
 
 
 def test_measure_calibrates_this_machine_first_and_predicts_for_it(home: Path, fake_calibration: Calls) -> None:

@@ -117,12 +117,35 @@ def hosts() -> dict[str, HostProfile]:
 
 
 def host_profile(name: str | None) -> HostProfile:
-    """A host profile by name (None: the default); a one-line InputError naming the choices otherwise."""
+    """A host profile by name (None: the default; `local`: this machine's, from `afford calibrate`); a one-line
+    InputError naming the choices otherwise."""
     key = DEFAULT_HOST if name is None else str(name).strip().lower()
     known = hosts()
+    if key == "local":
+        return _local()
     if key not in known:
-        raise InputError(f"unknown {opt('host_profile')} {show(name)}; choose {', '.join(known)}")
+        raise InputError(f"unknown {opt('host_profile')} {show(name)}; choose {', '.join([*known, 'local'])}")
     return known[key]
+
+
+@cache
+def _local() -> HostProfile:
+    """This machine's host profile: the latest `afford calibrate` that measured one (CUDA before CPU)."""
+    from afford.store import Store, StoreError
+
+    try:
+        with Store() as store:
+            records = [store.latest("calibration", key) for key in ("cuda-local", "cpu-local")]
+    except StoreError as exc:
+        raise InputError(f"cannot read calibrations: {exc}") from None
+    for record in records:
+        h = (record.result or {}).get("host_profile") if record is not None else None
+        if isinstance(h, dict):
+            return HostProfile("local", float(h["op_us"]) * 1e-6, float(h["conv_us"]) * 1e-6,
+                               float(h["module_us"]) * 1e-6, float(h.get("step_ms", 0.0)) * 1e-3,
+                               str(h.get("source", "afford calibrate")))
+    raise InputError(f"{opt('host_profile')} local: no host profile measured on this machine yet; run "
+                     "`afford calibrate`")
 
 
 def _host_of(device: Device) -> HostProfile:

@@ -249,6 +249,51 @@ def _system_efficiency(entry: dict[str, Any], steps: tuple[int, int] = (2, 9)) -
     return min(1.0, max(0.1, factor)), probes
 
 
+def host_ops(device: str, calls: int = 2000) -> dict[str, float]:
+    """Host microseconds of a tiny in-place add, an nn.Linear(8, 8) call on an (8,) input, an nn.Conv2d(3, 8, 3)
+    call (bench/gpu_check.py `host_ops`, the microbenchmarks the `h200-2026` host profile comes from) and an
+    nn.Identity call (a module call and nothing else), each the best of 3 means of `calls` calls back to back."""
+    tiny = torch.ones(8, device=device)
+    ident = torch.nn.Identity()
+    lin = torch.nn.Linear(8, 8).to(device)
+    conv = torch.nn.Conv2d(3, 8, 3).to(device)
+    img = torch.randn(1, 3, 8, 8, device=device)
+    out: dict[str, float] = {}
+    with torch.inference_mode():
+        for name, fn in (("add_us", lambda: tiny.add_(0)), ("linear_module_us", lambda: lin(tiny)),
+                         ("conv_module_us", lambda: conv(img)), ("identity_module_us", lambda: ident(tiny))):
+            best = float("inf")
+            for _ in range(3):
+                fn()
+                _sync(device)
+                t = time.perf_counter()
+                for _ in range(calls):
+                    fn()
+                _sync(device)
+                best = min(best, (time.perf_counter() - t) / calls)
+            out[name] = best * 1e6
+    return out
+
+
+def host_profile_entry(measured: dict[str, float], device: str) -> dict[str, Any]:
+    """A host profile (estimate/runtime.py `hosts`) from `host_ops`: a module call is the nn.Identity call where
+    measured, else runtime.toml's h200-2026 derivation (an nn.Linear call on CUDA = module + 2 kernels + a view);
+    an nn.Conv2d call = module + convolution + bias add + a view. Measured on a CPU, each kernel op gains the cited
+    CUDA launch (runtime.toml [launch]): the host's Python and dispatcher cost is the CPU's own, the launch the
+    driver's; its convolution is the CPU library's set-up, not cuDNN's."""
+    from afford.estimate.runtime import constants
+
+    launch = 0.0 if device.startswith("cuda") else constants().launch_s * 1e6
+    view = constants().view_s * 1e6
+    add = measured["add_us"]
+    module = measured["identity_module_us"] if "identity_module_us" in measured else max(
+        0.0, measured["linear_module_us"] - 2 * add - view)
+    conv = max(add, measured["conv_module_us"] - module - add - view)
+    return {"op_us": add + launch, "conv_us": conv + launch, "module_us": module, "step_ms": 0.0,
+            "measured": measured, "device": device,
+            "source": f"afford calibrate --device {device} on this machine, {time.strftime('%Y-%m-%d %H:%M')}"}
+
+
 def local_id(device: str) -> str:
     """The id a calibration of `device` is stored under: cuda-local or cpu-local."""
     return "cuda-local" if device.startswith("cuda") else "cpu-local"
@@ -305,6 +350,9 @@ def calibrate(device: str = "cpu", progress: ProgressFn | None = None, quick: bo
         per.append((time.perf_counter() - t) / 2000)
     results["op_overhead_s"] = statistics.median(per)
     report(f"op overhead: {results['op_overhead_s'] * 1e6:.1f} us", 0.85)
+    host = host_profile_entry(host_ops(device, 500 if quick else 2000), device)
+    report(f"host profile: op {host['op_us']:.1f} us, convolution {host['conv_us']:.1f} us, module call "
+           f"{host['module_us']:.1f} us", 0.86)
     rates = _op_rates(device, effort.op_runs)
     report(f"{len(rates)} element-wise/normalisation ops: {min(rates.values(), default=0):.1f}-"
            f"{max(rates.values(), default=0):.1f} GB/s", 0.95)
@@ -326,7 +374,7 @@ def calibrate(device: str = "cpu", progress: ProgressFn | None = None, quick: bo
         # 'tf32' is where fp32 convolutions are timed (section 8 of methodology): here the measured conv rate
         "peak_tflops": {"fp32": matmul["fp32"] / 1e12, "bf16": matmul["bf16"] / 1e12, "tf32": conv / 1e12},
         "tdp_w": None, "gpus_per_node": 1, "calibrated": True, "quick": quick,
-        "op_overhead_s": results["op_overhead_s"],
+        "op_overhead_s": results["op_overhead_s"], "host_profile": host,
         "op_gb_s": rates, "optimizer_gb_s": optimizer,
         "source": f"afford calibrate on this machine, {time.strftime('%Y-%m-%d %H:%M')}",
         "source_date": time.strftime("%Y-%m-%d"),
