@@ -1,7 +1,7 @@
 """The optional libraries behind pip extras: `pip install afford` is the light core (torch, torchvision, typer,
 rich, ...); `afford[hf]`, `afford[timm]`, `afford[keras]`, `afford[onnx]`, `afford[diffusers]`, `afford[report]`,
-`afford[notebook]`, `afford[web]` and `afford[parquet]` add the rest (pyproject.toml; tests/test_extras.py keeps
-the two tables equal).
+`afford[notebook]`, `afford[web]`, `afford[parquet]` and `afford[dask]` add the rest (pyproject.toml;
+tests/test_extras.py keeps the two tables equal).
 
 Every import of an optional library goes through `require` (or is preceded by `need`), so that a missing one is a
 one-line MissingExtraError naming the pip command, never a traceback. Nothing here imports a library up front.
@@ -28,11 +28,14 @@ EXTRAS: dict[str, dict[str, str]] = {
     "notebook": {"pandas": "pandas"},
     "web": {"matplotlib": "matplotlib"},  # afford web's HTML report download (the server itself is stdlib)
     "parquet": {"pyarrow": "pyarrow"},  # afford sweep --parquet
+    # afford sweep --scheduler (decide/cluster.py); distributed comes as dask[distributed], at dask's own version
+    "dask": {"dask": "dask", "distributed": "dask"},
 }
 # what each extra is for, as the subject of its message when no model spec is at hand ("timm models need ...")
 PURPOSE = {"hf": "Hugging Face models", "timm": "timm models", "keras": "Keras models", "onnx": "ONNX files",
            "diffusers": "diffusion pipelines", "report": "plots and HTML reports", "notebook": "DataFrames",
-           "web": "the web page's reports", "parquet": "Parquet output (afford sweep --parquet)"}
+           "web": "the web page's reports", "parquet": "Parquet output (afford sweep --parquet)",
+           "dask": "sweeps on a Dask cluster (afford sweep --scheduler)"}
 # the extra named for a library several extras bring (transformers: hf and diffusers): the first one listed
 _EXTRA_OF: dict[str, str] = {}
 for _extra, _modules in EXTRAS.items():

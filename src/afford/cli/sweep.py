@@ -25,6 +25,9 @@ Precisions = Annotated[str, typer.Option(help="precisions, comma-separated: fp32
 BatchSizes = Annotated[str, typer.Option(help="samples per step on one device, comma-separated (1,8,64)")]
 Csv = Annotated[str | None, typer.Option(help="also write the rows to this CSV file")]
 Parquet = Annotated[str | None, typer.Option(help="also write the rows to this Parquet file (needs pyarrow)")]
+Scheduler = Annotated[str | None, typer.Option(help="price on the Dask cluster whose scheduler is at this address "
+                                               "(tcp://host:8786), or 'local': a local one of --jobs processes "
+                                               "(needs afford[dask])")]
 
 
 def _sweep_flags() -> set[str]:
@@ -93,6 +96,7 @@ def sweep_command(
     precision: Precisions = "bf16-mixed",
     batch_size: BatchSizes = "1",
     jobs: Jobs = None,
+    scheduler: Scheduler = None,
     csv: Csv = None,
     parquet: Parquet = None,
     report: Report = None,
@@ -115,7 +119,7 @@ def sweep_command(
     kwargs = {k: v for k, v in request_kwargs("assess", options).items() if k in names}
     workers = default_jobs() if jobs is None else jobs
     result = guarded(lambda: sweep(models, hardware=devices, precision=precisions, batch_size=sizes, jobs=workers,
-                                   **kwargs))
+                                   scheduler=scheduler, **kwargs))
     data = result.to_dict()
     written = []
     for path, write in ((csv, write_csv), (parquet, write_parquet)):

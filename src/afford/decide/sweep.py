@@ -245,14 +245,19 @@ def _axis(values: Sequence[Any] | Any, name: str) -> list[Any]:
 
 def sweep(models: Sequence[str], *, hardware: Sequence[str] | str = ("a100-80gb",),
           precision: Sequence[str] | str = ("bf16-mixed",), batch_size: Sequence[int] | int = (1,), jobs: int = 1,
-          **job: Any) -> Sweep:
+          scheduler: str | None = None, **job: Any) -> Sweep:
     """Price every point of models x hardware x precisions x batch sizes for one job (assess's other options,
-    but a budget or plan search), in `jobs` worker processes; each point's error is its row's."""
+    but a budget or plan search), in `jobs` worker processes, or on the Dask cluster at `scheduler` (`local`:
+    one of `jobs` processes started here; decide/cluster.py); each point's error is its row's."""
     from afford import schema
     from afford.hardware.catalog import Catalog
     from afford.workload import Workload
 
     jobs = check_jobs(jobs)
+    if scheduler is not None:  # a bad address or a missing dask extra: one error, before any trace
+        from afford.decide import cluster
+
+        scheduler = cluster.check_address(scheduler)
     schema.build("assess", job, where="sweep")
     allowed = {s.name for s in taken(schema.specs("assess"))}
     for name in job:
@@ -272,10 +277,15 @@ def sweep(models: Sequence[str], *, hardware: Sequence[str] | str = ("a100-80gb"
     if not names:
         raise InputError("sweep needs at least one model")
     groups = [(m, str(p), int(b), tuple(ids), dict(job)) for m in names for p in precisions for b in batches]
-    priced = run_all(price_group, groups, jobs)
+    notes: list[str] = []
+    if scheduler is None:
+        priced = run_all(price_group, groups, jobs)
+    else:  # the same worker function, on Dask's workers
+        priced, where = cluster.run_on(scheduler, price_group, groups, jobs)
+        notes.append(where)
     by_key = {(pt.model, pt.hardware, pt.precision, pt.batch_size): pt for rows in priced for pt in rows}
     points = [by_key[(m, h, str(p), int(b))] for m in names for h in ids for p in precisions for b in batches]
-    return Sweep(points=points, jobs=jobs)
+    return Sweep(points=points, jobs=jobs, notes=notes)
 
 
 def write_csv(s: Sweep, path: Path) -> None:
