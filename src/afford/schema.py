@@ -13,6 +13,7 @@ Adding an option is one field here (see docs/architecture.md for a worked exampl
 from __future__ import annotations
 
 import dataclasses
+import functools
 import inspect
 from dataclasses import dataclass, field
 from typing import Any
@@ -188,8 +189,10 @@ def specs(command: str | None = None) -> list[Spec]:
     return out
 
 
+@functools.cache
 def _hints() -> dict[str, Any]:
-    """JobRequest's annotations as objects."""
+    """JobRequest's annotations as objects (resolved once: the strings are compiled on each resolution, and a
+    sweep builds a request for every point)."""
     import typing
 
     return typing.get_type_hints(JobRequest)

@@ -29,6 +29,7 @@ from typing import Any, NamedTuple
 
 from afford import tracedisk
 from afford.assess import Assessment
+from afford.counting.profile import PhaseProfile
 from afford.sources import ModelKind, ModelSpec, resolve
 from afford.tracecodec import Traced
 from afford.workload import Workload
@@ -140,7 +141,8 @@ def _from_disk(k: Key, workload: Workload) -> bool:
         spec = _resolve(k)
         if spec_fingerprint(spec) != fingerprint:  # the spec resolves to another model now (e.g. a hub revision)
             return False
-    result = Assessment(spec=spec, workload=workload, dims=traced.dims, trace=traced.trace, memory=traced.memory,
+    trace = replace(traced.trace, forward=traced.trace.infer) if traced.forward_is_infer else traced.trace
+    result = Assessment(spec=spec, workload=workload, dims=traced.dims, trace=trace, memory=traced.memory,
                         module_params=traced.module_params)
     _remember(k, result, tuple(traced.notes))
     return True
@@ -230,8 +232,12 @@ def put(k: tuple[Any, ...] | None, result: Assessment) -> None:
     if row_key is None or fingerprint is None or not isinstance(k, Key):
         return
     spec_text = json.dumps({"fingerprint": fingerprint, "plain": _plain_spec(k, result.spec)})
-    tracedisk.save(row_key, Traced(dims=result.dims, trace=result.trace, memory=result.memory,
-                                   module_params=result.module_params, notes=list(result.notes)), spec_text)
+    t = result.trace
+    once = t.forward is t.infer  # forward-only (or frozen) traces share the phase: stored once, shared again
+    kept = replace(t, forward=PhaseProfile(name="forward")) if once else t
+    tracedisk.save(row_key, Traced(dims=result.dims, trace=kept, memory=result.memory,
+                                   module_params=result.module_params, notes=list(result.notes),
+                                   forward_is_infer=once), spec_text)
 
 
 def clear(disk: bool = True) -> None:

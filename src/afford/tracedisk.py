@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import sqlite3
 import sys
 import time
@@ -85,28 +86,46 @@ def _warn_once(where: Path, exc: BaseException) -> None:
                   RuntimeWarning, stacklevel=4)
 
 
+# open connections of this process, by file (path and inode): a sweep re-run loads a thousand rows, and opening
+# the file and checking its schema for each was a third of a load
+_open: dict[tuple[str, int, int], sqlite3.Connection] = {}
+
+
+def _connection(where: Path) -> sqlite3.Connection | None:
+    """This process's connection to the cache file, opened and checked once; None for another program's file."""
+    key = (str(where), os.getpid(), where.stat().st_ino)
+    conn = _open.get(key)
+    if conn is None:
+        conn = sqlite3.connect(where, timeout=TIMEOUT_S, isolation_level=None, check_same_thread=False)
+        if not _ready(conn):
+            conn.close()
+            return None
+        conn.execute("PRAGMA synchronous = NORMAL")  # WAL: a cache may lose its last rows in a power cut, no more
+        _open[key] = conn
+    return conn
+
+
 def _run(create: bool, work: Callable[[sqlite3.Connection], T], default: T) -> T:
     """`work` on a connection to the cache file; `default` when there is no file (and `create` is false) or it
     cannot be used: a locked file silently, anything else with one warning per process."""
     where = path()
-    conn = None
     try:
         if not where.exists():
             if not create:
                 return default
             where.parent.mkdir(parents=True, exist_ok=True)
-        conn = sqlite3.connect(where, timeout=TIMEOUT_S, isolation_level=None)
-        if not _ready(conn):
+            sqlite3.connect(where).close()  # the file, so that it has an inode to key its connection by
+        conn = _connection(where)
+        if conn is None:
             _warn_once(where, RuntimeError("another program's SQLite file; left untouched"))
             return default
         return work(conn)
     except (sqlite3.Error, OSError) as exc:
+        for key in [k for k in _open if k[0] == str(where)]:  # reopen next time
+            _open.pop(key).close()
         if "locked" not in str(exc) and "busy" not in str(exc):
             _warn_once(where, exc)
         return default
-    finally:
-        if conn is not None:
-            conn.close()
 
 
 def _ready(conn: sqlite3.Connection) -> bool:
@@ -143,17 +162,16 @@ def load(row_key: str) -> tuple[Traced, str] | None:
         except (CodecError, zlib.error):
             _quietly(conn, "DELETE FROM traces WHERE key = ?", row_key)
             return None
-        _quietly(conn, "UPDATE traces SET used = (SELECT coalesce(max(used), 0) + 1 FROM traces) WHERE key = ?",
-                 row_key)
+        _quietly(conn, "UPDATE traces SET used = ? WHERE key = ?", row_key, time.time_ns())
         return traced, row[1]
 
     return _run(False, work, None)
 
 
-def _quietly(conn: sqlite3.Connection, sql: str, row_key: str) -> None:
+def _quietly(conn: sqlite3.Connection, sql: str, row_key: str, *before: Any) -> None:
     """A bookkeeping write of a read (recency, a bad row dropped): skipped when the file is locked or read-only."""
     try:
-        conn.execute(sql, (row_key,))
+        conn.execute(sql, (*before, row_key))
     except sqlite3.OperationalError:
         pass
 
@@ -184,8 +202,8 @@ def save(row_key: str, traced: Traced, spec: str) -> bool:
         conn.execute("BEGIN IMMEDIATE")
         try:
             conn.execute("INSERT OR REPLACE INTO traces (key, stamp, spec, used, size, created, payload) VALUES "
-                         "(?, ?, ?, (SELECT coalesce(max(used), 0) + 1 FROM traces), ?, ?, ?)",
-                         (row_key, stamp(), spec, len(payload), time.time(), payload))
+                         "(?, ?, ?, ?, ?, ?, ?)",
+                         (row_key, stamp(), spec, time.time_ns(), len(payload), time.time(), payload))
             _evict(conn)
             conn.execute("COMMIT")
         except sqlite3.Error:

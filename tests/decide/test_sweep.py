@@ -142,3 +142,22 @@ def test_forward_only_counts_the_same_forward_without_a_training_step() -> None:
     assert afford.assess("torchvision:resnet18", infer_samples=10).to_dict()["per_sample"]["backward_flops"] > 0
     with pytest.raises(WorkloadError, match="no training step"):
         afford.assess("torchvision:resnet18", train_samples=10, forward_only=True)
+
+
+def test_a_long_sweep_written_to_a_file_shows_its_first_rows(tmp_path: Path) -> None:
+    """Every row goes to the CSV; the screen shows the first SCREEN_ROWS and says how many more there are."""
+    from typer.testing import CliRunner
+
+    from afford.cli import app
+    from afford.cli.sweep import SCREEN_ROWS
+    from afford.hardware.catalog import Catalog
+
+    devices = [d.id for d in Catalog.load().devices.values() if d.kind == "gpu" and d.peak_tflops][:21]
+    out = tmp_path / "points.csv"
+    result = CliRunner().invoke(app, ["sweep", "torchvision:resnet18", "--hardware", ",".join(devices),
+                                      "--batch-size", "1,2,4,8,16,32,64", "--forward-only", "--jobs", "1",
+                                      "--csv", str(out)])
+    assert result.exit_code == 0, result.output
+    with out.open() as f:
+        assert len(list(csv.DictReader(f))) == 7 * len(devices) > SCREEN_ROWS
+    assert f"{7 * len(devices) - SCREEN_ROWS:,} more priced points" in result.output

@@ -133,7 +133,7 @@ def sweep_command(
         emit_json(data)
         return
     console = Console()
-    render_sweep(data, console)
+    render_sweep(data, console, SCREEN_ROWS if written else None)
     for path in written:
         console.print(f"wrote {path}")
 
@@ -143,10 +143,15 @@ def _fig(value: Any, fmt: Callable[[float], str]) -> str:
     return "-" if value is None else fmt(value)
 
 
-def render_sweep(data: dict[str, Any], console: Console) -> None:
-    """The sweep's priced points, one line each; then each model's errors once, with the points they cost."""
-    rows = [r for r in data["rows"] if not r["error"]]
-    t = Table(title=f"{len(rows)} of {len(data['rows'])} points priced", header_style="bold")
+SCREEN_ROWS = 100  # points shown on screen when every row went to a file as well
+
+
+def render_sweep(data: dict[str, Any], console: Console, limit: int | None = None) -> None:
+    """The sweep's priced points, one line each (the first `limit`, the rest said to be in the files written);
+    then each model's errors once, with the points they cost."""
+    priced = [r for r in data["rows"] if not r["error"]]
+    rows = priced if limit is None else priced[:limit]
+    t = Table(title=f"{len(priced)} of {len(data['rows'])} points priced", header_style="bold")
     for col in ("model", "hardware", "precision", "batch", "params", "fwd/sample", "train", "train $", "infer",
                 "per device", "fits"):
         t.add_column(col, justify="left" if col in ("model", "hardware", "precision") else "right")
@@ -157,6 +162,8 @@ def render_sweep(data: dict[str, Any], console: Console) -> None:
                   _fig(r["per_device_bytes"], units.gib), "yes" if r["fits"] else "no")
     if rows:
         console.print(t)
+    if len(rows) < len(priced):
+        console.print(f"... {len(priced) - len(rows):,} more priced points in the file(s) written")
     failed: dict[tuple[str, str], int] = {}
     for r in data["rows"]:
         if r["error"]:
