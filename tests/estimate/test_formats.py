@@ -90,3 +90,18 @@ def test_cli_weights_flag_and_one_line_error() -> None:
     assert m["format"] == "gguf-q8_0" and m["kv_cache_dtype"] == "fp8"
     bad = runner.invoke(app, ["assess", "hf:openai-community/gpt2", "--infer-samples", "2", "--weights", "int3"])
     assert bad.exit_code == 2 and "unknown weight format" in bad.output and "Traceback" not in bad.output
+
+
+def test_fp4_formats_compute_their_linear_layers_at_the_fp4_peak() -> None:
+    """NVFP4 on a Blackwell device: the linear layers' matmuls run at its FP4 peak (attention in bf16), so a
+    compute-bound prefill is faster than in FP8; the FLOPs are unchanged."""
+    from afford.estimate.timing import compute_format
+
+    assert compute_format("fp4", "mm") == "fp4" and compute_format("fp4", "_grouped_mm") == "fp4"
+    assert compute_format("fp4", "_scaled_dot_product_efficient_attention") == "bf16"
+    job = dict(task="generate", prompt_tokens=2048, generate_tokens=2, infer_samples=8, batch_size=8,
+               precision="bf16", hardware="b200", runtime="cudagraphs")
+    fp4 = afford.assess("hf:meta-llama/Llama-3.2-1B", weights="nvfp4", **job).to_dict()
+    fp8 = afford.assess("hf:meta-llama/Llama-3.2-1B", weights="fp8", **job).to_dict()
+    assert fp4["generate"]["prefill_seconds"] < 0.95 * fp8["generate"]["prefill_seconds"]
+    assert fp4["per_sample"]["forward_flops"] == fp8["per_sample"]["forward_flops"]

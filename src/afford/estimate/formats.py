@@ -335,10 +335,13 @@ def inference_memory(a: Any, fmt: WeightFormat, kv_dtype: str | None, device: An
 
 def compute_precision(fmt: WeightFormat, traced: str) -> str:
     """The precision the roofline times a format's inference with: FP8 matmuls for `fp8` (W8A8, as vLLM's FP8
-    checkpoints run), fp32 for `fp32`, else 16 bits (weight-only formats dequantise to 16 bits and compute there;
-    the FP4 formats too: afford's timing has no FP4 matmul path yet)."""
+    checkpoints run), FP4 matmuls for `nvfp4` / `mxfp4` (W4A4 on the tensor cores of a device with FP4, at its
+    FP4 peak; the formats are refused elsewhere), fp32 for `fp32`, else 16 bits (weight-only formats dequantise to
+    16 bits and compute there)."""
     if fmt.id == "fp8":
         return "fp8"
+    if fmt.id in ("nvfp4", "mxfp4"):
+        return "fp4"
     if fmt.id == "fp32":
         return "fp32"
     return "bf16" if traced.startswith("bf16") else "fp16"

@@ -90,11 +90,18 @@ class Efficiency:
                           overlap=self.overlap, matmul_fp8=self.matmul_fp8)
 
 
+# the matmuls of linear layers and expert stacks: what an FP4 (NVFP4 / MXFP4) checkpoint computes in FP4
+_FP4_OPS = frozenset({"mm", "addmm", "_grouped_mm"})
+
+
 def compute_format(precision: str, op: str) -> str:
     """Number format an op runs in: 16-bit for mixed/bf16 jobs, TF32 for fp32 convolutions, fp32 otherwise;
-    'fp8' (FP8 matmuls) for the planner's FP8 strategies."""
+    'fp8' (FP8 matmuls) for the planner's FP8 strategies; 'fp4' for the linear layers' matmuls of an FP4 weight
+    format (attention and the rest in bf16, as TensorRT-LLM's FP4 checkpoints run them)."""
     if precision == "fp8":
         return "fp8"
+    if precision == "fp4":
+        return "fp4" if op in _FP4_OPS else "bf16"
     if precision in ("bf16-mixed", "bf16"):
         return "bf16"
     if precision in ("fp16-mixed", "fp16"):
