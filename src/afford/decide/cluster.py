@@ -12,7 +12,8 @@ import asyncio
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
-from afford.errors import InputError, TraceError, cli_names, flag, opt
+from afford.decide.tasks import run_task
+from afford.errors import InputError, TraceError, flag, opt
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -82,14 +83,6 @@ def reach(address: str, timeout: float | None = None) -> None:
         raise InputError(f"{address} is not a Dask scheduler (it says it is a {ident.get('type')!r})")
 
 
-def _call(fn: Callable[[T], R], item: T, cli: bool) -> R:
-    """One task on a Dask worker, naming options as the calling process does (flags on the command line)."""
-    if not cli:
-        return fn(item)
-    with cli_names():
-        return fn(item)
-
-
 def _unimportable(exc: BaseException) -> str:
     """The one line for a worker that cannot import the task's function."""
     return (f"a Dask worker cannot import what afford needs ({_first_line(exc)}): install afford and the same "
@@ -113,7 +106,7 @@ def _gather(client: Any, fn: Callable[[T], R], items: Sequence[T], where: str) -
         raise InputError(_unimportable(exc)) from None
     cli = opt("jobs") == flag("jobs")
     n = len(items)
-    futures = client.map(_call, [fn] * n, list(items), [cli] * n, pure=False)
+    futures = client.map(run_task, [fn] * n, list(items), [cli] * n, pure=False)
     try:
         return list(client.gather(futures))
     except KilledWorker as exc:

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from afford import bounds
+from afford.decide.tasks import run_task
 from afford.errors import (
     AffordError,
     ConfigError,
@@ -29,7 +30,6 @@ from afford.errors import (
     TraceError,
     UnknownModelError,
     UnsupportedError,
-    cli_names,
     flag,
     opt,
 )
@@ -80,14 +80,6 @@ def _worker_start(quiet: bool) -> None:
         warnings.filterwarnings("ignore")
 
 
-def _call(fn: Callable[[T], R], item: T, cli: bool) -> R:
-    """Run one task in a worker, naming options as the parent does (flags on the command line)."""
-    if not cli:
-        return fn(item)
-    with cli_names():
-        return fn(item)
-
-
 def _stop(pool: ProcessPoolExecutor) -> None:
     """Stop a pool now: pending tasks cancelled, running workers terminated."""
     workers = list((getattr(pool, "_processes", None) or {}).values())  # shutdown forgets them
@@ -127,7 +119,7 @@ def _pooled(fn: Callable[[T], R], items: Sequence[T], jobs: int) -> list[R]:
     pool = ProcessPoolExecutor(max_workers=min(jobs, len(items)) - 1, mp_context=_context(),
                                initializer=_worker_start, initargs=(quiet,))
     try:
-        futures: list[Future[R]] = [pool.submit(_call, fn, item, cli) for item in items]
+        futures: list[Future[R]] = [pool.submit(run_task, fn, item, cli) for item in items]
         here: dict[int, R] = {}
         for i in reversed(range(len(items))):
             if not futures[i].cancel():  # a worker has it already
