@@ -39,3 +39,13 @@ def replace_marked(start: str, end: str, block: str, heading: str, doc: Path = V
     else:
         text = text.rstrip() + f"\n\n## {heading}\n\n" + block + "\n"
     doc.write_text(text, encoding="utf-8")
+
+
+def marked_table(start: str, end: str, heading: str, summary: str, columns: list[str], lines: list[str]) -> None:
+    """Print a validation script's markdown rows and write them, under `summary` and a header of `columns`,
+    between the script's markers of docs/validation.md (`replace_marked`)."""
+    for line in lines:
+        print(line, flush=True)
+    table = "\n".join([start, "", summary, "", "| " + " | ".join(columns) + " |",
+                       "|" + "---|" * len(columns), *lines, "", end])
+    replace_marked(start, end, table, heading)

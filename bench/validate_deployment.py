@@ -10,7 +10,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from docsection import replace_marked  # bench/ is the script folder, first on sys.path
+from docsection import marked_table  # bench/ is the script folder, first on sys.path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests" / "golden"))
@@ -33,19 +33,14 @@ def _row(v: Verdict) -> str:
 def main() -> int:
     verdicts = [judge(f) for f in facts()]
     agree = sum(v.agrees for v in verdicts)
-    lines = [_row(v) for v in verdicts]
-    for line in lines:
-        print(line, flush=True)
-    table = "\n".join([
-        START, "",
+    marked_table(
+        START, END, "Deployment facts (issue 11)",
         f"{agree} of {len(verdicts)} documented deployments reproduced by the verdict (each job: {PROMPT} + "
         f"{GENERATE} tokens, batch 1, the asked devices split by tensor parallelism; a device holds the job when "
         "its bytes fit its memory less the 1 GiB reserve). Written by bench/validate_deployment.py from "
-        "tests/golden/deployment_facts.toml, where each row quotes its source.", "",
-        "| model | bits (format) | devices | documented | afford | result | source |",
-        "|---|---|---|---|---|---|---|",
-        *lines, "", END])
-    replace_marked(START, END, table, "Deployment facts (issue 11)")
+        "tests/golden/deployment_facts.toml, where each row quotes its source.",
+        ["model", "bits (format)", "devices", "documented", "afford", "result", "source"],
+        [_row(v) for v in verdicts])
     print(f"{agree}/{len(verdicts)} agree")
     return 0 if agree == len(verdicts) else 1
 

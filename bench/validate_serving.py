@@ -10,7 +10,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from docsection import replace_marked  # bench/ is the script folder, first on sys.path
+from docsection import marked_table  # bench/ is the script folder, first on sys.path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests" / "golden"))
@@ -42,19 +42,13 @@ def main() -> int:
     priced = [o for o in outcomes if o.error is not None]
     within = sum(abs(o.error or 0.0) <= TOLERANCE for o in priced)
     errors = sorted(o.error or 0.0 for o in priced)
-    lines = [_row(o) for o in outcomes]
-    for line in lines:
-        print(line, flush=True)
-    table = "\n".join([
-        START, "",
+    marked_table(
+        START, END, "Serving throughput (issue 11)",
         f"{within} of {len(priced)} priced rows within {TOLERANCE:.0%} on output tokens/s (target: at least 70%); "
         f"median error {errors[len(errors) // 2]:+.0%}; {len(outcomes) - len(priced)} rows not priced (reason in "
-        "the row). Written by bench/validate_serving.py from tests/golden/serving_throughput.toml.", "",
-        "| id | model | device | TP | weights | KV | in/out | load | published out tok/s | predicted | error "
-        "| afford's concurrency (limit) | result |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
-        *lines, "", END])
-    replace_marked(START, END, table, "Serving throughput (issue 11)")
+        "the row). Written by bench/validate_serving.py from tests/golden/serving_throughput.toml.",
+        ["id", "model", "device", "TP", "weights", "KV", "in/out", "load", "published out tok/s", "predicted",
+         "error", "afford's concurrency (limit)", "result"], [_row(o) for o in outcomes])
     print(f"{within}/{len(priced)} within {TOLERANCE:.0%}")
     return 0 if within >= 0.7 * len(priced) else 1
 
