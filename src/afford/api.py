@@ -86,7 +86,7 @@ def assess(model: Any, *, example_inputs: Any = None, **options: Any) -> Assessm
                               infer_samples=r.infer_samples, batch_size=r.batch_size, seq_len=r.seq_len,
                               image_size=r.image_size, precision=r.precision, optimizer=r.optimizer, freeze=r.freeze,
                               allow_longer=r.allow_longer, task=r.task, prompt_tokens=r.prompt_tokens,
-                              generate_tokens=r.generate_tokens)
+                              generate_tokens=r.generate_tokens, eval_samples=r.eval_samples)
     if r.forward_only and workload.wants_training:
         raise WorkloadError(f"{opt('forward_only')} traces no training step: drop {opt('train_samples')}/"
                             f"{opt('train_tokens')}")
@@ -142,6 +142,9 @@ def assess(model: Any, *, example_inputs: Any = None, **options: Any) -> Assessm
         asked = {**schema.values(r, "plan"), "precision": workload.precision.value,
                  "optimizer": workload.optimizer.value, "freeze": workload.freeze, "model_options": None}
         result.decision = plan(spec, assessment=result, **asked)
+        if workload.eval_samples:
+            result.notes.append(f"the plans' times leave out the {opt('eval_samples')} passes that "
+                                "time.train_seconds includes (time.eval_seconds)")
     return result
 
 

@@ -78,6 +78,9 @@ class JobRequest:
     train_tokens: int | None = _opt(None, "training tokens in all (language models; instead of samples)", "workload",
                                     _ALL)
     infer_samples: int | None = _opt(None, "inference samples (M)", "workload", (_A, _P, _M))
+    eval_samples: int | None = _opt(None, "evaluation samples after each training epoch (forward passes at the "
+                                          "batch size, added to the training time and cost; not in plans' "
+                                          "times)", "workload", (_A, _C))
     batch_size: int = _opt(1, "samples per step on one device", "workload", _ALL)
     seq_len: int | None = _opt(None, "tokens per sample (default: model max, capped)", "workload", _ALL)
     image_size: int | None = _opt(None, "image side in pixels (default: the model's native size)", "workload", _ALL)

@@ -105,12 +105,14 @@ class Workload:
     task: Task = Task.AUTO
     prompt_tokens: int | None = None
     generate_tokens: int | None = None
+    eval_samples: int | None = None  # evaluated after every epoch of training (its forward passes, no gradients)
 
     def __post_init__(self) -> None:
         """Every count a positive integer below its stated bound (afford.bounds), epochs finite and positive."""
         for name, high in (("train_samples", b.MAX_SAMPLES), ("train_tokens", b.MAX_TOKENS),
                            ("infer_samples", b.MAX_SAMPLES), ("seq_len", b.MAX_SEQ), ("image_size", b.MAX_IMAGE),
-                           ("prompt_tokens", b.MAX_SEQ), ("generate_tokens", b.MAX_SEQ)):
+                           ("prompt_tokens", b.MAX_SEQ), ("generate_tokens", b.MAX_SEQ),
+                           ("eval_samples", b.MAX_SAMPLES)):
             value = getattr(self, name)
             if value is not None:
                 b.whole(value, name, high=high, error=WorkloadError)
@@ -119,6 +121,9 @@ class Workload:
         if self.train_samples is not None and self.train_tokens is not None:
             raise WorkloadError(f"give {opt('train_samples')} (with {opt('epochs')}) or {opt('train_tokens')}, "
                                 "not both")
+        if self.eval_samples is not None and not self.wants_training:
+            raise WorkloadError(f"{opt('eval_samples')} is evaluated after each training epoch: give "
+                                f"{opt('train_samples')} or {opt('train_tokens')} too")
         if self.task is Task.GENERATE:
             if self.prompt_tokens is None or self.generate_tokens is None:
                 raise WorkloadError(f"{opt('task')} generate needs {opt('prompt_tokens')} P and "

@@ -117,3 +117,26 @@ def test_every_catalog_device_with_peaks_can_price_a_job() -> None:
         d = afford.assess("torchvision:resnet18", train_samples=100, hardware=device.id,
                           precision="bf16-mixed").to_dict()
         assert d["energy"]["train_kwh"] >= 0 and d["time"]["train_seconds"] > 0, device.id
+
+
+def test_eval_samples_add_their_forward_batches_to_the_training_time() -> None:
+    """`--eval-samples E`: after each epoch, ceil(E / batch) inference batches at the inference batch time, added
+    to the training time and cost (issue 13 item 4); the training steps' MFU is unchanged."""
+    import math
+
+    import afford
+    from afford.errors import WorkloadError
+
+    job = dict(train_samples=10_000, epochs=3, batch_size=32, hardware="a100-80gb")
+    base = afford.assess("torchvision:resnet18", **job).to_dict()
+    ev = afford.assess("torchvision:resnet18", eval_samples=5_000, **job).to_dict()
+    batches = math.ceil(5_000 / 32)
+    expected = 3 * batches * ev["time"]["infer_batch_seconds"]
+    assert ev["time"]["eval_seconds"] == pytest.approx(expected)
+    assert ev["time"]["train_seconds"] == pytest.approx(base["time"]["train_seconds"] + expected)
+    assert ev["cost"]["train_usd"] > base["cost"]["train_usd"]
+    assert ev["time"]["train_mfu"] == pytest.approx(base["time"]["train_mfu"])
+    lo, hi = ev["time"]["train_seconds_range"]
+    assert lo < ev["time"]["train_seconds"] < hi
+    with pytest.raises(WorkloadError, match="eval_samples"):
+        afford.assess("torchvision:resnet18", infer_samples=10, eval_samples=100)

@@ -121,6 +121,28 @@ def _generation_time(gen: GenerationProfile, prefill_k: float, decode_k: float, 
     }
 
 
+def _add_evaluation(a: Assessment, time_out: dict[str, Any], variants: dict[str, dict[str, float]],
+                    batch_s: float, replicas: int, spread: tuple[float, float], devices: int) -> None:
+    """`--eval-samples` E after each of the job's epochs: ceil(E / (batch x replicas)) inference batches at the
+    inference batch's wall time (the same trace, no gradients), added to the training time (and so to its cost,
+    energy and carbon); the MFU and samples per second stay the training steps' own."""
+    w = a.workload
+    epochs = w.epochs if w.train_samples is not None else 1.0  # a token budget is one pass over its data
+    per_epoch = math.ceil((w.eval_samples or 0) / (a.trace.batch_size * max(1, replicas))) * batch_s
+    lo, hi = spread
+    eval_s = epochs * per_epoch
+    for name, scale in (("point", 1.0), ("low", hi), ("high", lo)):  # the slow end (low efficiency) is longer
+        variants[name]["train_s"] += eval_s * scale
+    steps = time_out.get("train_steps") or 1
+    time_out["eval_seconds"] = eval_s
+    time_out["train_step_breakdown"]["eval_seconds_per_step"] = eval_s / steps
+    time_out["train_seconds"] = variants["point"]["train_s"]
+    time_out["train_seconds_range"] = [variants["high"]["train_s"], variants["low"]["train_s"]]
+    time_out["train_gpu_hours"] = variants["point"]["train_s"] * devices / 3600
+    time_out["train_gpu_hours_range"] = [variants["high"]["train_s"] * devices / 3600,
+                                         variants["low"]["train_s"] * devices / 3600]
+
+
 def _host_note(what: str, rt: Runtime, issue_s: float, ops: int) -> str:
     """The note of a host-bound job: what bounds it and what would help."""
     fix = f"a larger {flag('batch_size')}"
@@ -245,6 +267,8 @@ def estimate(a: Assessment, req: HardwareRequest) -> Estimate:
                      "infer_samples_per_second": b * replicas / t_batch if t_batch else 0,
                      "infer_seconds": infer_batches * t_batch,
                      "infer_seconds_range": [infer_batches * t_batch * spread[0], infer_batches * t_batch * spread[1]]})
+    if variants and a.workload.eval_samples:
+        _add_evaluation(a, time_out, variants, t_batch, replicas, spread, lay.count)
     out["time"] = time_out
     # JSON `infer` (issue 11's stable keys): one batch (a generation batch: one request's whole time) per replica
     lo, hi = spread
