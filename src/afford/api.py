@@ -71,6 +71,8 @@ def assess(model: Any, *, example_inputs: Any = None, **options: Any) -> Assessm
     fmt = weight_format(r.weights) if r.weights is not None else None  # checked before the trace
     if fmt is not None:
         req = replace(req, weights=fmt.id)
+    if r.data_workers is not None:
+        req = replace(req, data_workers=whole(r.data_workers, "data_workers", high=4096))
     check_rates(electricity_usd_kwh=r.electricity_usd_kwh)
     serve_options = serve_request(r.concurrency, r.rate, r.gpu_memory_utilization)  # checked before the trace
     limited = any(v is not None for v in (r.budget_usd, r.deadline, r.max_kwh, r.max_co2_kg))

@@ -134,6 +134,10 @@ class JobRequest:
     mfu: float | None = _opt(None, "fix model FLOPs utilisation instead of the roofline", "hardware", _PRICED)
     runtime: str = _opt("eager", "eager | compiled | cudagraphs: how ops reach the GPU (host dispatch per op, one "
                                  "launch per kernel, or graph replay)", "hardware", (_A, _P))
+    data_workers: int | None = _opt(None, "DataLoader worker processes (CPU cores) decoding images for each GPU "
+                                          "in training: the step is input-bound when they cannot keep up (the "
+                                          "decode rate per core is measured by afford calibrate: --host-profile "
+                                          "local)", "hardware", (_A, _C))
     host_profile: str | None = _opt(None, "the CPU host driving the GPUs, for eager dispatch per op: dgx1-2021 "
                                           "(default: NVIDIA's 2021 DLE hosts) | h200-2026 (a current server, "
                                           "measured) | local (this machine's, from afford calibrate)", "hardware",

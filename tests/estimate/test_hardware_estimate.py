@@ -140,3 +140,30 @@ def test_eval_samples_add_their_forward_batches_to_the_training_time() -> None:
     assert lo < ev["time"]["train_seconds"] < hi
     with pytest.raises(WorkloadError, match="eval_samples"):
         afford.assess("torchvision:resnet18", infer_samples=10, eval_samples=100)
+
+
+def test_data_workers_make_a_slow_input_pipeline_bound_the_step(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`--data-workers N` (issue 13 item 4): with a host profile that measured 100 images/s per core, 2 workers
+    feed 200 images/s per GPU, far below what an A100 trains ResNet-18 at: the step takes the input's time and the
+    note names the fixes; 256 workers keep up."""
+    import math
+
+    import afford
+    from afford.estimate import runtime
+
+    measured = runtime.HostProfile("local", 7e-6, 17e-6, 7e-6, 0.0, "test", input_per_core=100.0)
+    monkeypatch.setattr(runtime, "_local", lambda: measured)
+    job = dict(train_samples=25_600, batch_size=256, hardware="a100-80gb", host_profile="local")
+    slow = afford.assess("torchvision:resnet18", data_workers=2, **job).to_dict()
+    b = slow["time"]["train_step_breakdown"]
+    assert b["input_bound"] and b["input_seconds"] == pytest.approx(256 / 200)
+    assert slow["time"]["train_step_seconds"] == pytest.approx(256 / 200)
+    assert slow["time"]["train_seconds"] == pytest.approx(math.ceil(25_600 / 256) * 256 / 200)
+    assert any("input-bound" in n and "DALI" in n for n in slow["notes"])
+    fast = afford.assess("torchvision:resnet18", data_workers=256, **job).to_dict()
+    assert not fast["time"]["train_step_breakdown"]["input_bound"]
+    plain = afford.assess("torchvision:resnet18", **job).to_dict()
+    assert fast["time"]["train_seconds"] == pytest.approx(plain["time"]["train_seconds"])
+    # the default host profile has no measured decode rate: said, not priced
+    unpriced = afford.assess("torchvision:resnet18", data_workers=2, train_samples=1000, batch_size=8)
+    assert any("afford calibrate" in n for n in unpriced.notes)

@@ -95,6 +95,7 @@ def test_calibrate_stores_a_profile_that_assessments_use(home: Path, tiny_quick:
     # the host profile it measured prices eager dispatch of catalog GPUs with --host-profile local
     host = profile["host_profile"]
     assert host["device"] == "cpu" and 0 < host["op_us"] < 1e3 and host["conv_us"] >= host["op_us"] - 5
+    assert host["input_images_per_s_per_core"] > 0  # JPEG decode and augmentation on one core (--data-workers)
     from afford.estimate import runtime
 
     runtime._local.cache_clear()

@@ -121,6 +121,42 @@ def _generation_time(gen: GenerationProfile, prefill_k: float, decode_k: float, 
     }
 
 
+def _input_pipeline(a: Assessment, req: HardwareRequest, variants: dict[str, dict[str, float]],
+                    time_out: dict[str, Any], notes: list[str]) -> None:
+    """`--data-workers N` for an image model's training: each GPU's loader decodes and augments N x (images per
+    second per core, measured by `afford calibrate` into the host profile) images a second; a step whose
+    micro-batches arrive slower than the GPU takes them is input-bound, and takes the input's time."""
+    from afford.estimate.runtime import host_of
+    from afford.sources import ModelKind
+
+    if a.spec.kind is not ModelKind.IMAGE:
+        notes.append(f"{opt('data_workers')} prices image decoding: this is not an image model; not priced")
+        return
+    per_core = host_of(req.device).input_per_core
+    if not per_core:
+        notes.append(f"{opt('data_workers')}: the decode rate per CPU core is measured by `afford calibrate`; "
+                     f"with {opt('host_profile')} local it is priced (not priced here)")
+        return
+    per_device = int(req.data_workers or 0) * per_core
+    input_s = a.trace.batch_size * req.layout.grad_accum / per_device
+    breakdown = time_out.setdefault("train_step_breakdown", {})
+    breakdown["input_seconds"] = input_s
+    breakdown["input_images_per_second_per_device"] = per_device
+    bound = input_s > variants["point"]["step_s"]
+    breakdown["input_bound"] = bound
+    gpu_rate = a.trace.batch_size * req.layout.grad_accum / variants["point"]["step_s"]
+    for v in variants.values():
+        if input_s > v["step_s"]:
+            v["mfu"] *= v["step_s"] / input_s
+            v["train_s"] *= input_s / v["step_s"]
+            v["step_s"] = input_s
+    if bound:
+        notes.append(f"training steps are input-bound: {req.data_workers} loader workers decode {per_device:,.0f} "
+                     f"images/s per GPU against the {gpu_rate:,.0f} its steps take; more {opt('data_workers')} "
+                     "(cores), GPU decoding (NVIDIA DALI) or "
+                     "pre-decoded data (FFCV, WebDataset of tensors) would help")
+
+
 def _add_evaluation(a: Assessment, time_out: dict[str, Any], variants: dict[str, dict[str, float]],
                     batch_s: float, replicas: int, spread: tuple[float, float], devices: int) -> None:
     """`--eval-samples` E after each of the job's epochs: ceil(E / (batch x replicas)) inference batches at the
@@ -217,6 +253,8 @@ def estimate(a: Assessment, req: HardwareRequest) -> Estimate:
                 if step.host_bound and req.mfu is None:
                     notes.append(_host_note("training micro-batches", rt,
                                             (step.host_issue_s - fixed) / lay.grad_accum, host_fwd.ops + host_bwd.ops))
+        if req.data_workers:
+            _input_pipeline(a, req, variants, time_out, notes)
         # the slow end (low efficiency) gives the high time
         time_out.update({
             "train_step_seconds": variants["point"]["step_s"],

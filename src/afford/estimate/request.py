@@ -39,6 +39,7 @@ class HardwareRequest:
     runtime: Runtime = Runtime.EAGER  # how ops reach the device (estimate/runtime.py)
     attention: Attention = Attention.EAGER  # the attention kernel, resolved for the device (estimate/attention.py)
     weights: str | None = None  # an inference weight format (estimate/formats.py id): its bytes and precision
+    data_workers: int | None = None  # DataLoader workers (CPU cores) decoding images for each GPU in training
 
 
 def request(*, hardware: str | None = None, count: int | None = None, nodes: int | None = None,

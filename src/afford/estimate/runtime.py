@@ -34,8 +34,8 @@ from afford.counting.profile import PhaseProfile
 from afford.errors import InputError, opt
 from afford.hardware.catalog import Device
 
-__all__ = ["DEFAULT_HOST", "NONE", "HostProfile", "Overhead", "Runtime", "applies", "constants", "host_profile",
-           "hosts", "overhead", "step_fixed_seconds", "wall", "weight_casts"]
+__all__ = ["DEFAULT_HOST", "NONE", "HostProfile", "Overhead", "Runtime", "applies", "constants", "host_of",
+           "host_profile", "hosts", "overhead", "step_fixed_seconds", "wall", "weight_casts"]
 
 # aten ops that take a layer's weight (autocast casts that weight once per call)
 WEIGHT_OPS = frozenset({"convolution", "addmm", "mm", "linear", "_convolution", "cudnn_convolution"})
@@ -100,6 +100,7 @@ class HostProfile:
     module_s: float  # an nn.Module call (Python's __call__ and hooks)
     step_s: float  # fixed per step
     source: str
+    input_per_core: float | None = None  # images per second one CPU core decodes and augments (measured only)
 
 
 @cache
@@ -141,14 +142,15 @@ def _local() -> HostProfile:
     for record in records:
         h = (record.result or {}).get("host_profile") if record is not None else None
         if isinstance(h, dict):
+            rate = h.get("input_images_per_s_per_core")
             return HostProfile("local", float(h["op_us"]) * 1e-6, float(h["conv_us"]) * 1e-6,
                                float(h["module_us"]) * 1e-6, float(h.get("step_ms", 0.0)) * 1e-3,
-                               str(h.get("source", "afford calibrate")))
+                               str(h.get("source", "afford calibrate")), float(rate) if rate else None)
     raise InputError(f"{opt('host_profile')} local: no host profile measured on this machine yet; run "
                      "`afford calibrate`")
 
 
-def _host_of(device: Device) -> HostProfile:
+def host_of(device: Device) -> HostProfile:
     """The host profile a device is driven by (Catalog.with_host), else the default."""
     return host_profile(device.extra.get("host"))
 
@@ -206,7 +208,7 @@ def overhead(phase: PhaseProfile | None, runtime: Runtime, device: Device, *, ba
         return Overhead(c.graph_launch_s, kernels * c.graph_gap_s, ops, kernels)
     if runtime is Runtime.COMPILED:
         return Overhead(kernels * (c.launch_s + c.wrapper_s), kernels * c.stream_gap_s, ops, kernels)
-    h = _host_of(device)
+    h = host_of(device)
     convs = sum(calls for (op, _, _), calls in phase.events.items() if op in CONV_OPS)
     op_s, conv_s = h.op_s, h.conv_s
     if backward:  # the engine replays from C++: the dispatch part of each op scaled, its launch whole
@@ -218,7 +220,7 @@ def overhead(phase: PhaseProfile | None, runtime: Runtime, device: Device, *, ba
 
 def step_fixed_seconds(device: Device) -> float:
     """The fixed host cost of one step (an inference batch or an optimizer step) on a device the model prices."""
-    return _host_of(device).step_s if applies(device) else 0.0
+    return host_of(device).step_s if applies(device) else 0.0
 
 
 def wall(gpu_s: float, host: Overhead) -> float:

@@ -275,6 +275,31 @@ def host_ops(device: str, calls: int = 2000) -> dict[str, float]:
     return out
 
 
+def decode_rate(images: int = 64) -> float:
+    """Images per second one CPU core decodes and augments as a torchvision ImageNet training loader does: a
+    500 x 375 JPEG (ImageNet's typical size, quality 90) decoded, RandomResizedCrop to 224, flipped and
+    normalised to a float tensor, on one thread."""
+    import torchvision
+    from torchvision.transforms import v2
+
+    side = torch.Generator().manual_seed(0)
+    pixels = (torch.rand(3, 375, 500, generator=side) * 255).to(torch.uint8)
+    data = torchvision.io.encode_jpeg(pixels, quality=90)
+    augment = v2.Compose([v2.RandomResizedCrop(224, antialias=True), v2.RandomHorizontalFlip(),
+                          v2.ToDtype(torch.float32, scale=True), v2.Normalize([0.485, 0.456, 0.406],
+                                                                               [0.229, 0.224, 0.225])])
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        augment(torchvision.io.decode_jpeg(data))  # warm-up
+        t = time.perf_counter()
+        for _ in range(images):
+            augment(torchvision.io.decode_jpeg(data))
+        return images / (time.perf_counter() - t)
+    finally:
+        torch.set_num_threads(threads)
+
+
 def host_profile_entry(measured: dict[str, float], device: str) -> dict[str, Any]:
     """A host profile (estimate/runtime.py `hosts`) from `host_ops`: a module call is the nn.Identity call where
     measured, else runtime.toml's h200-2026 derivation (an nn.Linear call on CUDA = module + 2 kernels + a view);
@@ -290,7 +315,8 @@ def host_profile_entry(measured: dict[str, float], device: str) -> dict[str, Any
         0.0, measured["linear_module_us"] - 2 * add - view)
     conv = max(add, measured["conv_module_us"] - module - add - view)
     return {"op_us": add + launch, "conv_us": conv + launch, "module_us": module, "step_ms": 0.0,
-            "measured": measured, "device": device,
+            "input_images_per_s_per_core": measured.get("decode_images_per_s"), "measured": measured,
+            "device": device,
             "source": f"afford calibrate --device {device} on this machine, {time.strftime('%Y-%m-%d %H:%M')}"}
 
 
@@ -350,7 +376,9 @@ def calibrate(device: str = "cpu", progress: ProgressFn | None = None, quick: bo
         per.append((time.perf_counter() - t) / 2000)
     results["op_overhead_s"] = statistics.median(per)
     report(f"op overhead: {results['op_overhead_s'] * 1e6:.1f} us", 0.85)
-    host = host_profile_entry(host_ops(device, 500 if quick else 2000), device)
+    measured_ops = host_ops(device, 500 if quick else 2000)
+    measured_ops["decode_images_per_s"] = decode_rate(16 if quick else 64)
+    host = host_profile_entry(measured_ops, device)
     report(f"host profile: op {host['op_us']:.1f} us, convolution {host['conv_us']:.1f} us, module call "
            f"{host['module_us']:.1f} us", 0.86)
     rates = _op_rates(device, effort.op_runs)
