@@ -104,3 +104,22 @@ def test_the_search_adds_cuda_graphs_where_host_bound_and_fp8_kv_where_memory_or
     fp8 = [p for p in b.decision.plans if p.kv_cache_dtype == "fp8" and p.weights == "bf16"]
     assert fp8 and fp8[0].fits and fp8[0].per_device_bytes < b.decision.asked.per_device_bytes
     assert any("minimally degrades" in c for c in fp8[0].changes)
+
+
+def test_the_search_tries_the_batch_with_the_most_samples_per_second() -> None:
+    """A host-bound or over-budget batch of 1: the plans include the batch curve's best batch (serve.batches),
+    its time the batches the samples need at that batch's latency, its cost scaled with its device-seconds."""
+    import math
+
+    a = afford.assess("torchvision:resnet50", infer_samples=1_000_000, hardware="t4", available="t4:1",
+                      deadline="2h")
+    asked = a.decision.asked
+    assert asked.batch_size == 1 and asked.host_bound
+    bigger = [p for p in a.decision.plans if p.batch_size and p.batch_size > 1]
+    assert bigger and all(any("batches of" in c for c in p.changes) for p in bigger)
+    p = bigger[0]
+    curve = {r["batch_size"]: r for r in a.to_dict()["serve"]["batches"]} if p.weights == asked.weights else None
+    if curve is not None and p.runtime == asked.runtime:
+        assert p.latency_s == pytest.approx(curve[p.batch_size]["latency_seconds"])
+    assert p.seconds == pytest.approx(math.ceil(1_000_000 / (p.batch_size * p.replicas)) * p.latency_s)
+    assert p.seconds < asked.seconds / 5

@@ -96,6 +96,7 @@ class InferencePlan:
     runtime: str = "eager"
     kv_cache_dtype: str | None = None  # None: the compute dtype
     host_bound: bool = False  # the host, not the device, sets the pace of a batch (estimate/runtime.py)
+    batch_size: int | None = None  # the samples of a batch; None: the job's
 
     @property
     def feasible(self) -> bool:
@@ -108,7 +109,7 @@ class InferencePlan:
     def to_dict(self) -> dict[str, Any]:
         return {"device": self.device, "count": self.count, "tp": self.tp, "replicas": self.replicas,
                 "weights": self.weights, "runtime": self.runtime, "kv_cache_dtype": self.kv_cache_dtype,
-                "host_bound": self.host_bound, "owned": self.owned,
+                "host_bound": self.host_bound, "batch_size": self.batch_size, "owned": self.owned,
                 "per_device_bytes": self.per_device_bytes, "device_bytes": self.device_bytes, "fits": self.fits,
                 "infer_seconds": self.seconds, "cost_usd": self.cost_usd, "energy_kwh": self.kwh,
                 "co2_kg": self.co2_kg, "latency_seconds": self.latency_s, "ttft_seconds": self.ttft_s,
@@ -176,7 +177,8 @@ def _evaluate(a: Any, req: HardwareRequest, device: Device, count: int, fmt: Wei
                          cost_usd=d["cost"]["infer_usd"], kwh=d["energy"]["infer_kwh"], co2_kg=d["co2"]["infer_kg"],
                          latency_s=latency, ttft_s=gen.get("prefill_seconds"),
                          tpot_s=gen.get("decode_seconds_per_token"), runtime=r.runtime.value, kv_cache_dtype=kv,
-                         host_bound=bool(d["time"]["infer_batch_breakdown"]["host_bound"]))
+                         host_bound=bool(d["time"]["infer_batch_breakdown"]["host_bound"]),
+                         batch_size=None if generating else a.trace.batch_size)
     if serving is None or serving.rate is None:
         return plan
     if _servable(a, device):
@@ -231,6 +233,9 @@ def _changes(p: InferencePlan, asked: InferencePlan) -> list[str]:
     if p.runtime != asked.runtime:
         out.append(f"run under {p.runtime} instead of {asked.runtime}" +
                    (f": {GRAPHS}" if p.runtime == Runtime.CUDAGRAPHS.value else ""))
+    if p.batch_size is not None and p.batch_size != asked.batch_size:
+        out.append(f"batches of {p.batch_size} instead of {asked.batch_size}: the trace re-priced at that batch "
+                   "(serve.batches); no quality change")
     if p.kv_cache_dtype != asked.kv_cache_dtype:
         out.append(f"KV cache in {p.kv_cache_dtype or 'the compute dtype'} instead of "
                    f"{asked.kv_cache_dtype or 'the compute dtype'}" +
@@ -322,8 +327,8 @@ def decide(a: Any, req: HardwareRequest, budget: Budget, targets: Targets, *, ca
                        "that fits: " + "; ".join(listed[0].changes or ["the same job"]))
     notes.append("inference plans search devices, tensor parallelism within a node (1, 2, 4, 8), replicas, "
                  "weight formats (16-bit, int8, AWQ 4-bit, FP8), CUDA graphs where batches are host-bound and an FP8 "
-                 "KV cache where a plan does not fit or is too slow; the batch is the job's (serve.batches shows "
-                 "the others)" +
+                 "KV cache where a plan does not fit or is too slow, and the batch with the most samples per second "
+                 "where a non-generation plan is host-bound or breaks a limit" +
                  ("; each served at the rate with continuous batching (serve.*)" if serving and serving.rate else
                   "; give --rate to price them as served with continuous batching"))
     return InferenceDecision(status=status, reasons=reasons, asked=asked, plans=listed, budget=budget,
@@ -371,10 +376,34 @@ def _variants(a: Any, req: HardwareRequest, device: Device, p: InferencePlan, fm
     late = {"latency", "ttft", "tpot"} & set(p.violations)
     if a.generation is not None and kv != "fp8" and device.has_format("fp8") and (not p.fits or late):
         out.append(_evaluate(a, req, device, p.replicas, fmt, "fp8", price, owned, energy, serving, p.tp))
+    if a.generation is None and not rated and device.kind == "gpu" and (p.host_bound or p.violations):
+        other = _rebatched(a, device, p, fmt, targets)
+        if other is not None:
+            out.append(other)
     for v in out:
         v.violations = _violations(v, budget, targets)
         v.changes = _changes(v, asked)
     return out
+
+
+def _rebatched(a: Any, device: Device, p: InferencePlan, fmt: WeightFormat, targets: Targets) -> InferencePlan | None:
+    """The plan at the batch with the most samples per second that fits (within `max_latency` when given), from
+    the batch curve (estimate/serving.py: the trace re-priced at that batch); None when it is the job's. Its time
+    is the batches the samples need; its cost, energy and carbon scale with its device-seconds (the same average
+    power: an approximation, stated in docs/inference.md)."""
+    from afford.estimate.serving import batch_curve
+
+    curve = batch_curve(a, device, fmt, Runtime(p.runtime), targets.max_latency, p.tp)
+    best = curve.get("best_batch_for_latency") if targets.max_latency is not None else curve.get("max_throughput")
+    if not best or best["batch_size"] == a.trace.batch_size:
+        return None
+    seconds = math.ceil((a.workload.infer_samples or 0) / (best["batch_size"] * p.replicas)) * best["latency_seconds"]
+    share = seconds / p.seconds if p.seconds else 0.0
+    return dataclasses.replace(
+        p, batch_size=int(best["batch_size"]), seconds=seconds, latency_s=float(best["latency_seconds"]),
+        per_device_bytes=float(best["per_device_bytes"]), fits=bool(best["fits"]),
+        cost_usd=None if p.cost_usd is None else p.cost_usd * share, kwh=p.kwh * share, co2_kg=p.co2_kg * share,
+        host_bound=bool(best["host_bound"]), violations=[], changes=[])
 
 
 def _listed(feasible: list[InferencePlan], plans: list[InferencePlan]) -> list[InferencePlan]:

@@ -150,6 +150,7 @@ class _Pricer:
         self.meta = {**a.spec.metadata, "params": a.trace.params}
         self.mixed = a.workload.precision.value.endswith("-mixed")
         self._weights: dict[int, dict[tuple[str, Any, Any], float]] = {}  # per traced phase (id): weight bytes
+        self.host_bound = False
 
     def seconds(self, phase: PhaseProfile, k: float, runtime: Runtime, tokens: float = 0.0) -> float:
         """One execution of `phase` at k times its traced batch (of `tokens` tokens, for the tensor-parallel
@@ -172,6 +173,7 @@ class _Pricer:
 
         kernels, _, ov = phase_wall(phase, self.device, self.eff, self.precision, runtime, self.mixed, view,
                                     self.act, self.split, k * tokens)
+        self.host_bound = ov.host_s > kernels + ov.gap_s  # of the last phase priced (the batch curve's rows)
         return wall(kernels, ov)
 
     def decode(self, gen: GenerationProfile, k: float) -> float:
@@ -309,7 +311,8 @@ def batch_curve(a: Any, device: Device, fmt: formats.WeightFormat, runtime: Runt
         latency = pricer.seconds(a.trace.infer, size / b_traced, runtime, tokens) + fixed
         need = mem["infer_peak_bytes"] + base * (size / b_traced - 1)
         rows.append({"batch_size": size, "latency_seconds": latency, "samples_per_second": size / latency,
-                     "per_device_bytes": need, "fits": need <= mem["device_usable_bytes"]})
+                     "per_device_bytes": need, "fits": need <= mem["device_usable_bytes"],
+                     "host_bound": pricer.host_bound})
     out: dict[str, Any] = {"device": device.id, "tp": tp, "weights": fmt.id, "runtime": runtime.value,
                            "batches": rows}
     fitting = [r for r in rows if r["fits"]]
