@@ -19,6 +19,7 @@ import json
 import os
 import sqlite3
 import sys
+import threading
 import time
 import warnings
 import zlib
@@ -86,22 +87,32 @@ def _warn_once(where: Path, exc: BaseException) -> None:
                   RuntimeWarning, stacklevel=4)
 
 
-# open connections of this process, by file (path and inode): a sweep re-run loads a thousand rows, and opening
-# the file and checking its schema for each was a third of a load
-_open: dict[tuple[str, int, int], sqlite3.Connection] = {}
+# open connections of this thread (`afford web` serves requests on threads; a thread's go when it ends), by file
+# (path, process and inode): a sweep re-run loads a thousand rows, and opening the file and checking its schema
+# for each was a third of a load
+_local = threading.local()
+
+
+def _connections() -> dict[tuple[str, int, int], sqlite3.Connection]:
+    """This thread's open connections."""
+    if not hasattr(_local, "open"):
+        _local.open = {}
+    opened: dict[tuple[str, int, int], sqlite3.Connection] = _local.open
+    return opened
 
 
 def _connection(where: Path) -> sqlite3.Connection | None:
-    """This process's connection to the cache file, opened and checked once; None for another program's file."""
+    """This thread's connection to the cache file, opened and checked once; None for another program's file."""
     key = (str(where), os.getpid(), where.stat().st_ino)
-    conn = _open.get(key)
+    opened = _connections()
+    conn = opened.get(key)
     if conn is None:
-        conn = sqlite3.connect(where, timeout=TIMEOUT_S, isolation_level=None, check_same_thread=False)
+        conn = sqlite3.connect(where, timeout=TIMEOUT_S, isolation_level=None)
         if not _ready(conn):
             conn.close()
             return None
         conn.execute("PRAGMA synchronous = NORMAL")  # WAL: a cache may lose its last rows in a power cut, no more
-        _open[key] = conn
+        opened[key] = conn
     return conn
 
 
@@ -121,8 +132,9 @@ def _run(create: bool, work: Callable[[sqlite3.Connection], T], default: T) -> T
             return default
         return work(conn)
     except (sqlite3.Error, OSError) as exc:
-        for key in [k for k in _open if k[0] == str(where)]:  # reopen next time
-            _open.pop(key).close()
+        opened = _connections()
+        for key in [k for k in opened if k[0] == str(where)]:  # reopen next time
+            opened.pop(key).close()
         if "locked" not in str(exc) and "busy" not in str(exc):
             _warn_once(where, exc)
         return default
