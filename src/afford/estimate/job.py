@@ -158,10 +158,10 @@ def _input_pipeline(a: Assessment, req: HardwareRequest, variants: dict[str, dic
 
 
 def _add_evaluation(a: Assessment, time_out: dict[str, Any], variants: dict[str, dict[str, float]],
-                    batch_s: float, replicas: int, spread: tuple[float, float], devices: int) -> None:
+                    batch_s: float, replicas: int, spread: tuple[float, float]) -> None:
     """`--eval-samples` E after each of the job's epochs: ceil(E / (batch x replicas)) inference batches at the
-    inference batch's wall time (the same trace, no gradients), added to the training time (and so to its cost,
-    energy and carbon); the MFU and samples per second stay the training steps' own."""
+    inference batch's wall time (the same trace, no gradients), added to each variant's training time (and so to
+    its cost, energy and carbon); the MFU and samples per second stay the training steps' own."""
     w = a.workload
     epochs = w.epochs if w.train_samples is not None else 1.0  # a token budget is one pass over its data
     per_epoch = math.ceil((w.eval_samples or 0) / (a.trace.batch_size * max(1, replicas))) * batch_s
@@ -169,14 +169,8 @@ def _add_evaluation(a: Assessment, time_out: dict[str, Any], variants: dict[str,
     eval_s = epochs * per_epoch
     for name, scale in (("point", 1.0), ("low", hi), ("high", lo)):  # the slow end (low efficiency) is longer
         variants[name]["train_s"] += eval_s * scale
-    steps = time_out.get("train_steps") or 1
     time_out["eval_seconds"] = eval_s
-    time_out["train_step_breakdown"]["eval_seconds_per_step"] = eval_s / steps
-    time_out["train_seconds"] = variants["point"]["train_s"]
-    time_out["train_seconds_range"] = [variants["high"]["train_s"], variants["low"]["train_s"]]
-    time_out["train_gpu_hours"] = variants["point"]["train_s"] * devices / 3600
-    time_out["train_gpu_hours_range"] = [variants["high"]["train_s"] * devices / 3600,
-                                         variants["low"]["train_s"] * devices / 3600]
+    time_out["train_step_breakdown"]["eval_seconds_per_step"] = eval_s / (time_out.get("train_steps") or 1)
 
 
 def _host_note(what: str, rt: Runtime, issue_s: float, ops: int) -> str:
@@ -255,19 +249,6 @@ def estimate(a: Assessment, req: HardwareRequest) -> Estimate:
                                             (step.host_issue_s - fixed) / lay.grad_accum, host_fwd.ops + host_bwd.ops))
         if req.data_workers:
             _input_pipeline(a, req, variants, time_out, notes)
-        # the slow end (low efficiency) gives the high time
-        time_out.update({
-            "train_step_seconds": variants["point"]["step_s"],
-            "train_seconds": variants["point"]["train_s"],
-            "train_seconds_range": [variants["high"]["train_s"], variants["low"]["train_s"]],
-            "train_gpu_hours": variants["point"]["train_s"] * lay.count / 3600,
-            "train_gpu_hours_range": [variants["high"]["train_s"] * lay.count / 3600,
-                                      variants["low"]["train_s"] * lay.count / 3600],
-            "train_mfu": variants["point"]["mfu"],
-            "train_mfu_range": [variants["low"]["mfu"], variants["high"]["mfu"]],
-            "train_samples_per_second": (variants["point"]["step_s"] and
-                                         b * lay.grad_accum * lay.dp / variants["point"]["step_s"]),
-        })
     # ---- inference ---------------------------------------------------------------------------------------
     gen = t.generation
     # --weights: the weights read in that format and the ops computed at its precision (estimate/formats.py)
@@ -305,8 +286,22 @@ def estimate(a: Assessment, req: HardwareRequest) -> Estimate:
                      "infer_samples_per_second": b * replicas / t_batch if t_batch else 0,
                      "infer_seconds": infer_batches * t_batch,
                      "infer_seconds_range": [infer_batches * t_batch * spread[0], infer_batches * t_batch * spread[1]]})
-    if variants and a.workload.eval_samples:
-        _add_evaluation(a, time_out, variants, t_batch, replicas, spread, lay.count)
+    if variants:  # training: its steps, then the evaluation passes its epochs add (they price inference batches)
+        if a.workload.eval_samples:
+            _add_evaluation(a, time_out, variants, t_batch, replicas, spread)
+        # the slow end (low efficiency) gives the high time
+        time_out.update({
+            "train_step_seconds": variants["point"]["step_s"],
+            "train_seconds": variants["point"]["train_s"],
+            "train_seconds_range": [variants["high"]["train_s"], variants["low"]["train_s"]],
+            "train_gpu_hours": variants["point"]["train_s"] * lay.count / 3600,
+            "train_gpu_hours_range": [variants["high"]["train_s"] * lay.count / 3600,
+                                      variants["low"]["train_s"] * lay.count / 3600],
+            "train_mfu": variants["point"]["mfu"],
+            "train_mfu_range": [variants["low"]["mfu"], variants["high"]["mfu"]],
+            "train_samples_per_second": (variants["point"]["step_s"] and
+                                         b * lay.grad_accum * lay.dp / variants["point"]["step_s"]),
+        })
     out["time"] = time_out
     # JSON `infer` (issue 11's stable keys): one batch (a generation batch: one request's whole time) per replica
     lo, hi = spread
