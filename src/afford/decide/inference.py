@@ -27,7 +27,7 @@ from afford.estimate.job import estimate
 from afford.estimate.parallel import Layout
 from afford.estimate.request import HardwareRequest
 from afford.estimate.runtime import Runtime
-from afford.estimate.serving import ServeOptions, serve
+from afford.estimate.serving import ServeOptions, batch_curve, serve
 from afford.estimate.sharding import tp_choices
 from afford.hardware.catalog import Catalog, Device
 
@@ -42,6 +42,7 @@ QUALITY: dict[str, str | None] = {
     "gguf-q4_k_m": "GGUF Q4_K_M: +0.1754 perplexity on Llama-3-8B (llama.cpp tools/quantize/quantize.cpp)",
     "fp8": None,
 }
+LATENCY = frozenset({"latency", "ttft", "tpot"})  # the violations a faster split, runtime or KV cache can mend
 SEARCHED = ("int8", "awq-4bit", "fp8")  # beside the 16-bit weights; fp8 where the device has FP8
 KV_FP8_QUALITY = ("vLLM docs, FP8 E4M3 KV Cache (docs.vllm.ai/en/v0.6.6/quantization/fp8_e4m3_kvcache.html): "
                   "'Studies have shown that FP8 E4M3 quantization typically only minimally degrades inference "
@@ -301,7 +302,7 @@ def decide(a: Any, req: HardwareRequest, budget: Budget, targets: Targets, *, ca
                 found = _replica_plans(a, req, device, tp, limit, fmt, kv_cache_dtype, price, owned, energy,
                                        serving, budget, targets, asked)
                 plans.extend(found)
-                if any(p.fits and not {"latency", "ttft", "tpot"} & set(p.violations) for p in found):
+                if any(p.fits and not LATENCY & set(p.violations) for p in found):
                     break  # split no further than needed: a larger tp only adds devices and all-reduces
     feasible = [p for p in plans if p.feasible]
     listed = _listed(feasible, plans)
@@ -373,7 +374,7 @@ def _variants(a: Any, req: HardwareRequest, device: Device, p: InferencePlan, fm
     if p.host_bound and not rated and req.runtime is not Runtime.CUDAGRAPHS:
         out.append(_evaluate(a, req, device, p.replicas, fmt, kv, price, owned, energy, serving, p.tp,
                              Runtime.CUDAGRAPHS))
-    late = {"latency", "ttft", "tpot"} & set(p.violations)
+    late = LATENCY & set(p.violations)
     if a.generation is not None and kv != "fp8" and device.has_format("fp8") and (not p.fits or late):
         out.append(_evaluate(a, req, device, p.replicas, fmt, "fp8", price, owned, energy, serving, p.tp))
     if a.generation is None and not rated and device.kind == "gpu" and (p.host_bound or p.violations):
@@ -391,8 +392,6 @@ def _rebatched(a: Any, device: Device, p: InferencePlan, fmt: WeightFormat, targ
     the batch curve (estimate/serving.py: the trace re-priced at that batch); None when it is the job's. Its time
     is the batches the samples need; its cost, energy and carbon scale with its device-seconds (the same average
     power: an approximation, stated in docs/inference.md)."""
-    from afford.estimate.serving import batch_curve
-
     curve = batch_curve(a, device, fmt, Runtime(p.runtime), targets.max_latency, p.tp)
     best = curve.get("best_batch_for_latency") if targets.max_latency is not None else curve.get("max_throughput")
     if not best or best["batch_size"] == a.trace.batch_size:

@@ -150,11 +150,14 @@ class _Pricer:
         self.meta = {**a.spec.metadata, "params": a.trace.params}
         self.mixed = a.workload.precision.value.endswith("-mixed")
         self._weights: dict[int, dict[tuple[str, Any, Any], float]] = {}  # per traced phase (id): weight bytes
-        self.host_bound = False
 
     def seconds(self, phase: PhaseProfile, k: float, runtime: Runtime, tokens: float = 0.0) -> float:
+        """One execution of `phase` at k times its traced batch (`timed`, its wall seconds alone)."""
+        return self.timed(phase, k, runtime, tokens)[0]
+
+    def timed(self, phase: PhaseProfile, k: float, runtime: Runtime, tokens: float = 0.0) -> tuple[float, bool]:
         """One execution of `phase` at k times its traced batch (of `tokens` tokens, for the tensor-parallel
-        all-reduces): the longer of its kernels and its host time."""
+        all-reduces): the longer of its kernels and its host time, and whether the host's time is the longer."""
         weights = self._weights.get(id(phase))
         if weights is None:
             weights = self._weights[id(phase)] = event_weights(phase, self.a.trace)
@@ -173,8 +176,7 @@ class _Pricer:
 
         kernels, _, ov = phase_wall(phase, self.device, self.eff, self.precision, runtime, self.mixed, view,
                                     self.act, self.split, k * tokens)
-        self.host_bound = ov.host_s > kernels + ov.gap_s  # of the last phase priced (the batch curve's rows)
-        return wall(kernels, ov)
+        return wall(kernels, ov), ov.host_s > kernels + ov.gap_s
 
     def decode(self, gen: GenerationProfile, k: float) -> float:
         """Mean seconds of one decode step over the request's contexts, at k times the traced batch."""
@@ -308,11 +310,12 @@ def batch_curve(a: Any, device: Device, fmt: formats.WeightFormat, runtime: Runt
     fixed = step_fixed_seconds(device)
     rows = []
     for size in sorted({*BATCHES, b_traced}):
-        latency = pricer.seconds(a.trace.infer, size / b_traced, runtime, tokens) + fixed
+        issued, host_bound = pricer.timed(a.trace.infer, size / b_traced, runtime, tokens)
+        latency = issued + fixed
         need = mem["infer_peak_bytes"] + base * (size / b_traced - 1)
         rows.append({"batch_size": size, "latency_seconds": latency, "samples_per_second": size / latency,
                      "per_device_bytes": need, "fits": need <= mem["device_usable_bytes"],
-                     "host_bound": pricer.host_bound})
+                     "host_bound": host_bound})
     out: dict[str, Any] = {"device": device.id, "tp": tp, "weights": fmt.id, "runtime": runtime.value,
                            "batches": rows}
     fitting = [r for r in rows if r["fits"]]
