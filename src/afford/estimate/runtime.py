@@ -39,7 +39,9 @@ __all__ = ["DEFAULT_HOST", "NONE", "HostProfile", "Overhead", "Runtime", "applie
 
 # aten ops that take a layer's weight (autocast casts that weight once per call)
 WEIGHT_OPS = frozenset({"convolution", "addmm", "mm", "linear", "_convolution", "cudnn_convolution"})
-CONV_OPS = frozenset({"convolution", "_convolution", "cudnn_convolution", "convolution_backward"})
+# aten convolution ops, forward and backward: cuDNN's set-up in the host profiles, TF32 under fp32 (timing.py)
+CONV_OPS = frozenset({"convolution", "_convolution", "convolution_backward", "cudnn_convolution",
+                      "convolution_overrideable", "_slow_conv2d_forward"})
 DEFAULT_HOST = "dgx1-2021"  # the [eager] constants: the hosts of NVIDIA's 2021 DLE measurements
 
 

@@ -21,14 +21,8 @@ from typing import Any
 
 from afford.counting.profile import PhaseProfile
 from afford.estimate.parallel import Layout, data_parallel_bytes, ring_all_reduce_bytes
-from afford.estimate.runtime import NONE, Overhead
+from afford.estimate.runtime import CONV_OPS, NONE, Overhead
 from afford.hardware.catalog import Device
-
-# Convolutions run in TF32 under fp32 by default (torch.backends.cudnn.allow_tf32 = True); plain matmuls do not
-# (torch.backends.cuda.matmul.allow_tf32 = False since PyTorch 1.12). PyTorch docs, "TensorFloat-32 (TF32) on
-# Ampere (and later) devices".
-_CONV_OPS = frozenset({"convolution", "_convolution", "convolution_backward", "cudnn_convolution",
-                       "convolution_overrideable", "_slow_conv2d_forward"})
 
 # When the catalog has no scale-out bandwidth for a device used across nodes: 100 Gb/s Ethernet per device,
 # a common cloud default; the result carries a note saying so.
@@ -106,7 +100,10 @@ def compute_format(precision: str, op: str) -> str:
         return "bf16"
     if precision in ("fp16-mixed", "fp16"):
         return "fp16"
-    return "tf32" if op in _CONV_OPS else "fp32"
+    # convolutions run in TF32 under fp32 by default (torch.backends.cudnn.allow_tf32 = True); plain matmuls do
+    # not (torch.backends.cuda.matmul.allow_tf32 = False since PyTorch 1.12). PyTorch docs, "TensorFloat-32 (TF32)
+    # on Ampere (and later) devices"
+    return "tf32" if op in CONV_OPS else "fp32"
 
 
 def mfu_peak(phases: Sequence[PhaseProfile | None], device: Device, precision: str) -> tuple[float, str]:
