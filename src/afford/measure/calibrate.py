@@ -262,16 +262,21 @@ def host_ops(device: str, calls: int = 2000) -> dict[str, float]:
     with torch.inference_mode():
         for name, fn in (("add_us", lambda: tiny.add_(0)), ("linear_module_us", lambda: lin(tiny)),
                          ("conv_module_us", lambda: conv(img)), ("identity_module_us", lambda: ident(tiny))):
-            best = float("inf")
-            for _ in range(3):
-                fn()
-                _sync(device)
-                t = time.perf_counter()
-                for _ in range(calls):
-                    fn()
-                _sync(device)
-                best = min(best, (time.perf_counter() - t) / calls)
-            out[name] = best * 1e6
+            fn()  # warm-up
+            _sync(device)
+            out[name] = min(_per_call(fn, device, calls, 3)) * 1e6
+    return out
+
+
+def _per_call(fn: Callable[[], Any], device: str, calls: int, runs: int) -> list[float]:
+    """Seconds per call of `fn` in each of `runs` runs of `calls` calls issued back to back (one sync a run)."""
+    out: list[float] = []
+    for _ in range(runs):
+        t = time.perf_counter()
+        for _ in range(calls):
+            fn()
+        _sync(device)
+        out.append((time.perf_counter() - t) / calls)
     return out
 
 
@@ -367,14 +372,7 @@ def calibrate(device: str = "cpu", progress: ProgressFn | None = None, quick: bo
     report(f"bandwidth: {bandwidth / 1e9:.1f} GB/s", 0.8)
     # per-op overhead: dispatch and launch of a tiny op, paid by every traced op
     tiny = torch.ones(8, device=device)
-    per: list[float] = []
-    for _ in range(5):
-        t = time.perf_counter()
-        for _ in range(2000):
-            tiny.add_(0)
-        _sync(device)
-        per.append((time.perf_counter() - t) / 2000)
-    results["op_overhead_s"] = statistics.median(per)
+    results["op_overhead_s"] = statistics.median(_per_call(lambda: tiny.add_(0), device, 2000, 5))
     report(f"op overhead: {results['op_overhead_s'] * 1e6:.1f} us", 0.85)
     measured_ops = host_ops(device, 500 if quick else 2000)
     measured_ops["decode_images_per_s"] = decode_rate(16 if quick else 64)
