@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import inspect
 from dataclasses import replace
-from pathlib import Path
 from typing import Any
 
 from afford import schema, tracecache
@@ -22,11 +21,9 @@ from afford.errors import InputError, WorkloadError, opt
 from afford.estimate.footprint import electricity_price
 from afford.estimate.formats import inference_memory, weight_format
 from afford.estimate.job import estimate
-from afford.estimate.request import check_rates, request
-from afford.estimate.runtime import host_profile
+from afford.estimate.request import check_rates, load_catalog, request
 from afford.estimate.serving import batch_curve, serve, serve_request
 from afford.fusion import fuse_assessment
-from afford.hardware.catalog import Catalog
 from afford.sources import resolve
 from afford.workload import Task, Workload
 
@@ -53,8 +50,7 @@ def assess(model: Any, *, example_inputs: Any = None, **options: Any) -> Assessm
     positions) and other modules a guess.
     """
     r = schema.build("assess", options)
-    catalog = Catalog.load(Path(r.hardware_file) if r.hardware_file else None).with_host(
-        host_profile(r.host_profile).name if r.host_profile is not None else None)
+    catalog = load_catalog(r.hardware_file, r.host_profile)
     hardware, count, price_per_hour = r.hardware, r.count, r.price_per_hour
     if r.available and hardware is None:
         # the job as asked runs on the hardware the user owns

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import inspect
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from afford import bounds as b
@@ -15,8 +14,7 @@ from afford.decide.planner import Plan, PlanSearch, Strategy, Variant, evaluate,
 from afford.decide.verdict import Verdict, decide
 from afford.errors import InputError, opt
 from afford.estimate import footprint as fp
-from afford.estimate.request import check_rates, request
-from afford.estimate.runtime import host_profile
+from afford.estimate.request import check_rates, load_catalog, request
 from afford.fusion import fuse_assessment
 from afford.hardware.catalog import Catalog
 from afford.workload import Workload
@@ -101,8 +99,7 @@ def plan(model: Any, *, assessment: Assessment | None = None,
     from afford.sources import resolve
 
     r = schema.build("plan", options)
-    catalog = Catalog.load(Path(r.hardware_file) if r.hardware_file else None).with_host(
-        host_profile(r.host_profile).name if r.host_profile is not None else None)
+    catalog = load_catalog(r.hardware_file, r.host_profile)
     budget = make_budget(budget_usd=r.budget_usd, deadline=r.deadline, max_kwh=r.max_kwh, max_co2_kg=r.max_co2_kg,
                          available=r.available, catalog=catalog)
     check_rates(electricity_usd_kwh=r.electricity_usd_kwh)

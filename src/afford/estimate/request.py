@@ -7,6 +7,7 @@ without the two modules importing each other.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from afford import bounds as b
@@ -15,10 +16,10 @@ from afford.estimate import footprint as fp
 from afford.estimate.attention import Attention
 from afford.estimate.attention import resolve as resolve_attention
 from afford.estimate.parallel import Layout, Parallel
-from afford.estimate.runtime import Runtime
+from afford.estimate.runtime import Runtime, host_profile
 from afford.hardware.catalog import Catalog, Device
 
-__all__ = ["DEFAULT_HARDWARE", "Estimate", "HardwareRequest", "check_rates", "request"]
+__all__ = ["DEFAULT_HARDWARE", "Estimate", "HardwareRequest", "check_rates", "load_catalog", "request"]
 
 DEFAULT_HARDWARE = "a100-80gb"
 
@@ -40,6 +41,13 @@ class HardwareRequest:
     attention: Attention = Attention.EAGER  # the attention kernel, resolved for the device (estimate/attention.py)
     weights: str | None = None  # an inference weight format (estimate/formats.py id): its bytes and precision
     data_workers: int | None = None  # DataLoader workers (CPU cores) decoding images for each GPU in training
+
+
+def load_catalog(hardware_file: str | None, host: str | None) -> Catalog:
+    """The device catalog (with a user's file), every device driven by the named host profile (checked: a
+    one-line InputError for an unknown one; estimate/runtime.py)."""
+    catalog = Catalog.load(Path(hardware_file) if hardware_file else None)
+    return catalog.with_host(host_profile(host).name if host is not None else None)
 
 
 def request(*, hardware: str | None = None, count: int | None = None, nodes: int | None = None,
