@@ -22,7 +22,7 @@ from torch.nn.modules.module import register_module_forward_hook, register_modul
 from torch.overrides import TorchFunctionMode
 from torch.utils import flop_counter as fc
 
-from afford.counting import eager, memo
+from afford.counting import convkind, eager, memo
 from afford.counting.formulas import custom_mapping
 from afford.counting.profile import OpStat, PhaseProfile
 from afford.errors import InputError, TraceError
@@ -349,7 +349,7 @@ class Counter(fc.FlopCounterMode):
             raise TraceError(f"the trace passed its budget of {self.max_ops:,} dispatched ops (set "
                              f"{MAX_TRACE_OPS_ENV} to allow more); the model is far larger than any real one or "
                              "loops without end")
-        name = func_packet.__name__
+        name = convkind.tag(func_packet.__name__, args, kwargs)  # depthwise / grouped convolutions apart
         if name in _NO_WORK_OPS:
             for t in _tensors(out):
                 self.live.add(t, self.score_side is not None and self.is_score(t))

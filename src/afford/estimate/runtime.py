@@ -38,10 +38,15 @@ __all__ = ["DEFAULT_HOST", "NONE", "HostProfile", "Overhead", "Runtime", "applie
            "host_profile", "hosts", "overhead", "step_fixed_seconds", "wall", "weight_casts"]
 
 # aten ops that take a layer's weight (autocast casts that weight once per call)
-WEIGHT_OPS = frozenset({"convolution", "addmm", "mm", "linear", "_convolution", "cudnn_convolution"})
+WEIGHT_OPS = frozenset({"convolution", "addmm", "mm", "linear", "_convolution", "cudnn_convolution",
+                        # depthwise and grouped convolutions, as the trace names them (counting/convkind.py)
+                        "convolution_depthwise", "convolution_depthwise_direct", "convolution_grouped"})
 # aten convolution ops, forward and backward: cuDNN's set-up in the host profiles, TF32 under fp32 (timing.py)
 CONV_OPS = frozenset({"convolution", "_convolution", "convolution_backward", "cudnn_convolution",
-                      "convolution_overrideable", "_slow_conv2d_forward"})
+                      "convolution_overrideable", "_slow_conv2d_forward",
+                      "convolution_depthwise", "convolution_depthwise_direct", "convolution_grouped",
+                      "convolution_backward_depthwise", "convolution_backward_depthwise_direct",
+                      "convolution_backward_grouped"})
 DEFAULT_HOST = "dgx1-2021"  # the [eager] constants: the hosts of NVIDIA's 2021 DLE measurements
 
 

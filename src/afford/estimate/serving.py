@@ -33,6 +33,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from afford import bounds as b
+from afford.counting import convkind
 from afford.counting.profile import GenerationProfile, PhaseProfile
 from afford.errors import InputError, opt
 from afford.estimate import formats
@@ -115,7 +116,7 @@ def _conv_weight(op: str, flops: float, nbytes: float, kernels: set[tuple[int, .
     input-to-output position ratio of 1, 2, 4 or 8 (strides 1 and 2, padded) for some power-of-two group count
     (or one group per output channel). A convolution no kernel fits this way (unpadded, odd strides) counts none:
     its weight then scales with the batch, an overestimate of its bytes."""
-    if op != "convolution" or not flops:
+    if op not in convkind.FORWARD or not flops:  # dense, depthwise and grouped forward convolutions
         return 0.0
     for shape in sorted(kernels, key=math.prod):
         size = math.prod(shape)

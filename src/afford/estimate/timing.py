@@ -19,7 +19,9 @@ from functools import cache
 from importlib import resources
 from typing import Any
 
+from afford.counting import convkind
 from afford.counting.profile import PhaseProfile
+from afford.estimate import convtime
 from afford.estimate.parallel import Layout, data_parallel_bytes, ring_all_reduce_bytes
 from afford.estimate.runtime import CONV_OPS, NONE, Overhead
 from afford.hardware.catalog import Device
@@ -138,12 +140,15 @@ class OpClock:
         # below the copy bandwidth on CPUs); every other op streams at the device bandwidth
         self.rates = {op: float(r) * 1e9 * eff.bandwidth / byte_scale
                       for op, r in device.extra.get("op_gb_s", {}).items()}
+        self.depthwise = convtime.cuda_core_flops(device, factors())  # CUDA-core FLOP/s of depthwise convs
 
     def seconds(self, op: str, flops: float, nbytes: float) -> tuple[float, float]:
         """(time of one call without the overhead, its compute-bound part): max(compute, memory) per op."""
         t_mem = nbytes / self.rates.get(op, self.bandwidth)
         if not flops:
             return t_mem, 0.0
+        if self.depthwise and convkind.is_depthwise(op):  # CUDA cores, not tensor cores (estimate/convtime.py)
+            return convtime.seconds(op, flops, t_mem, self.depthwise, self.precision)
         fmt = compute_format(self.precision, op)
         fraction = self.eff.matmul_fp8 if fmt == "fp8" and self.eff.matmul_fp8 else self.eff.matmul
         t_cmp = flops / (self.device.peak_flops(fmt) * fraction)
