@@ -30,20 +30,21 @@ def is_score(t: torch.Tensor, side: tuple[int, int] | None) -> bool:
 
 
 def record(counter: Any, name: str, key: tuple[str, int, int], ins: list[torch.Tensor], outs: list[torch.Tensor],
-           flops: int) -> None:
+           flops: int) -> bool:
     """Credit an op that touches S x S scores to its module's EagerBlock in the counter's phase (the op's bytes
-    other than the scores' are what a fused kernel still moves); a softmax (or its gradient) marks one call."""
+    other than the scores' are what a fused kernel still moves); a softmax (or its gradient) marks one call.
+    Whether the op was credited to a block."""
     side = counter.score_side
     scores = [t for t in ins + outs if is_score(t, side)]
     if not scores or side is None:
-        return
+        return False
     backward = counter.mod_tracker.is_bw
     if backward:  # the module whose forward op this backward node differentiates
         module = max(counter.nodes.backward_parents(), key=lambda p: (p.count("."), len(p)))
     else:
         module = counter.current_module()
     if module == "Global":
-        return
+        return False
     block = counter.phase.eager.get(module)
     if block is None:
         block = counter.phase.eager[module] = EagerBlock(batch=side[0], seq_len=side[1])
@@ -60,3 +61,4 @@ def record(counter: Any, name: str, key: tuple[str, int, int], ins: list[torch.T
         if query is not None:
             heads = int(query.shape[1]) if query.dim() >= 4 else int(query.shape[0]) // max(side[0], 1)
             block.heads, block.head_dim = heads, int(min(query.shape[-1], query.shape[-2]))
+    return True

@@ -24,6 +24,7 @@ from torch.utils import flop_counter as fc
 
 from afford.counting import convkind, eager, memo
 from afford.counting.formulas import custom_mapping
+from afford.counting.fusion import BARRIERS, PHASES, FusionLog
 from afford.counting.profile import OpStat, PhaseProfile
 from afford.errors import InputError, TraceError
 
@@ -296,6 +297,7 @@ class Counter(fc.FlopCounterMode):
         self.ops = 0  # aten ops dispatched so far, against the budget `max_ops`
         self.max_ops = max_trace_ops()
         self.score_side: tuple[int, int] | None = None  # (batch, S): recognise S x S eager attention scores
+        self.fusion: FusionLog | None = None  # the open phase's op log, for a fusing runtime (counting/fusion.py)
 
     def __enter__(self) -> Counter:
         self.flop_counts.clear()
@@ -317,6 +319,7 @@ class Counter(fc.FlopCounterMode):
         self.phase = PhaseProfile(name=name)
         self._calls_base = self.mod_tracker.calls
         self._finished = False
+        self.fusion = FusionLog() if name in PHASES else None
         self.live.reset_peak()
         return self.phase
 
@@ -333,6 +336,9 @@ class Counter(fc.FlopCounterMode):
         self.phase.peak_live_bytes = max(self.phase.peak_live_bytes, self.live.peak)
         self.phase.lean_peak_bytes = max(self.phase.lean_peak_bytes, self.live.lean_peak)
         self.phase.eager = {m: blk for m, blk in self.phase.eager.items() if blk.calls}  # a softmax ran there
+        if self.fusion is not None:
+            self.phase.fused_events = self.fusion.events()
+            self.fusion = None
         return self.phase
 
     def is_score(self, t: torch.Tensor) -> bool:
@@ -351,8 +357,11 @@ class Counter(fc.FlopCounterMode):
                              "loops without end")
         name = convkind.tag(func_packet.__name__, args, kwargs)  # depthwise / grouped convolutions apart
         if name in _NO_WORK_OPS:
-            for t in _tensors(out):
+            made = list(_tensors(out))
+            for t in made:
                 self.live.add(t, self.score_side is not None and self.is_score(t))
+            if self.fusion is not None:
+                self.fusion.fresh(made)
             return out
         flops = 0
         if func_packet in self.flop_registry:
@@ -390,8 +399,10 @@ class Counter(fc.FlopCounterMode):
             phase.events[key] = phase.events.get(key, 0) + r
             if flops == 0 and func_packet not in self.flop_registry:
                 phase.uncounted[name] = phase.uncounted.get(name, 0) + r
-            if self.score_side is not None:
-                eager.record(self, name, key, ins, outs, flops)
+            in_block = self.score_side is not None and eager.record(self, name, key, ins, outs, flops)
+            if self.fusion is not None:
+                fusible = not flops and not in_block and name not in BARRIERS
+                self.fusion.record(key, fusible, ins, outs, r)
         for t in outs:
             self.live.add(t, self.score_side is not None and self.is_score(t))
         return out

@@ -68,6 +68,9 @@ class PhaseProfile:
     eager: dict[str, EagerBlock] = field(default_factory=dict)
     lean_peak_bytes: int = 0
     module_calls: int = 0  # nn.Module forward calls (each pays Python's module call in eager PyTorch)
+    # `events` as a fusing compiler runs them: element-wise chains as one kernel each (counting/fusion.py); empty
+    # for phases a fusing runtime does not price (generation steps)
+    fused_events: dict[tuple[str, int, int], int] = field(default_factory=dict)
 
     @property
     def macs(self) -> int:

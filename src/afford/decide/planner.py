@@ -23,7 +23,14 @@ from afford.estimate import footprint as fp
 from afford.estimate.job import live_peaks
 from afford.estimate.memory import gradient_share, optimizer_state_bytes
 from afford.estimate.parallel import RESERVED_BYTES, Layout, Parallel, train_memory_per_device
-from afford.estimate.runtime import Overhead, Runtime, overhead, step_fixed_seconds, weight_casts
+from afford.estimate.runtime import (
+    Overhead,
+    Runtime,
+    as_run,
+    overhead,
+    step_fixed_seconds,
+    weight_casts,
+)
 from afford.estimate.timing import Efficiency, mfu_peak, phase_seconds, step_from_times, steps_for
 from afford.hardware.catalog import Catalog, Device
 from afford.workload import Optimizer, Precision, Workload
@@ -112,7 +119,7 @@ class Variant:
     trainable: int
     params: int
     lora_rank: int | None = None
-    _times: dict[tuple[str, str, float], tuple[float, float, float, float]] = field(default_factory=dict)
+    _times: dict[tuple[str, str, float, bool], tuple[float, float, float, float]] = field(default_factory=dict)
     _optim: dict[tuple[str, str], float] = field(default_factory=dict)
     _peaks: dict[tuple[str, str], float] = field(default_factory=dict)
     _host: dict[tuple[str, Runtime, bool], tuple[Overhead, Overhead]] = field(default_factory=dict)
@@ -124,8 +131,8 @@ class Variant:
         if key not in self._host:
             t = self.a.trace
             casts = weight_casts(t.forward, mixed)
-            self._host[key] = (overhead(t.forward, runtime, device, casts=casts),
-                               overhead(t.backward, runtime, device, backward=True, casts=casts))
+            self._host[key] = (overhead(as_run(t.forward, runtime), runtime, device, casts=casts),
+                               overhead(as_run(t.backward, runtime), runtime, device, backward=True, casts=casts))
         return self._host[key]
 
     def optimizer_bytes(self, optimizer: str, precision: Precision) -> float:
@@ -143,14 +150,16 @@ class Variant:
             self._peaks[key] = mfu_peak([self.a.trace.forward, self.a.trace.backward], device, fmt)[0]
         return self._peaks[key]
 
-    def times(self, device: Device, fmt: str, byte_scale: float) -> tuple[float, float, float, float]:
+    def times(self, device: Device, fmt: str, byte_scale: float,
+              runtime: Runtime = Runtime.EAGER) -> tuple[float, float, float, float]:
         """Roofline forward/backward seconds (and their compute-bound parts) of one traced batch, with tensor
-        bytes scaled to another element size."""
-        key = (device.id, fmt, byte_scale)
+        bytes scaled to another element size, its element-wise ops fused where the runtime fuses them."""
+        fused = runtime is not Runtime.EAGER
+        key = (device.id, fmt, byte_scale, fused)
         if key not in self._times:
             eff = Efficiency.for_device(device)
-            t_f, b_f = phase_seconds(self.a.trace.forward, device, eff, fmt, byte_scale)
-            t_b, b_b = phase_seconds(self.a.trace.backward, device, eff, fmt, byte_scale)
+            t_f, b_f = phase_seconds(as_run(self.a.trace.forward, runtime), device, eff, fmt, byte_scale)
+            t_b, b_b = phase_seconds(as_run(self.a.trace.backward, runtime), device, eff, fmt, byte_scale)
             self._times[key] = (t_f, b_f, t_b, b_b)
         return self._times[key]
 
@@ -244,7 +253,7 @@ def evaluate(v: Variant, device: Device, s: Strategy, samples: float, *, price: 
     mem = train_memory_per_device(layout, weights=weights, gradients=grads, optimizer=states, live=live)
     fits = mem.total_bytes <= device.memory_bytes - RESERVED_BYTES
     fmt = _fmt(s.precision, s.fp8)
-    t_f, b_f, t_b, b_b = (x * scale for x in v.times(device, fmt, byte_scale))
+    t_f, b_f, t_b, b_b = (x * scale for x in v.times(device, fmt, byte_scale, runtime))
     eff = Efficiency.for_device(device)
     if v.name == "qlora":
         # every use of a 4-bit weight dequantises it: read 4.127 bits, write and read back 16 bits, in forward

@@ -76,27 +76,36 @@ def fuse_phase(phase: PhaseProfile | None, kernel: Attention, pair: PhaseProfile
     ops = FLASH_OPS if kernel is Attention.FLASH else SDPA_OPS
     is_backward = phase.name == "backward"
     events = dict(phase.events)
+    fused_events = dict(phase.fused_events)  # a block's ops are their own kernels there too (counting/fusion.py)
     moved = phase.bytes_moved
     calls = list(phase.attention)
     for name, block in phase.eager.items():
         for key, n in block.events.items():
-            left = events.get(key, 0) - n
             moved -= key[2] * min(n, events.get(key, 0))
-            if left > 0:
-                events[key] = left
-            else:
-                events.pop(key, None)
+            _take(events, key, n)
+            _take(fused_events, key, n)
         flops = block.flops // block.calls
         source = pair.eager.get(name) if is_backward and pair is not None else None
         if source is not None and source.calls:
             flops += source.flops // source.calls // 2
         fused = (ops[1] if is_backward else ops[0], flops, block.operand_bytes // block.calls)
         events[fused] = events.get(fused, 0) + block.calls
+        if fused_events:
+            fused_events[fused] = fused_events.get(fused, 0) + block.calls
         moved += fused[2] * block.calls
         if not is_backward and block.heads and block.head_dim:
             calls.extend(_calls(name, flops, pair, block))
-    return replace(phase, events=events, bytes_moved=moved, peak_live_bytes=phase.lean_peak_bytes,
-                   attention=calls, eager={})  # fused once: fusing again changes nothing
+    return replace(phase, events=events, fused_events=fused_events, bytes_moved=moved,
+                   peak_live_bytes=phase.lean_peak_bytes, attention=calls, eager={})  # fusing again changes nothing
+
+
+def _take(events: dict[tuple[str, int, int], int], key: tuple[str, int, int], n: int) -> None:
+    """Remove n calls of an event (all of them, when it has fewer)."""
+    left = events.get(key, 0) - n
+    if left > 0:
+        events[key] = left
+    else:
+        events.pop(key, None)
 
 
 def _calls(name: str, flops: int, backward: PhaseProfile | None, block: EagerBlock) -> list[AttentionCall]:

@@ -12,7 +12,15 @@ from afford.estimate import formats, timing
 from afford.estimate.memory import gradient_share
 from afford.estimate.parallel import RESERVED_BYTES, train_memory_per_device
 from afford.estimate.request import Estimate, HardwareRequest
-from afford.estimate.runtime import Overhead, Runtime, overhead, step_fixed_seconds, wall, weight_casts
+from afford.estimate.runtime import (
+    Overhead,
+    Runtime,
+    as_run,
+    overhead,
+    step_fixed_seconds,
+    wall,
+    weight_casts,
+)
 from afford.estimate.sharding import NO_SPLIT, TensorSplit, split_peak, tensor_split
 from afford.estimate.timing import Efficiency, phase_seconds, steps_for, train_step
 from afford.hardware.catalog import Device
@@ -67,6 +75,7 @@ def phase_wall(phase: Any, device: Device, eff: Efficiency, precision: str, runt
     and `byte_scale` re-price its events (a weight format, a batch), the overhead counts the ops as traced. Under
     a tensor-parallel `split` each device runs 1/tp of the kernels plus the all-reduces of the phase's `tokens`
     (estimate/sharding.py), and issues every op."""
+    phase = as_run(phase, runtime)
     k, busy = phase_seconds(view(phase), device, eff, precision, byte_scale)
     k = k / split.tp + split.comm_seconds(tokens)
     return k / eff.system, busy / split.tp, overhead(phase, runtime, device, casts=weight_casts(phase, mixed))
@@ -213,11 +222,12 @@ def estimate(a: Assessment, req: HardwareRequest) -> Estimate:
     rt, mixed = req.runtime, a.workload.precision.mixed
     fixed = step_fixed_seconds(dev)
     casts = weight_casts(t.forward, mixed)  # autocast: each weight cast in forward, its gradient cast in backward
-    host_fwd = overhead(t.forward, rt, dev, casts=casts)
-    host_bwd = overhead(t.backward, rt, dev, backward=True, casts=casts)
+    run_fwd, run_bwd = as_run(t.forward, rt), as_run(t.backward, rt)  # fused under compiled and cudagraphs
+    host_fwd = overhead(run_fwd, rt, dev, casts=casts)
+    host_bwd = overhead(run_bwd, rt, dev, backward=True, casts=casts)
     if t.backward is not None:
         for name, eff in (("point", base), ("low", base.scaled("low")), ("high", base.scaled("high"))):
-            step = train_step(forward=t.forward, backward=t.backward, device=dev, eff=eff, precision=precision,
+            step = train_step(forward=run_fwd, backward=run_bwd, device=dev, eff=eff, precision=precision,
                               layout=lay, gradient_bytes=a.memory.gradients_bytes,
                               parameter_bytes=a.memory.weights_bytes, optimizer_bytes_touched=_optimizer_traffic(a),
                               tp_activation_bytes=tp_bytes, layers=a.spec.metadata.get("num_layers"),

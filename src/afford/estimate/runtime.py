@@ -11,6 +11,9 @@ The host issues ops while the GPU runs earlier ones, so a phase takes max(GPU ti
     step = max(GPU, host) + a fixed cost per step (inference batch or optimizer step; a step synchronises once,
            for its loss or outputs, so the fixed cost does not overlap the GPU)
 
+Compiled and cudagraphs runtimes also fuse: their kernels, bytes and counts are the trace's fused events
+(`as_run`; counting/fusion.py), element-wise chains as one kernel each.
+
 Ops and kernels come from the trace: every aten op a phase dispatched (`PhaseProfile.by_op`, views included)
 and those that launch a kernel (`PhaseProfile.events`, views excluded); a view is issued by the C++ dispatcher
 alone (most come from composite ops such as F.linear decomposing into t + view + addmm). Under autocast (fp16-
@@ -24,17 +27,17 @@ from __future__ import annotations
 
 import enum
 import tomllib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cache
 from importlib import resources
-from typing import Any
+from typing import Any, overload
 
 from afford.bounds import show
 from afford.counting.profile import PhaseProfile
 from afford.errors import InputError, opt
 from afford.hardware.catalog import Device
 
-__all__ = ["DEFAULT_HOST", "NONE", "HostProfile", "Overhead", "Runtime", "applies", "constants", "host_of",
+__all__ = ["DEFAULT_HOST", "NONE", "HostProfile", "Overhead", "Runtime", "applies", "as_run", "constants", "host_of",
            "host_profile", "hosts", "overhead", "step_fixed_seconds", "wall", "weight_casts"]
 
 # aten ops that take a layer's weight (autocast casts that weight once per call)
@@ -54,7 +57,7 @@ class Runtime(enum.StrEnum):
     """How the job's ops reach the GPU."""
 
     EAGER = "eager"  # PyTorch eager: Python dispatches every aten op, each kernel launched on its own
-    COMPILED = "compiled"  # torch.compile (Inductor) without CUDA graphs: no Python per op, one launch per kernel
+    COMPILED = "compiled"  # torch.compile (Inductor) without CUDA graphs: no Python per op, fused element-wise kernels
     CUDAGRAPHS = "cudagraphs"  # captured graphs replayed (torch.compile mode='reduce-overhead', TensorRT, vLLM)
 
     @classmethod
@@ -186,6 +189,21 @@ class Overhead:
 
 
 NONE = Overhead()
+
+
+@overload
+def as_run(phase: PhaseProfile, runtime: Runtime) -> PhaseProfile: ...
+@overload
+def as_run(phase: None, runtime: Runtime) -> None: ...
+@overload
+def as_run(phase: PhaseProfile | None, runtime: Runtime) -> PhaseProfile | None: ...
+def as_run(phase: PhaseProfile | None, runtime: Runtime) -> PhaseProfile | None:
+    """The phase as `runtime` executes its kernels: under compiled and cudagraphs (torch.compile, TensorRT) its
+    element-wise chains fused into one kernel each (counting/fusion.py), as eager PyTorch runs it otherwise;
+    phases traced without a fusion log (generation steps) as traced."""
+    if phase is None or runtime is Runtime.EAGER or not phase.fused_events:
+        return phase
+    return replace(phase, events=phase.fused_events, fused_events={})
 
 
 def applies(device: Device) -> bool:
