@@ -120,3 +120,38 @@ def test_module_calls_are_counted_per_phase() -> None:
         handle.remove()
     a = afford.assess("torchvision:resnet18", infer_samples=1, hardware="h200")
     assert a.trace.infer.module_calls == calls > 50
+
+
+def test_the_optimizer_step_takes_the_longer_of_its_traffic_and_its_per_tensor_host_work() -> None:
+    from afford.estimate.runtime import optimizer_host_seconds
+
+    dev = Catalog.load().get("h200")
+    per_op = 1.41e-6  # runtime.toml [optimizer].foreach_op_us
+    # AdamW issues 8 foreach ops over the tensors, SGD with momentum 3; CUDA graphs capture the step; CPUs unpriced
+    assert optimizer_host_seconds(152, "adamw", Runtime.EAGER, dev) == pytest.approx(152 * 8 * per_op)
+    assert optimizer_host_seconds(152, "sgd-momentum", Runtime.COMPILED, dev) == pytest.approx(152 * 3 * per_op)
+    assert optimizer_host_seconds(152, "adamw", Runtime.CUDAGRAPHS, dev) == 0.0
+    assert optimizer_host_seconds(152, "adafactor", Runtime.EAGER, dev) == 0.0
+    assert optimizer_host_seconds(152, "adamw", Runtime.EAGER, Catalog.load().get("cpu-generic")) == 0.0
+    eff = Efficiency.for_device(dev)
+    layout = Layout(count=1, gpus_per_node=1, parallel=Parallel("dp"))
+    common = dict(t_fwd=1e-3, b_fwd=0.0, t_bwd=2e-3, b_bwd=0.0, device=dev, eff=eff, layout=layout,
+                  gradient_bytes=0.0, parameter_bytes=0.0, tp_activation_bytes=0.0, layers=None, recompute=False,
+                  notes=[])
+    host = optimizer_host_seconds(152, "adamw", Runtime.EAGER, dev)
+    small = step_from_times(**common, optimizer_bytes_touched=1e6, optimizer_host_s=host)  # type: ignore[arg-type]
+    plain = step_from_times(**common, optimizer_bytes_touched=1e6)  # type: ignore[arg-type]
+    assert small.step_s - plain.step_s == pytest.approx(host - plain.optimizer_s / eff.system)
+    assert small.host_s - plain.host_s == pytest.approx(small.optimizer_host_s)
+    big = step_from_times(**common, optimizer_bytes_touched=1e12, optimizer_host_s=host)  # type: ignore[arg-type]
+    assert big.optimizer_host_s == 0.0  # traffic longer than the host's work: nothing added
+
+
+def test_vit_base_adamw_step_against_the_measurement_kept_out_of_the_derivation() -> None:
+    """ViT-B/16's AdamW (foreach) step on the lent H200: 2.03 ms measured (bench/results/gpu_check_h200_run2.jsonl),
+    not used to derive [optimizer].foreach_op_us; afford prices 152 tensors x 8 ops against 0.6 ms of traffic."""
+    from afford.estimate.runtime import optimizer_host_seconds
+
+    dev = Catalog.load().get("h200")
+    predicted = optimizer_host_seconds(152, "adamw", Runtime.EAGER, dev)
+    assert predicted == pytest.approx(2.03e-3, rel=0.20)

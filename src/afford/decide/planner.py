@@ -27,6 +27,7 @@ from afford.estimate.runtime import (
     Overhead,
     Runtime,
     as_run,
+    optimizer_host_seconds,
     overhead,
     step_fixed_seconds,
     weight_casts,
@@ -134,6 +135,11 @@ class Variant:
             self._host[key] = (overhead(as_run(t.forward, runtime), runtime, device, casts=casts),
                                overhead(as_run(t.backward, runtime), runtime, device, backward=True, casts=casts))
         return self._host[key]
+
+    @property
+    def tensors(self) -> int:
+        """Trainable parameter tensors: what the optimizer's per-tensor host work counts."""
+        return sum(1 for _, trainable in self.a.trace.param_shapes if trainable)
 
     def optimizer_bytes(self, optimizer: str, precision: Precision) -> float:
         """Optimizer state of the trainable parameters (memoised: the search asks thousands of times)."""
@@ -278,7 +284,8 @@ def evaluate(v: Variant, device: Device, s: Strategy, samples: float, *, price: 
                            tp_activation_bytes=s.micro_batch * (a.dims.seq_len or 1) * hidden * 2,
                            layers=a.spec.metadata.get("num_layers"), recompute=s.recompute, notes=notes,
                            offload_seconds=offload_s, host_fwd=host_f, host_bwd=host_b,
-                           fixed_s=step_fixed_seconds(device))
+                           fixed_s=step_fixed_seconds(device),
+                           optimizer_host_s=optimizer_host_seconds(v.tensors, s.optimizer, runtime, device))
     # MFU of a step, as the assessment's: the model FLOPs of the samples one step takes, against the peaks the
     # roofline above timed each op with
     step_flops = (a.train_forward_flops + a.backward_flops) * s.micro_batch * layout.grad_accum * layout.dp

@@ -16,6 +16,7 @@ from afford.estimate.runtime import (
     Overhead,
     Runtime,
     as_run,
+    optimizer_host_seconds,
     overhead,
     step_fixed_seconds,
     wall,
@@ -225,6 +226,8 @@ def estimate(a: Assessment, req: HardwareRequest) -> Estimate:
     run_fwd, run_bwd = as_run(t.forward, rt), as_run(t.backward, rt)  # fused under compiled and cudagraphs
     host_fwd = overhead(run_fwd, rt, dev, casts=casts)
     host_bwd = overhead(run_bwd, rt, dev, backward=True, casts=casts)
+    tensors = sum(1 for _, trainable in t.param_shapes if trainable)
+    opt_host = optimizer_host_seconds(tensors, a.workload.optimizer.value, rt, dev)
     if t.backward is not None:
         for name, eff in (("point", base), ("low", base.scaled("low")), ("high", base.scaled("high"))):
             step = train_step(forward=run_fwd, backward=run_bwd, device=dev, eff=eff, precision=precision,
@@ -232,7 +235,7 @@ def estimate(a: Assessment, req: HardwareRequest) -> Estimate:
                               parameter_bytes=a.memory.weights_bytes, optimizer_bytes_touched=_optimizer_traffic(a),
                               tp_activation_bytes=tp_bytes, layers=a.spec.metadata.get("num_layers"),
                               recompute=req.recompute, notes=notes, host_fwd=host_fwd, host_bwd=host_bwd,
-                              fixed_s=fixed)
+                              fixed_s=fixed, optimizer_host_s=opt_host)
             per_step_samples = b * lay.grad_accum * lay.dp
             step_s = step.step_s
             if req.mfu is not None:
@@ -250,7 +253,8 @@ def estimate(a: Assessment, req: HardwareRequest) -> Estimate:
                     "optimizer_seconds": step.optimizer_s / eff.system, "efficiency": vars(eff),
                     "kernel_gap_seconds": step.gap_s, "host_seconds": step.host_s,
                     "host": {"runtime": rt.value, "bound": step.host_bound, "issue_seconds": step.host_issue_s,
-                             "fixed_seconds": fixed, "forward": host_fwd.to_dict(),
+                             "fixed_seconds": fixed, "optimizer_seconds": step.optimizer_host_s,
+                             "forward": host_fwd.to_dict(),
                              "backward": host_bwd.to_dict()}}
                 time_out["train_steps"] = n_steps
                 time_out["samples_per_step"] = per_step_samples

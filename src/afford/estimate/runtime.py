@@ -38,7 +38,7 @@ from afford.errors import InputError, opt
 from afford.hardware.catalog import Device
 
 __all__ = ["DEFAULT_HOST", "NONE", "HostProfile", "Overhead", "Runtime", "applies", "as_run", "constants", "host_of",
-           "host_profile", "hosts", "overhead", "step_fixed_seconds", "wall", "weight_casts"]
+           "host_profile", "hosts", "optimizer_host_seconds", "overhead", "step_fixed_seconds", "wall", "weight_casts"]
 
 # aten ops that take a layer's weight (autocast casts that weight once per call)
 WEIGHT_OPS = frozenset({"convolution", "addmm", "mm", "linear", "_convolution", "cudnn_convolution",
@@ -241,6 +241,23 @@ def overhead(phase: PhaseProfile | None, runtime: Runtime, device: Device, *, ba
         conv_s = (conv_s - c.launch_s) * c.engine_fraction + c.launch_s
     host = (kernels - convs) * op_s + convs * conv_s + phase.module_calls * h.module_s + (ops - kernels) * c.view_s
     return Overhead(host, kernels * c.stream_gap_s, ops, kernels)
+
+
+@cache
+def _optimizer_table() -> dict[str, Any]:
+    text = resources.files("afford.estimate").joinpath("runtime.toml").read_text(encoding="utf-8")
+    table: dict[str, Any] = tomllib.loads(text)["optimizer"]
+    return table
+
+
+def optimizer_host_seconds(tensors: int, optimizer: str, runtime: Runtime, device: Device) -> float:
+    """Host seconds of one optimizer step's per-tensor work on `tensors` parameter tensors: torch.optim's foreach
+    ops (runtime.toml [optimizer]); 0 under CUDA graphs (the step is captured), for an optimizer without a
+    foreach path in torch.optim, and on devices the overhead model does not price."""
+    ops = _optimizer_table()["foreach_ops"].get(str(optimizer))
+    if not ops or runtime is Runtime.CUDAGRAPHS or not applies(device):
+        return 0.0
+    return float(tensors) * int(ops) * float(_optimizer_table()["foreach_op_us"]) * 1e-6
 
 
 def step_fixed_seconds(device: Device) -> float:

@@ -187,6 +187,7 @@ class StepTime:
     host_s: float = 0.0  # wall seconds the host adds: issue time beyond the GPU's (host-bound) + the fixed cost
     host_issue_s: float = 0.0  # wall seconds the host spends issuing the step's ops, overlapped or not
     host_bound: bool = False  # the host, not the GPU, sets the pace of the micro-batches
+    optimizer_host_s: float = 0.0  # wall seconds the optimizer's per-tensor host work adds beyond its traffic
 
 
 def link_gb_s(device: Device, across_nodes: bool, notes: list[str], per_node: int = 1) -> float:
@@ -215,26 +216,27 @@ def train_step(*, forward: PhaseProfile, backward: PhaseProfile | None, device: 
                precision: str, layout: Layout, gradient_bytes: float, parameter_bytes: float,
                optimizer_bytes_touched: float, tp_activation_bytes: float, layers: int | None,
                recompute: bool, notes: list[str], host_fwd: Overhead = NONE, host_bwd: Overhead = NONE,
-               fixed_s: float = 0.0) -> StepTime:
+               fixed_s: float = 0.0, optimizer_host_s: float = 0.0) -> StepTime:
     """Time of one optimizer step: `grad_accum` micro-batches per device, then gradient sync and the update
-    (`host_*`, `fixed_s`: the runtime's overheads, see step_from_times)."""
+    (`host_*`, `fixed_s`, `optimizer_host_s`: the runtime's overheads, see step_from_times)."""
     t_fwd, b_fwd = phase_seconds(forward, device, eff, precision)
     t_bwd, b_bwd = phase_seconds(backward, device, eff, precision)
     return step_from_times(t_fwd=t_fwd, b_fwd=b_fwd, t_bwd=t_bwd, b_bwd=b_bwd, device=device, eff=eff,
                            layout=layout, gradient_bytes=gradient_bytes, parameter_bytes=parameter_bytes,
                            optimizer_bytes_touched=optimizer_bytes_touched, tp_activation_bytes=tp_activation_bytes,
                            layers=layers, recompute=recompute, notes=notes, host_fwd=host_fwd, host_bwd=host_bwd,
-                           fixed_s=fixed_s)
+                           fixed_s=fixed_s, optimizer_host_s=optimizer_host_s)
 
 
 def step_from_times(*, t_fwd: float, b_fwd: float, t_bwd: float, b_bwd: float, device: Device, eff: Efficiency,
                     layout: Layout, gradient_bytes: float, parameter_bytes: float, optimizer_bytes_touched: float,
                     tp_activation_bytes: float, layers: int | None, recompute: bool, notes: list[str],
                     offload_seconds: float = 0.0, host_fwd: Overhead = NONE, host_bwd: Overhead = NONE,
-                    fixed_s: float = 0.0) -> StepTime:
+                    fixed_s: float = 0.0, optimizer_host_s: float = 0.0) -> StepTime:
     """train_step from one micro-batch's roofline times (forward, backward; busy = compute-bound part), with
     the runtime's overhead of one micro-batch's forward and backward (estimate/runtime.py) and its fixed cost
-    per step: a micro-batch takes the longer of its GPU time and the host's time to issue it."""
+    per step: a micro-batch takes the longer of its GPU time and the host's time to issue it, and the optimizer
+    update the longer of its traffic and the host's per-tensor work (`optimizer_host_s`)."""
     if recompute:  # activation checkpointing runs the forward again during backward
         t_bwd, b_bwd = t_bwd + t_fwd, b_bwd + b_fwd
         host_bwd = host_bwd + host_fwd
@@ -269,12 +271,14 @@ def step_from_times(*, t_fwd: float, b_fwd: float, t_bwd: float, b_bwd: float, d
     opt_gb_s = float(device.extra.get("optimizer_gb_s", device.memory_bandwidth_gb_s))
     optimizer = optimizer_bytes_touched / shard / (opt_gb_s * 1e9 * eff.bandwidth)
     kernel = compute + bubble + tp_comm + dp_exposed + optimizer + offload_seconds
-    step = kernel / eff.system + gap + exposed + fixed_s
+    opt_host = max(0.0, optimizer_host_s - optimizer / eff.system)  # the per-tensor host work beyond the traffic
+    step = kernel / eff.system + gap + exposed + fixed_s + opt_host
     busy = (b_fwd + b_bwd) / split * m
     return StepTime(compute_s=compute, bubble_s=bubble, tp_comm_s=tp_comm, dp_comm_s=dp_comm,
                     dp_exposed_s=dp_exposed, optimizer_s=optimizer, step_s=step,
-                    busy_fraction=min(1.0, busy / step) if step else 0.0, gap_s=gap, host_s=exposed + fixed_s,
-                    host_issue_s=issue * m + fixed_s, host_bound=exposed > 0.0)
+                    busy_fraction=min(1.0, busy / step) if step else 0.0, gap_s=gap,
+                    host_s=exposed + fixed_s + opt_host, host_issue_s=issue * m + fixed_s,
+                    host_bound=exposed > 0.0, optimizer_host_s=opt_host)
 
 
 def steps_for(samples: float, micro_batch: int, layout: Layout) -> int:
