@@ -128,7 +128,14 @@ def _timm(name: str, request: Request) -> ModelSpec:
     """A timm model by name (with or without its pretrained tag)."""
     from afford.sources import timm_src
 
-    return timm_src.resolve(name)
+    return timm_src.resolve(name, request.options)
+
+
+def _timm_options() -> Collection[str]:
+    """The timm models' options (sources/timm_src.py OPTIONS)."""
+    from afford.sources import timm_src
+
+    return tuple(timm_src.OPTIONS)
 
 
 def _timm_names() -> list[str]:
@@ -291,7 +298,8 @@ def _checkpoint_claims(path: Path) -> bool:
 SOURCES: tuple[Source, ...] = (
     Source("torchvision", "torchvision", _torchvision, lister=_torchvision_names, glob_lister=_torchvision_classifiers,
            bare=_torchvision_bare, options=_torchvision_options),
-    Source("timm", "timm", _timm, lister=_timm_names, bare=_timm_bare, extra="timm", needs=("timm",)),
+    Source("timm", "timm", _timm, lister=_timm_names, bare=_timm_bare, extra="timm", needs=("timm",),
+           options=_timm_options),
     Source("hf", "hf", _hf, resolve_path=_hf_path, lister=_hf_names, bare=_hf_bare, extra="hf",
            needs=("transformers",)),
     Source("module", "module", _module),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import torch
@@ -12,6 +13,13 @@ from afford.extras import require
 from afford.sources.base import Dims, ModelKind, ModelSpec, classification_loss, image_inputs
 from afford.sources.building import build_on_meta
 from afford.sources.names import closest, shorten
+from afford.sources.options import take
+
+# --model-option for timm models: `reparam=true` builds the deploy form of a re-parameterisable model (RepVGG,
+# MobileOne, FastViT, RepViT, GhostNetV3 ...), its training-time branches fused into single convolutions by
+# timm's own `reparameterize_model`, as timm's benchmark.py --reparam and a deployed model run it. For inference;
+# a training job traces the model as built.
+OPTIONS: dict[str, tuple[type, Any]] = {"reparam": (bool, False)}
 
 
 def list_names() -> list[str]:
@@ -32,9 +40,11 @@ def _pretrained_cfg(name: str) -> dict[str, Any]:
     return cfg.to_dict() if hasattr(cfg, "to_dict") else dict(cfg.__dict__)
 
 
-def resolve(name: str) -> ModelSpec:
-    """The ModelSpec of timm model `name` (a tag such as `.in1k` selects its pretrained config)."""
+def resolve(name: str, options: Mapping[str, Any] | None = None) -> ModelSpec:
+    """The ModelSpec of timm model `name` (a tag such as `.in1k` selects its pretrained config); `options`:
+    OPTIONS."""
     timm = require("timm")
+    reparam = bool(take(options, OPTIONS, f"timm:{shorten(name)}")["reparam"])
 
     base = name.split(".")[0]
     if not timm.is_model(base):
@@ -45,15 +55,25 @@ def resolve(name: str) -> ModelSpec:
     channels, size = int(input_size[0]), int(input_size[-1])
 
     def build(dtype: torch.dtype, dims: Dims, device: str = "meta") -> nn.Module:
+        model = None
         if dims.image_size and dims.image_size != size:
             try:  # models with position embeddings are built for the image size
-                return build_on_meta(lambda: timm.create_model(name, pretrained=False, img_size=dims.image_size),
-                                     dtype, device)
+                model = build_on_meta(lambda: timm.create_model(name, pretrained=False, img_size=dims.image_size),
+                                      dtype, device)
             except TypeError:
                 pass
-        return build_on_meta(lambda: timm.create_model(name, pretrained=False), dtype, device)
+        if model is None:
+            model = build_on_meta(lambda: timm.create_model(name, pretrained=False), dtype, device)
+        if reparam:
+            from timm.utils.model import reparameterize_model
+
+            with torch.device(device):  # the fused kernels timm makes land beside the weights, not on the CPU
+                model = reparameterize_model(model.eval())
+        return model
 
     meta: dict[str, Any] = {"source": "timm pretrained_cfg"} if pcfg else {}
+    if reparam:
+        meta["reparameterized"] = True
     return ModelSpec(name=f"timm:{name}", source="timm", kind=ModelKind.IMAGE, build=build,
                      make_inputs=image_inputs(channels), loss=classification_loss, native_image_size=size,
                      metadata=meta)
