@@ -141,10 +141,14 @@ class OpClock:
         self.rates = {op: float(r) * 1e9 * eff.bandwidth / byte_scale
                       for op, r in device.extra.get("op_gb_s", {}).items()}
         self.depthwise = convtime.cuda_core_flops(device, factors())  # CUDA-core FLOP/s of depthwise convs
+        # passes a GPU normalisation kernel makes over its activations, against the one read and write the trace
+        # counts (efficiency.toml [passes]); a calibrated profile measured its own per-op rates
+        self.passes: dict[str, float] = ({} if device.kind != "gpu" or device.extra.get("calibrated")
+                                         else {op: float(v) for op, v in factors()["passes"]["ops"].items()})
 
     def seconds(self, op: str, flops: float, nbytes: float) -> tuple[float, float]:
         """(time of one call without the overhead, its compute-bound part): max(compute, memory) per op."""
-        t_mem = nbytes / self.rates.get(op, self.bandwidth)
+        t_mem = nbytes * self.passes.get(op, 1.0) / self.rates.get(op, self.bandwidth)
         if not flops:
             return t_mem, 0.0
         if self.depthwise and convkind.is_depthwise(op):  # CUDA cores, not tensor cores (estimate/convtime.py)
