@@ -20,18 +20,11 @@ from afford.assess import Assessment, prepare, traced_assessment
 from afford.decide.budget import Budget
 from afford.errors import AffordError
 from afford.estimate import footprint as fp
+from afford.estimate import runtime as rt
 from afford.estimate.job import live_peaks
 from afford.estimate.memory import gradient_share, optimizer_state_bytes
 from afford.estimate.parallel import RESERVED_BYTES, Layout, Parallel, train_memory_per_device
-from afford.estimate.runtime import (
-    Overhead,
-    Runtime,
-    as_run,
-    optimizer_host_seconds,
-    overhead,
-    step_fixed_seconds,
-    weight_casts,
-)
+from afford.estimate.runtime import Overhead, Runtime, as_run, overhead, step_fixed_seconds, weight_casts
 from afford.estimate.timing import Efficiency, mfu_peak, phase_seconds, step_from_times, steps_for
 from afford.hardware.catalog import Catalog, Device
 from afford.workload import Optimizer, Precision, Workload
@@ -285,7 +278,7 @@ def evaluate(v: Variant, device: Device, s: Strategy, samples: float, *, price: 
                            layers=a.spec.metadata.get("num_layers"), recompute=s.recompute, notes=notes,
                            offload_seconds=offload_s, host_fwd=host_f, host_bwd=host_b,
                            fixed_s=step_fixed_seconds(device),
-                           optimizer_host_s=optimizer_host_seconds(v.tensors, s.optimizer, runtime, device))
+                           optimizer_host_s=rt.optimizer_host_seconds(v.tensors, s.optimizer, runtime, device))
     # MFU of a step, as the assessment's: the model FLOPs of the samples one step takes, against the peaks the
     # roofline above timed each op with
     step_flops = (a.train_forward_flops + a.backward_flops) * s.micro_batch * layout.grad_accum * layout.dp
