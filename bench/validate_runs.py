@@ -11,6 +11,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests" / "golden"))
 
+from docsection import replace_marked  # noqa: E402  # bench/ is the script folder, first on sys.path
 from golden_runs import SPECS, TOLERANCE, evaluate  # noqa: E402
 
 
@@ -25,13 +26,12 @@ def main() -> int:
                     f"| {o.reported_gpu_hours:,.0f} | {o.basis} | {o.predicted_gpu_hours:,.0f} | {o.error:+.1%} | "
                     f"{o.predicted_mfu:.1%} | {status} | {spec.assumption} | {o.run['source'][:160]} |")
         print(rows[-1], flush=True)
-    doc = ROOT / "docs" / "validation.md"
-    head = doc.read_text().split("<!-- runs -->")[0] if doc.exists() else "# Validation\n\n"
+    # only the marked table: the sections after it belong to other scripts (it once cut them off)
     table = ("<!-- runs -->\n\n| run | model | hardware | GPUs | reported GPU-h | basis | predicted GPU-h | error "
              "| predicted MFU | within 35% | layout assumed | source |\n"
              "|---|---|---|---|---|---|---|---|---|---|---|---|\n"
-             + "\n".join(rows) + "\n")
-    doc.write_text(head + table)
+             + "\n".join(rows) + "\n\n<!-- /runs -->")
+    replace_marked("<!-- runs -->", "<!-- /runs -->", table, "Training runs")
     return 0
 
 
