@@ -142,8 +142,10 @@ def test_declared_option_keys_are_the_ones_the_source_takes(prefix: str) -> None
 
 def test_sources_without_options_refuse_them() -> None:
     assert [s.prefix for s in registry.SOURCES if s.prefix and s.options is not None] == [
-        "torchvision", "recsys", "diffusers"]
-    with pytest.raises(InputError, match=r"timm:resnet18 takes no --model-option \(got dim\)"):
+        "torchvision", "timm", "recsys", "diffusers"]
+    with pytest.raises(InputError, match=r"hf:openai-community/gpt2 takes no --model-option \(got dim\)"):
+        resolve("hf:openai-community/gpt2", options={"dim": "3"})
+    with pytest.raises(InputError, match=r"timm:resnet18 has no option 'dim'; valid options: reparam"):
         resolve("timm:resnet18", options={"dim": "3"})
 
 
