@@ -42,7 +42,10 @@ def test_jobs_2_gives_the_same_points_as_jobs_1(monkeypatch: pytest.MonkeyPatch)
     # hardware never changes the trace; it changes the time
     a100, t4 = priced[0], priced[2]
     assert a100["forward_flops"] == t4["forward_flops"] and a100["params"] == t4["params"]
-    assert t4["train_seconds"] > a100["train_seconds"]
+    # these tiny nets are host-bound (the host issues the ops and the optimizer's per-tensor work), so the slower
+    # GPU takes as long, not less; the money differs by the devices' prices
+    assert t4["train_seconds"] >= a100["train_seconds"]
+    assert t4["train_usd"] < a100["train_usd"]
 
 
 def test_compare_row_task_pickles_and_fails_as_a_row() -> None:

@@ -303,16 +303,19 @@ def estimate(a: Assessment, req: HardwareRequest) -> Estimate:
     if variants:  # training: its steps, then the evaluation passes its epochs add (they price inference batches)
         if a.workload.eval_samples:
             _add_evaluation(a, time_out, variants, t_batch, replicas, spread)
-        # the slow end (low efficiency) gives the high time
+        # the slow end (low efficiency) gives the high time; a host-bound step is the same at every efficiency, and
+        # its three figures may differ in the last bit: each range is kept around its point
+        point, fast, slow = (variants[k]["train_s"] for k in ("point", "high", "low"))
+        train_range = [min(fast, point), max(slow, point)]
+        mfu = variants["point"]["mfu"]
         time_out.update({
             "train_step_seconds": variants["point"]["step_s"],
-            "train_seconds": variants["point"]["train_s"],
-            "train_seconds_range": [variants["high"]["train_s"], variants["low"]["train_s"]],
-            "train_gpu_hours": variants["point"]["train_s"] * lay.count / 3600,
-            "train_gpu_hours_range": [variants["high"]["train_s"] * lay.count / 3600,
-                                      variants["low"]["train_s"] * lay.count / 3600],
-            "train_mfu": variants["point"]["mfu"],
-            "train_mfu_range": [variants["low"]["mfu"], variants["high"]["mfu"]],
+            "train_seconds": point,
+            "train_seconds_range": train_range,
+            "train_gpu_hours": point * lay.count / 3600,
+            "train_gpu_hours_range": [t * lay.count / 3600 for t in train_range],
+            "train_mfu": mfu,
+            "train_mfu_range": [min(variants["low"]["mfu"], mfu), max(variants["high"]["mfu"], mfu)],
             "train_samples_per_second": (variants["point"]["step_s"] and
                                          b * lay.grad_accum * lay.dp / variants["point"]["step_s"]),
         })
