@@ -14,15 +14,14 @@ import subprocess
 import sys
 import tempfile
 import time
-from pathlib import Path
 
 import psutil
+from docsection import VALIDATION, replace_section  # bench/ is the script folder, first on sys.path
 
 JOBS = [("ResNet-18, batch 8, 224 px", ["torchvision:resnet18", "--batch-size", "8"]),
         ("BERT-base, batch 4, seq 128", ["bert-base-uncased", "--batch-size", "4", "--seq-len", "128"]),
         ("GPT-2 small, batch 2, seq 256", ["gpt2", "--batch-size", "2", "--seq-len", "256"])]
 MARKER = "## Measured on this machine (issue: measure and calibrate)"
-NEXT = "\n## Training runs"
 
 
 def afford(args: list[str], env: dict[str, str]) -> dict:
@@ -75,11 +74,9 @@ start plus the highest running sum of allocations and frees); the process's resi
 {header}
 |---|---|---|---|---|---|---|---|---|---|---|---|
 """ + "\n".join(rows) + "\n"
-    doc = Path(__file__).parent.parent / "docs" / "validation.md"
-    text = doc.read_text()
-    start = text.index("## Measured on this machine")
-    end = text.index(NEXT, start)
-    doc.write_text(text[:start] + section + text[end:])
+    # this section only, up to the next heading: the sections after it belong to other scripts (a fixed end
+    # heading once cut off every section placed between them)
+    replace_section(MARKER.removeprefix("## "), section.removeprefix(MARKER).strip("\n") + "\n", VALIDATION)
     return 0 if ok else 1
 
 
