@@ -140,9 +140,11 @@ class _Pricer:
     """Wall seconds of a traced phase re-priced at k times its batch, in the job's weight format and runtime."""
 
     def __init__(self, a: Any, device: Device, fmt: formats.WeightFormat, kv_dtype: str | None = None,
-                 split: TensorSplit = NO_SPLIT) -> None:
+                 split: TensorSplit = NO_SPLIT, engine: bool = False) -> None:
         self.a, self.device, self.fmt, self.split = a, device, fmt, split
         self.eff = Efficiency.for_device(device)
+        if engine:  # a serving engine runs its own attention kernels, not PyTorch's (efficiency.toml [attention])
+            self.eff = dataclasses.replace(self.eff, attention=None)
         traced = a.workload.precision.compute_dtype.itemsize
         self.act = fmt.dense_bytes / traced
         # attention reads the KV cache in its own dtype (--kv-cache-dtype fp8 halves 16-bit reads)
@@ -226,7 +228,7 @@ def serve(a: Any, device: Device, fmt: formats.WeightFormat, kv_dtype: str | Non
                          (f" on each of {tp} devices" if tp > 1 else ""))
         out.update(max_concurrency=0, max_context_tokens=out["longest_context_tokens"], replicas=0)
         return out
-    pricer = _Pricer(a, device, fmt, kv_dtype, split)
+    pricer = _Pricer(a, device, fmt, kv_dtype, split, engine=True)
     # prefill cost per prompt token when it rides along a decode batch: two large prefills, weights read in both
     big = max(1.0, chunk / (p_tok * b_traced))
     traced_tokens = p_tok * b_traced

@@ -58,6 +58,9 @@ class Efficiency:
     system: float  # what kernels do not show: launches, data loading, stragglers, host overhead
     overlap: float  # share of data-parallel traffic hidden behind backward compute
     matmul_fp8: float | None = None  # achieved / FP8 dense peak, only where measured (MAMF FP8 column)
+    # achieved / 16-bit dense peak of PyTorch's fused attention kernels (FlashAttention-2), where published
+    # (efficiency.toml [attention]); None: the matmul fraction
+    attention: float | None = None
 
     @classmethod
     def for_device(cls, device: Device, system: float | None = None) -> Efficiency:
@@ -67,9 +70,11 @@ class Efficiency:
             return cls(matmul=1.0, bandwidth=1.0, system=float(device.extra.get("system_efficiency", 1.0)),
                        overlap=1.0)
         fp8 = factors().get("matmul", {}).get(device.id, {}).get("fp8_fraction")
+        attention = factors().get("attention", {}).get(device.id, {}).get("fraction")
         return cls(matmul=_lookup("matmul", device.id), bandwidth=_lookup("bandwidth", device.id),
                    system=system if system is not None else _lookup("system", "default"),
-                   overlap=_lookup("overlap", "default"), matmul_fp8=float(fp8) if fp8 else None)
+                   overlap=_lookup("overlap", "default"), matmul_fp8=float(fp8) if fp8 else None,
+                   attention=float(attention) if attention else None)
 
     def spread(self) -> tuple[float, float]:
         """The factors a time takes at the fast and the slow end of the system efficiency's documented range
@@ -83,7 +88,7 @@ class Efficiency:
         sys_table = factors()["system"]["default"]
         key = "low" if end == "low" else "high"
         return Efficiency(matmul=self.matmul, bandwidth=self.bandwidth, system=float(sys_table[key]),
-                          overlap=self.overlap, matmul_fp8=self.matmul_fp8)
+                          overlap=self.overlap, matmul_fp8=self.matmul_fp8, attention=self.attention)
 
 
 # the matmuls of linear layers and expert stacks: what an FP4 (NVFP4 / MXFP4) checkpoint computes in FP4
@@ -155,6 +160,8 @@ class OpClock:
             return convtime.seconds(op, flops, t_mem, self.depthwise, self.precision)
         fmt = compute_format(self.precision, op)
         fraction = self.eff.matmul_fp8 if fmt == "fp8" and self.eff.matmul_fp8 else self.eff.matmul
+        if self.eff.attention and "attention" in op:  # a fused attention kernel, not a GEMM library's
+            fraction = self.eff.attention
         t_cmp = flops / (self.device.peak_flops(fmt) * fraction)
         return max(t_cmp, t_mem), t_cmp
 

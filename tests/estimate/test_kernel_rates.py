@@ -1,4 +1,5 @@
-"""Normalisations that read their activations twice on a GPU (efficiency.toml [passes], estimate/timing.py)."""
+"""Kernel classes a GPU runs below the plain roofline: normalisations that read their activations twice (efficiency.toml
+[passes]) and fused attention at its published share of peak ([attention]; estimate/timing.py OpClock)."""
 
 from __future__ import annotations
 
@@ -35,3 +36,25 @@ def test_eval_batch_norm_and_layer_norm_forward_are_one_pass_and_a_calibrated_pr
     assert _seconds("native_layer_norm") == pytest.approx(one_pass)
     calibrated = _seconds("native_batch_norm_backward", calibrated=True)
     assert calibrated == pytest.approx(_seconds("relu", calibrated=True))
+
+
+def test_fused_attention_on_hopper_runs_at_flashattention2s_share_and_serving_engines_keep_the_gemm_rate() -> None:
+    import afford
+    from afford.estimate import formats
+    from afford.estimate.serving import _Pricer
+    from afford.estimate.timing import OpClock
+
+    for device_id, expected in (("h100-sxm", 0.35), ("h200", 0.35), ("a100-80gb", None)):
+        dev = Catalog.load().get(device_id)
+        eff = Efficiency.for_device(dev)
+        assert eff.attention == expected
+        clock = OpClock(dev, eff, "bf16-mixed")
+        flops = 1e12  # compute-bound: the bytes are small
+        attn, _ = clock.seconds("_scaled_dot_product_flash_attention", flops, 1.0)
+        gemm, _ = clock.seconds("mm", flops, 1.0)
+        assert attn == pytest.approx(gemm * (eff.matmul / expected if expected else 1.0))
+    # the serving model's pricer drops it (engines run their own Hopper kernels); PyTorch batch curves keep it
+    a = afford.assess("hf:openai-community/gpt2", seq_len=128, batch_size=2, infer_samples=2, forward_only=True)
+    dev, fmt = Catalog.load().get("h100-sxm"), formats.weight_format("bf16")
+    assert _Pricer(a, dev, fmt, engine=True).eff.attention is None
+    assert _Pricer(a, dev, fmt).eff.attention == 0.35
