@@ -26,6 +26,7 @@ from afford.counting import convkind, eager, memo
 from afford.counting.formulas import custom_mapping
 from afford.counting.fusion import BARRIERS, PHASES, FusionLog
 from afford.counting.profile import OpStat, PhaseProfile
+from afford.counting.tensors import storage_key, storage_of, tensor_bytes
 from afford.errors import InputError, TraceError
 
 aten = torch.ops.aten
@@ -44,18 +45,6 @@ _NO_WORK_OPS = frozenset({"size", "sym_size", "stride", "sym_stride", "numel", "
 _LOOKUP_OPS = frozenset({"embedding", "_embedding_bag", "_embedding_bag_forward_only", "embedding_bag"})
 
 
-def storage_key(t: torch.Tensor) -> int:
-    return int(t.untyped_storage()._cdata)
-
-
-def storage_of(t: torch.Tensor) -> torch.UntypedStorage | None:
-    """A tensor's storage, or None for tensors without one (sparse, nested, some subclasses)."""
-    try:
-        return t.untyped_storage()
-    except (RuntimeError, NotImplementedError):
-        return None
-
-
 def _tensors(obj: Any) -> Iterator[torch.Tensor]:
     """Every tensor in a nested structure of tuples, lists and dicts."""
     if isinstance(obj, torch.Tensor):
@@ -66,14 +55,6 @@ def _tensors(obj: Any) -> Iterator[torch.Tensor]:
     elif isinstance(obj, dict):
         for x in obj.values():
             yield from _tensors(x)
-
-
-def tensor_bytes(t: torch.Tensor) -> int:
-    """Bytes a tensor's elements occupy (not its storage, which a view may share); a sparse COO tensor
-    (PyTorch's sparse embedding gradients) holds its stored values and their indices, not its dense size."""
-    if t.layout == torch.sparse_coo:
-        return tensor_bytes(t._values()) + tensor_bytes(t._indices())
-    return int(t.numel()) * t.element_size()
 
 
 def lookup_bytes(args: Any) -> int:

@@ -26,6 +26,8 @@ from dataclasses import dataclass
 
 import torch
 
+from afford.counting.tensors import storage_of, tensor_bytes
+
 # aten ops a fusing compiler leaves to a library kernel or a kernel of their own (sorting, scatters with atomics,
 # data-dependent shapes, host syncs, collectives), besides every op with counted FLOPs
 BARRIERS = frozenset({
@@ -52,10 +54,9 @@ class _Op:
 
 
 def _storage(t: torch.Tensor) -> int | None:
-    try:
-        return int(t.untyped_storage()._cdata)
-    except (RuntimeError, NotImplementedError):
-        return None
+    """A strided tensor's storage identity, None for tensors without one (the op then cannot be fused)."""
+    storage = storage_of(t) if t.layout == torch.strided else None
+    return int(storage._cdata) if storage is not None else None
 
 
 class FusionLog:
@@ -84,7 +85,7 @@ class FusionLog:
         """Log one kernel-launching op: its event key, whether a compiler may fuse it, what it reads and writes."""
         reads: list[tuple[int, tuple[object, ...], int]] = []
         for t in ins:
-            s = _storage(t) if t.layout == torch.strided else None
+            s = _storage(t)
             if s is None:
                 fusible = False
                 continue
@@ -92,14 +93,14 @@ class FusionLog:
             if value is None:
                 value = self._new(s)
             sig = (value, t.storage_offset(), tuple(t.shape), t.stride(), t.dtype)
-            reads.append((value, sig, int(t.numel()) * t.element_size()))
+            reads.append((value, sig, tensor_bytes(t)))
         writes: list[tuple[int, int]] = []
         for t in outs:
-            s = _storage(t) if t.layout == torch.strided else None
+            s = _storage(t)
             if s is None:
                 fusible = False
                 continue
-            writes.append((self._new(s), int(t.numel()) * t.element_size()))
+            writes.append((self._new(s), tensor_bytes(t)))
         self.ops.append(_Op(key, fusible, repeat, reads, writes))
 
     def events(self) -> dict[tuple[str, int, int], int]:

@@ -1,0 +1,29 @@
+"""What a traced tensor occupies: its storage (shared by its views) and the bytes of its elements; shared by the
+counting engine (counting/engine.py) and the fusion log (counting/fusion.py)."""
+
+from __future__ import annotations
+
+import torch
+
+__all__ = ["storage_key", "storage_of", "tensor_bytes"]
+
+
+def storage_key(t: torch.Tensor) -> int:
+    """The identity of a tensor's storage (its views share it)."""
+    return int(t.untyped_storage()._cdata)
+
+
+def storage_of(t: torch.Tensor) -> torch.UntypedStorage | None:
+    """A tensor's storage, or None for tensors without one (sparse, nested, some subclasses)."""
+    try:
+        return t.untyped_storage()
+    except (RuntimeError, NotImplementedError):
+        return None
+
+
+def tensor_bytes(t: torch.Tensor) -> int:
+    """Bytes a tensor's elements occupy (not its storage, which a view may share); a sparse COO tensor
+    (PyTorch's sparse embedding gradients) holds its stored values and their indices, not its dense size."""
+    if t.layout == torch.sparse_coo:
+        return tensor_bytes(t._values()) + tensor_bytes(t._indices())
+    return int(t.numel()) * t.element_size()
