@@ -150,3 +150,8 @@ class Trace:
     # the same without the S x S scores and probabilities of eager attention blocks (a fused kernel's memory)
     saved_score_bytes: int = 0
     train_lean_peak_bytes: int = 0
+
+    @property
+    def trainable_tensors(self) -> int:
+        """Trainable parameter tensors: what an optimizer's per-tensor host work counts (estimate/runtime.py)."""
+        return sum(1 for _, trainable in self.param_shapes if trainable)

@@ -129,11 +129,6 @@ class Variant:
                                overhead(as_run(t.backward, runtime), runtime, device, backward=True, casts=casts))
         return self._host[key]
 
-    @property
-    def tensors(self) -> int:
-        """Trainable parameter tensors: what the optimizer's per-tensor host work counts."""
-        return sum(1 for _, trainable in self.a.trace.param_shapes if trainable)
-
     def optimizer_bytes(self, optimizer: str, precision: Precision) -> float:
         """Optimizer state of the trainable parameters (memoised: the search asks thousands of times)."""
         key = (optimizer, precision.value)
@@ -153,8 +148,7 @@ class Variant:
               runtime: Runtime = Runtime.EAGER) -> tuple[float, float, float, float]:
         """Roofline forward/backward seconds (and their compute-bound parts) of one traced batch, with tensor
         bytes scaled to another element size, its element-wise ops fused where the runtime fuses them."""
-        fused = runtime is not Runtime.EAGER
-        key = (device.id, fmt, byte_scale, fused)
+        key = (device.id, fmt, byte_scale, runtime.fuses)
         if key not in self._times:
             eff = Efficiency.for_device(device)
             t_f, b_f = phase_seconds(as_run(self.a.trace.forward, runtime), device, eff, fmt, byte_scale)
@@ -271,14 +265,14 @@ def evaluate(v: Variant, device: Device, s: Strategy, samples: float, *, price: 
         offload_s += traffic / (460.8e9 * eff.bandwidth) / (s.tp * s.pp)  # CPU Adam at a server socket's bandwidth
     hidden = int(a.spec.metadata.get("hidden_size") or 0)
     host_f, host_b = v.overheads(device, runtime, prec.mixed)
+    opt_host = rt.optimizer_host_seconds(t.trainable_tensors, s.optimizer, runtime, device)
     step = step_from_times(t_fwd=t_f, b_fwd=b_f, t_bwd=t_b, b_bwd=b_b, device=device, eff=eff, layout=layout,
                            gradient_bytes=grads, parameter_bytes=weights,
                            optimizer_bytes_touched=0.0 if s.offload else traffic,
                            tp_activation_bytes=s.micro_batch * (a.dims.seq_len or 1) * hidden * 2,
                            layers=a.spec.metadata.get("num_layers"), recompute=s.recompute, notes=notes,
                            offload_seconds=offload_s, host_fwd=host_f, host_bwd=host_b,
-                           fixed_s=step_fixed_seconds(device),
-                           optimizer_host_s=rt.optimizer_host_seconds(v.tensors, s.optimizer, runtime, device))
+                           fixed_s=step_fixed_seconds(device), optimizer_host_s=opt_host)
     # MFU of a step, as the assessment's: the model FLOPs of the samples one step takes, against the peaks the
     # roofline above timed each op with
     step_flops = (a.train_forward_flops + a.backward_flops) * s.micro_batch * layout.grad_accum * layout.dp

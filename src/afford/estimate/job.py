@@ -226,8 +226,7 @@ def estimate(a: Assessment, req: HardwareRequest) -> Estimate:
     run_fwd, run_bwd = as_run(t.forward, rt), as_run(t.backward, rt)  # fused under compiled and cudagraphs
     host_fwd = overhead(run_fwd, rt, dev, casts=casts)
     host_bwd = overhead(run_bwd, rt, dev, backward=True, casts=casts)
-    tensors = sum(1 for _, trainable in t.param_shapes if trainable)
-    opt_host = optimizer_host_seconds(tensors, a.workload.optimizer.value, rt, dev)
+    opt_host = optimizer_host_seconds(t.trainable_tensors, a.workload.optimizer.value, rt, dev)
     if t.backward is not None:
         for name, eff in (("point", base), ("low", base.scaled("low")), ("high", base.scaled("high"))):
             step = train_step(forward=run_fwd, backward=run_bwd, device=dev, eff=eff, precision=precision,

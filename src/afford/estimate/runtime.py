@@ -60,6 +60,11 @@ class Runtime(enum.StrEnum):
     COMPILED = "compiled"  # torch.compile (Inductor) without CUDA graphs: no Python per op, fused element-wise kernels
     CUDAGRAPHS = "cudagraphs"  # captured graphs replayed (torch.compile mode='reduce-overhead', TensorRT, vLLM)
 
+    @property
+    def fuses(self) -> bool:
+        """Whether this runtime runs element-wise chains as fused kernels (counting/fusion.py): all but eager."""
+        return self is not Runtime.EAGER
+
     @classmethod
     def parse(cls, value: str | Runtime) -> Runtime:
         """A Runtime from its name (case-insensitive; 'graphs' and 'reduce-overhead' name cudagraphs)."""
@@ -88,10 +93,17 @@ class Constants:
 
 
 @cache
-def constants() -> Constants:
-    """runtime.toml, read once."""
+def _table() -> dict[str, Any]:
+    """runtime.toml, read and parsed once for every reader below."""
     text = resources.files("afford.estimate").joinpath("runtime.toml").read_text(encoding="utf-8")
-    t: dict[str, Any] = tomllib.loads(text)
+    table: dict[str, Any] = tomllib.loads(text)
+    return table
+
+
+@cache
+def constants() -> Constants:
+    """runtime.toml's per-op and per-step constants."""
+    t = _table()
     us = 1e-6
     return Constants(launch_s=t["launch"]["host_us"] * us, dispatch_s=t["eager"]["dispatch_us"] * us,
                      view_s=t["eager"]["view_us"] * us,
@@ -116,8 +128,7 @@ class HostProfile:
 @cache
 def hosts() -> dict[str, HostProfile]:
     """The host profiles: the default (the [eager] constants) and runtime.toml's [hosts] entries."""
-    text = resources.files("afford.estimate").joinpath("runtime.toml").read_text(encoding="utf-8")
-    t: dict[str, Any] = tomllib.loads(text)
+    t = _table()
     c = constants()
     op = c.dispatch_s + c.launch_s
     out = {DEFAULT_HOST: HostProfile(DEFAULT_HOST, op, op, 0.0, c.step_s, str(t["eager"]["source"]))}
@@ -201,7 +212,7 @@ def as_run(phase: PhaseProfile | None, runtime: Runtime) -> PhaseProfile | None:
     """The phase as `runtime` executes its kernels: under compiled and cudagraphs (torch.compile, TensorRT) its
     element-wise chains fused into one kernel each (counting/fusion.py), as eager PyTorch runs it otherwise;
     phases traced without a fusion log (generation steps) as traced."""
-    if phase is None or runtime is Runtime.EAGER or not phase.fused_events:
+    if phase is None or not runtime.fuses or not phase.fused_events:
         return phase
     return replace(phase, events=phase.fused_events, fused_events={})
 
@@ -243,21 +254,15 @@ def overhead(phase: PhaseProfile | None, runtime: Runtime, device: Device, *, ba
     return Overhead(host, kernels * c.stream_gap_s, ops, kernels)
 
 
-@cache
-def _optimizer_table() -> dict[str, Any]:
-    text = resources.files("afford.estimate").joinpath("runtime.toml").read_text(encoding="utf-8")
-    table: dict[str, Any] = tomllib.loads(text)["optimizer"]
-    return table
-
-
 def optimizer_host_seconds(tensors: int, optimizer: str, runtime: Runtime, device: Device) -> float:
     """Host seconds of one optimizer step's per-tensor work on `tensors` parameter tensors: torch.optim's foreach
     ops (runtime.toml [optimizer]); 0 under CUDA graphs (the step is captured), for an optimizer without a
     foreach path in torch.optim, and on devices the overhead model does not price."""
-    ops = _optimizer_table()["foreach_ops"].get(str(optimizer))
+    table = _table()["optimizer"]
+    ops = table["foreach_ops"].get(str(optimizer))
     if not ops or runtime is Runtime.CUDAGRAPHS or not applies(device):
         return 0.0
-    return float(tensors) * int(ops) * float(_optimizer_table()["foreach_op_us"]) * 1e-6
+    return float(tensors) * int(ops) * float(table["foreach_op_us"]) * 1e-6
 
 
 def step_fixed_seconds(device: Device) -> float:

@@ -23,7 +23,7 @@ from afford.counting import convkind
 from afford.counting.profile import PhaseProfile
 from afford.estimate import convtime
 from afford.estimate.parallel import Layout, data_parallel_bytes, ring_all_reduce_bytes
-from afford.estimate.runtime import CONV_OPS, NONE, Overhead
+from afford.estimate.runtime import CONV_OPS, NONE, Overhead, applies
 from afford.hardware.catalog import Device
 
 # When the catalog has no scale-out bandwidth for a device used across nodes: 100 Gb/s Ethernet per device,
@@ -132,6 +132,12 @@ def mfu_peak(phases: Sequence[PhaseProfile | None], device: Device, precision: s
     return flops / ideal, "+".join(sorted(by_format, key=lambda f: -by_format[f]))
 
 
+@cache
+def _passes() -> dict[str, float]:
+    """efficiency.toml [passes]: op -> times its traced bytes a GPU kernel streams."""
+    return {op: float(v) for op, v in factors()["passes"]["ops"].items()}
+
+
 class OpClock:
     """The per-op roofline of one device, efficiency and precision (the rule `phase_seconds` sums): `seconds`
     of one call of an op and its compute-bound part, `overhead` the launch time each call adds.
@@ -148,8 +154,7 @@ class OpClock:
         self.depthwise = convtime.cuda_core_flops(device, factors())  # CUDA-core FLOP/s of depthwise convs
         # passes a GPU normalisation kernel makes over its activations, against the one read and write the trace
         # counts (efficiency.toml [passes]); a calibrated profile measured its own per-op rates
-        self.passes: dict[str, float] = ({} if device.kind != "gpu" or device.extra.get("calibrated")
-                                         else {op: float(v) for op, v in factors()["passes"]["ops"].items()})
+        self.passes = _passes() if applies(device) else {}
 
     def seconds(self, op: str, flops: float, nbytes: float) -> tuple[float, float]:
         """(time of one call without the overhead, its compute-bound part): max(compute, memory) per op."""
