@@ -310,13 +310,14 @@ def traced_assessment(spec: ModelSpec, workload: Workload, dims: Dims, module: n
     try:
         traced = run_trace(spec, module, batch_size=workload.batch_size, dims=dims, dtype=dtype,
                            freeze=workload.freeze, train=train, decode=want_decode, infer=infer or not train,
-                           generate=generate)
+                           generate=generate, autocast=workload.precision.mixed)
     except TraceError as exc:
         if workload.wants_training:
             raise
         # an inference-only job must not fail because a training step would (e.g. BatchNorm at batch 1)
         traced = run_trace(spec, module, batch_size=workload.batch_size, dims=dims, dtype=dtype,
-                           freeze=workload.freeze, train=False, decode=want_decode, infer=True, generate=generate)
+                           freeze=workload.freeze, train=False, decode=want_decode, infer=True, generate=generate,
+                           autocast=workload.precision.mixed)
         notes.append(f"training step not traced ({exc}); backward and training memory are 0")
     if traced.trainable_params == 0 and workload.wants_training:
         notes.append("every parameter is frozen: training does no backward pass")

@@ -71,6 +71,7 @@ class PhaseProfile:
     # `events` as a fusing compiler runs them: element-wise chains as one kernel each (counting/fusion.py); empty
     # for phases a fusing runtime does not price (generation steps)
     fused_events: dict[tuple[str, int, int], int] = field(default_factory=dict)
+    autocast: bool = False  # traced as eager autocast runs it (fp32 weights, per-op dtypes, the casts as kernels)
 
     @property
     def macs(self) -> int:

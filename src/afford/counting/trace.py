@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import fnmatch
 from collections.abc import Callable, Iterator
+from contextlib import nullcontext
 from fractions import Fraction
 from functools import partial
 from typing import Any
@@ -18,6 +19,7 @@ from torch import nn
 from torch.func import functional_call
 
 from afford.counting.attention import AttentionRouter
+from afford.counting.autocast import autocast as emulated_autocast
 from afford.counting.engine import (
     Counter,
     LiveBytes,
@@ -325,12 +327,45 @@ def _generation(spec: ModelSpec, adapter: DecodeAdapter, run: Run, counter: Coun
     return gen
 
 
+def _infer(spec: ModelSpec, run: Callable[..., Any], counter: Counter, live: LiveBytes,
+           weights: dict[str, Any], batch_size: int, dims: Dims, infer: bool, autocast: bool) -> PhaseProfile:
+    """Trace the inference batch (an empty phase unless `infer`); under `autocast`, with fp32 weights and inputs
+    and autocast's op dtypes, as eager AMP runs it, or as traced in 16 bits if the emulated pass fails."""
+    tensors, dtype = weights["tensors"], weights["dtype"]
+    for emulate in ((True, False) if autocast and infer else (False,)):
+        phase = counter.start_phase("infer")
+        if emulate:
+            weights.update(tensors=weights["fp32"], dtype=torch.float32)
+        try:
+            inputs = _cast_inputs(spec.make_inputs(batch_size, dims, False), weights["dtype"]) if infer else {}
+            for t in _input_tensors(inputs):
+                live.add(t)
+            if infer:
+                with emulated_autocast(dtype) if emulate else nullcontext():
+                    out = _guard("forward", spec, _forward(run, inputs), counter.current_module)
+                del out
+            phase.autocast = emulate
+            counter.finish_phase()
+            return phase
+        except TraceError:
+            if not emulate:
+                raise
+            counter.mod_tracker.parents = {"Global"}  # the failed pass left its modules open
+        finally:
+            weights.update(tensors=tensors, dtype=dtype)
+            inputs = {}
+            collect()
+    raise AssertionError("unreachable")
+
+
 def trace(spec: ModelSpec, module: nn.Module, *, batch_size: int, dims: Dims, dtype: torch.dtype,
           freeze: tuple[str, ...] = (), train: bool = True, decode: bool = False, infer: bool = True,
-          generate: tuple[int, int] | None = None, every_step: bool = False) -> Trace:
+          generate: tuple[int, int] | None = None, every_step: bool = False, autocast: bool = False) -> Trace:
     """Trace one training step, one inference batch (unless `infer` is off: the planner needs training only)
     and, if asked, a prefill plus one decode step; with `generate` = (P, G) instead a generation request: the
-    prefill of P prompt tokens and its G - 1 decode steps (`every_step` traces each one, no closed form)."""
+    prefill of P prompt tokens and its G - 1 decode steps (`every_step` traces each one, no closed form).
+    `autocast` (a mixed-precision job): the inference batch runs as eager autocast runs it, fp32 weights and inputs
+    with autocast's per-op dtypes (counting/autocast.py); the training step and generation stay in `dtype`."""
     extra = extra_formulas()
     mask = trainable_mask(module, freeze)
     tensors = _standins(module, dtype, mask)
@@ -346,10 +381,18 @@ def trace(spec: ModelSpec, module: nn.Module, *, batch_size: int, dims: Dims, dt
     embedding_params = [i for i, n in enumerate(params) if n in tables]
     linear_params, output_param = _weight_roles(module, list(params))
 
+    weights: dict[str, Any] = {"tensors": tensors, "dtype": dtype}  # the autocast inference pass swaps in fp32
+    if autocast and dtype in (torch.float16, torch.bfloat16):  # AMP keeps fp32 weights: stand-ins made untraced
+        # requires_grad as the model's own: matmul folds a 3-d input into one mm when an operand requires grad
+        weights["fp32"] = {n: torch.empty(t.shape, dtype=torch.float32, device="meta").requires_grad_(
+            t.requires_grad) if t.is_floating_point() else t for n, t in tensors.items()}
+        known |= storage_keys(module, weights["fp32"])
+
     def run(*args: Any, **kwargs: Any) -> Any:
         # floating inputs in the compute dtype: those a decode adapter makes too (Whisper's audio features)
-        return functional_call(module, tensors, args=_cast(args, dtype), kwargs=_cast_inputs(kwargs, dtype),
-                               strict=False)
+        kind: torch.dtype = weights["dtype"]
+        return functional_call(module, weights["tensors"], args=_cast(args, kind),
+                               kwargs=_cast_inputs(kwargs, kind), strict=False)
 
     live = LiveBytes(known)
     counter = Counter(live)
@@ -385,18 +428,10 @@ def trace(spec: ModelSpec, module: nn.Module, *, batch_size: int, dims: Dims, dt
             else:
                 forward = PhaseProfile(name="forward")
             module.eval()
-            infer_phase = counter.start_phase("infer")
             with torch.no_grad():
-                inputs = _cast_inputs(spec.make_inputs(batch_size, dims, False), dtype) if infer else {}
-                for t in _input_tensors(inputs):
-                    live.add(t)
-                if infer:
-                    out = _guard("forward", spec, _forward(run, inputs), counter.current_module)
-                    del out
-                counter.finish_phase()
+                infer_phase = _infer(spec, run, counter, live, weights, batch_size, dims, infer,
+                                     autocast and dtype in (torch.float16, torch.bfloat16))
                 counter.score_side = None  # prefill and decode keep their traced pricing
-                del inputs
-                collect()
                 if not train or n_trainable == 0:
                     forward = infer_phase
                 prefill = decode_phase = None

@@ -393,8 +393,13 @@ def reweighted(phase: Any, trace: Any, fmt: WeightFormat, meta: dict[str, Any], 
     if fmt.kind == "gguf":  # GGUF mixes types per tensor: the mean bytes per weight of the quantized tensors
         wb = weight_bytes([p for p in params_of(trace) if p.linear], fmt, meta)
         per_weight = wb.bytes / max(1, wb.quantized_params + wb.kept_params)
+    # an autocast-traced batch casts each fp32 weight to 16 bits before its matmul; a weight-only format's kernel
+    # reads the stored weight instead (counting/autocast.py), so those casts go
+    casts = {(4 + itemsize) * fi * fo for fi, fo in shapes} if phase.autocast else set()
     events: dict[tuple[str, int, Any], int] = {}
     for (op, flops, nbytes), calls in phase.events.items():
+        if op == "_to_copy" and not flops and nbytes in casts:
+            continue
         new = nbytes
         shape = linear_shape(op, flops, nbytes, shapes, itemsize)
         experts = 1

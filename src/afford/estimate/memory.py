@@ -98,7 +98,10 @@ def memory(trace: Trace, optimizer: Optimizer, precision: Precision, training: b
     # backward the gradients stay for the optimizer step.
     step_live = max(trace.train_peak_live_bytes, trace.gradients_bytes)
     train_peak = static + master + optim + step_live if training and trace.trainable_params else 0
-    infer_peak = static + trace.infer.peak_live_bytes
+    # eager AMP inference (an autocast-traced batch) holds the weights in fp32; its 16-bit casts are live bytes
+    weights_infer = trace.weights_bytes * 4 // precision.compute_dtype.itemsize if trace.infer.autocast else (
+        trace.weights_bytes)
+    infer_peak = weights_infer + trace.buffers_bytes + trace.infer.peak_live_bytes
     gen_live = max((p.peak_live_bytes for p in (trace.prefill, trace.decode) if p is not None), default=0)
     generate_peak = static + gen_live if trace.decode is not None or trace.generation is not None else 0
     return MemoryBreakdown(weights_bytes=trace.weights_bytes, buffers_bytes=trace.buffers_bytes,

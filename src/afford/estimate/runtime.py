@@ -223,8 +223,9 @@ def applies(device: Device) -> bool:
 
 
 def weight_casts(phase: PhaseProfile | None, mixed: bool) -> int:
-    """Casts autocast adds to a forward phase: one per call of a weight-taking op (none outside mixed precision)."""
-    if phase is None or not mixed:
+    """Casts autocast adds to a forward phase: one per call of a weight-taking op (none outside mixed precision, and
+    none for a phase traced under emulated autocast, which holds its casts as kernels)."""
+    if phase is None or not mixed or phase.autocast:
         return 0
     return sum(calls for (op, _, _), calls in phase.events.items() if op in WEIGHT_OPS)
 

@@ -1,0 +1,172 @@
+"""Emulated CUDA autocast on meta (counting/autocast.py): the mixed-precision inference pass runs each op in the
+dtype autocast's lists give it, with its casts as kernels, and falls back to the 16-bit trace when refused."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+import afford
+from afford.counting.autocast import autocast
+from afford.estimate.runtime import weight_casts
+
+N, D = 32, 64
+
+
+class _Block(nn.Module):
+    """x (fp32 input) -> conv-free pre-norm block: LayerNorm -> linear -> softmax, plus an fp32 layer scale."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.norm = nn.LayerNorm(D)
+        self.fc = nn.Linear(D, D)
+        self.scale = nn.Parameter(torch.ones(D))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.scale * torch.softmax(self.fc(self.norm(x)), dim=-1)
+
+
+def _assess(model: nn.Module, precision: str) -> Any:
+    return afford.assess(model, example_inputs=(torch.zeros(N, D, device="meta"),), infer_samples=N, batch_size=N,
+                         forward_only=True, precision=precision)
+
+
+def test_autocast_lists_on_meta_match_cuda_autocast() -> None:
+    """The dtypes CUDA autocast gives (ATen/autocast_mode.h): 16-bit matmul and conv from fp32 operands, fp32
+    LayerNorm and softmax from 16-bit inputs, promotion elsewhere."""
+    with torch.device("meta"):
+        fc, norm, conv = nn.Linear(D, D), nn.LayerNorm(D), nn.Conv2d(3, 8, 3)
+        x = torch.zeros(N, D)
+        with autocast(torch.float16):
+            y = fc(x)  # fp32 input, weight and bias: cast, run in fp16
+            z = norm(y)  # fp16 input: cast up, fp32 out
+            s = torch.softmax(y, dim=-1)  # fp16 in, fp32 out (one kernel)
+            r = z + y  # promotion: fp32
+            g = torch.nn.functional.gelu(y)  # not listed: stays fp16
+            c = conv(torch.zeros(2, 3, 9, 9))  # the conv composite checks dtypes first: cast at F.conv2d
+            b = torch.zeros(N, D, dtype=torch.bfloat16).sum(-1)  # sums write fp32
+    assert (y.dtype, z.dtype, s.dtype, r.dtype, g.dtype, c.dtype, b.dtype) == (
+        torch.float16, torch.float32, torch.float32, torch.float32, torch.float16, torch.float16, torch.float32)
+
+
+def test_a_broadcast_operand_is_cast_before_it_is_expanded() -> None:
+    """matmul can run bmm over a linear layer's weight expanded to the batch; autocast cast that weight before the
+    expansion, so the cast moves the weight's own elements, not one copy per batch entry."""
+    from afford.counting.engine import Counter, LiveBytes
+
+    with torch.device("meta"):
+        a, w = torch.zeros(N, 8, D, dtype=torch.float16), torch.zeros(D, D)
+        counter = Counter(LiveBytes(set()))
+        with counter:
+            counter.start_phase("infer")
+            with autocast(torch.float16):
+                out = torch.bmm(a, w.expand(N, D, D))
+            phase = counter.finish_phase()
+    assert out.dtype == torch.float16
+    casts = {k: c for k, c in phase.events.items() if k[0] == "_to_copy"}
+    assert casts == {("_to_copy", 0, 6 * D * D): 1}  # fp32 to fp16: 6 bytes an element, the weight once
+
+
+def test_mixed_precision_inference_traces_the_casts_and_fp32_traffic() -> None:
+    with torch.device("meta"):
+        model = _Block()
+    mixed, half = _assess(model, "fp16-mixed").trace.infer, _assess(model, "fp16").trace.infer
+    assert mixed.autocast and not half.autocast
+    # LayerNorm reads the fp32 input as it is; the matmul casts its three operands (the fp32 norm output, the
+    # weight and the bias) to fp16; the 16-bit trace casts only its input
+    assert mixed.by_op["_to_copy"].calls == 3 and half.by_op["_to_copy"].calls == 1
+    assert mixed.flops == half.flops  # the math is the same; only bytes and kernels change
+    assert mixed.bytes_moved > 1.4 * half.bytes_moved  # fp32 norm, softmax output, scale and residual
+    # the traced casts replace the per-call weight-cast estimate of an untraced phase
+    assert weight_casts(mixed, True) == 0 and weight_casts(half, True) == 1
+
+
+class _Refuses(nn.Module):
+    """A model whose fp32 pass fails on meta (stands for an op whose meta kernel refuses the emulated dtypes)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(D, D)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.fc.weight.dtype == torch.float32:
+            raise RuntimeError("Tensor on device meta is not on the expected device")
+        return self.fc(x)
+
+
+def test_a_refused_autocast_pass_falls_back_to_the_16_bit_trace() -> None:
+    with torch.device("meta"):
+        model = _Refuses()
+    phase = _assess(model, "bf16-mixed").trace.infer
+    assert not phase.autocast and phase.flops == 2 * N * D * D
+
+
+class _Mixed(nn.Module):
+    """conv -> GroupNorm -> ReLU -> LayerNorm -> linear -> softmax, with an fp32 layer scale on a residual."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 8, 3, padding=1)
+        self.gn = nn.GroupNorm(2, 8)
+        self.ln = nn.LayerNorm(8 * 4 * 4)
+        self.fc = nn.Linear(8 * 4 * 4, 8 * 4 * 4)
+        self.gamma = nn.Parameter(torch.ones(8 * 4 * 4))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = torch.relu(self.gn(self.conv(x))).flatten(1)
+        return h + self.gamma * torch.softmax(self.fc(self.ln(h)), dim=-1)
+
+
+def _signature(run: Any, inside: Any = None) -> dict[tuple[str, str, str], int]:
+    """(op, input dtypes, output dtype) -> calls of the aten ops `run` dispatches (under the mode `inside`, which
+    sees them first), views and metadata left out."""
+    from collections import Counter
+
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    seen: Counter[tuple[str, str, str]] = Counter()
+    skip = {"device", "view", "t", "_unsafe_view", "detach", "alias", "expand", "as_strided"}
+
+    class _Log(TorchDispatchMode):
+        def __torch_dispatch__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
+            out = func(*args, **(kwargs or {}))
+            name = func._overloadpacket.__name__
+            first = out[0] if isinstance(out, (tuple, list)) else out
+            if name not in skip and isinstance(first, torch.Tensor):
+                ins = ",".join(str(a.dtype)[6:] for a in args if isinstance(a, torch.Tensor))
+                seen[(name, ins, str(first.dtype)[6:])] += 1
+            return out
+
+    from contextlib import nullcontext
+
+    with _Log(), inside if inside is not None else nullcontext():
+        run()
+    return dict(seen)
+
+
+def test_the_emulation_dispatches_what_cuda_autocast_dispatches() -> None:
+    """The same module under PyTorch's own CUDA autocast (fake CUDA tensors, no GPU needed) and under the
+    emulation on meta: every op runs with the same input and output dtypes, casts included."""
+    from torch._subclasses.fake_tensor import FakeTensorMode
+
+    cpu_model = _Mixed().eval()
+    with FakeTensorMode(allow_non_fake_inputs=True):
+        cuda_model = cpu_model.to("cuda")
+        x = torch.zeros(2, 3, 4, 4, device="cuda")
+        torch.set_autocast_enabled("cuda", True)
+        torch.set_autocast_dtype("cuda", torch.float16)
+        torch.autocast_increment_nesting()
+        try:
+            with torch.no_grad():
+                real = _signature(lambda: cuda_model(x))
+        finally:
+            torch.autocast_decrement_nesting()
+            torch.clear_autocast_cache()
+            torch.set_autocast_enabled("cuda", False)
+    with torch.device("meta"):
+        meta_model, y = _Mixed().eval(), torch.zeros(2, 3, 4, 4)
+    with torch.no_grad():
+        emulated = _signature(lambda: meta_model(y), autocast(torch.float16))
+    assert emulated == real
