@@ -83,6 +83,19 @@ def test_mixed_precision_inference_traces_the_casts_and_fp32_traffic() -> None:
     assert weight_casts(mixed, True) == 0 and weight_casts(half, True) == 1
 
 
+def test_amp_inference_memory_holds_fp32_weights_and_the_flag_survives_the_disk_cache() -> None:
+    from afford import tracecodec
+
+    with torch.device("meta"):
+        model = _Block()
+    a = _assess(model, "bf16-mixed")
+    params = sum(p.numel() for p in model.parameters())
+    assert a.memory.weights_bytes == 2 * params  # the 16-bit training copy
+    assert a.memory.infer_peak_bytes >= 4 * params + a.trace.infer.peak_live_bytes
+    kept = tracecodec.Traced(dims=a.dims, trace=a.trace, memory=a.memory, module_params=a.module_params, notes=[])
+    assert tracecodec.loads(tracecodec.dumps(kept)).trace.infer.autocast
+
+
 class _Refuses(nn.Module):
     """A model whose fp32 pass fails on meta (stands for an op whose meta kernel refuses the emulated dtypes)."""
 

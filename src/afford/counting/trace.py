@@ -382,7 +382,8 @@ def trace(spec: ModelSpec, module: nn.Module, *, batch_size: int, dims: Dims, dt
     linear_params, output_param = _weight_roles(module, list(params))
 
     weights: dict[str, Any] = {"tensors": tensors, "dtype": dtype}  # the autocast inference pass swaps in fp32
-    if autocast and dtype in (torch.float16, torch.bfloat16):  # AMP keeps fp32 weights: stand-ins made untraced
+    autocast = autocast and dtype in (torch.float16, torch.bfloat16)  # autocast to a 16-bit dtype only
+    if autocast:  # AMP keeps fp32 weights: stand-ins made here, untraced
         # requires_grad as the model's own: matmul folds a 3-d input into one mm when an operand requires grad
         weights["fp32"] = {n: torch.empty(t.shape, dtype=torch.float32, device="meta").requires_grad_(
             t.requires_grad) if t.is_floating_point() else t for n, t in tensors.items()}
@@ -429,8 +430,7 @@ def trace(spec: ModelSpec, module: nn.Module, *, batch_size: int, dims: Dims, dt
                 forward = PhaseProfile(name="forward")
             module.eval()
             with torch.no_grad():
-                infer_phase = _infer(spec, run, counter, live, weights, batch_size, dims, infer,
-                                     autocast and dtype in (torch.float16, torch.bfloat16))
+                infer_phase = _infer(spec, run, counter, live, weights, batch_size, dims, infer, autocast)
                 counter.score_side = None  # prefill and decode keep their traced pricing
                 if not train or n_trainable == 0:
                     forward = infer_phase
