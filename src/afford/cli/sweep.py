@@ -21,7 +21,8 @@ from afford.cli.options import AsJson, Force, Jobs, Report, job_parameters, requ
 F = TypeVar("F", bound=Callable[..., Any])
 
 Hardware = Annotated[str, typer.Option(help="device ids, comma-separated (afford hardware list)")]
-Precisions = Annotated[str, typer.Option(help="precisions, comma-separated: fp32 | fp16-mixed | bf16-mixed | bf16 | fp16")]
+Precisions = Annotated[str, typer.Option(
+    help="precisions, comma-separated: fp32 | fp16-mixed | bf16-mixed | bf16 | fp16")]
 BatchSizes = Annotated[str, typer.Option(help="samples per step on one device, comma-separated (1,8,64)")]
 Csv = Annotated[str | None, typer.Option(help="also write the rows to this CSV file")]
 Parquet = Annotated[str | None, typer.Option(help="also write the rows to this Parquet file (needs pyarrow)")]

@@ -8,7 +8,7 @@ require grad: autograd itself then skips their weight gradients.
 from __future__ import annotations
 
 import fnmatch
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from contextlib import nullcontext
 from fractions import Fraction
 from functools import partial
@@ -26,11 +26,10 @@ from afford.counting.engine import (
     collect,
     extra_formulas,
     saved_activations,
-    storage_key,
     storage_keys,
-    storage_of,
     tensor_bytes,
 )
+from afford.counting.kvcache import append_in_place, cache_bytes, next_cache
 from afford.counting.profile import GenerationProfile, PhaseProfile, Trace
 from afford.errors import InputError, TraceError, opt
 from afford.sources.base import DecodeAdapter, Dims, ModelSpec, Run
@@ -93,70 +92,6 @@ def _input_tensors(inputs: dict[str, Any]) -> list[torch.Tensor]:
     return [t for v in inputs.values() for t in (v if isinstance(v, tuple) else (v,)) if isinstance(t, torch.Tensor)]
 
 
-def _cache_tensors(cache: Any) -> Iterator[torch.Tensor]:
-    """Key/value tensors of a KV cache: a transformers Cache (layers of keys/values), an encoder-decoder cache
-    (self- and cross-attention caches), a decode state holding one (`.cache`), or nested tuples."""
-    for attr in ("self_attention_cache", "cross_attention_cache"):
-        part = getattr(cache, attr, None)
-        if part is not None:
-            yield from _cache_tensors(part)
-    inner = getattr(cache, "cache", None)
-    if inner is not None and inner is not cache:
-        yield from _cache_tensors(inner)
-        return
-    layers = getattr(cache, "layers", None)
-    if layers is not None:
-        for layer in layers:
-            for attr in ("keys", "values"):
-                t = getattr(layer, attr, None)
-                if isinstance(t, torch.Tensor):
-                    yield t
-        return
-    if isinstance(cache, (tuple, list)):
-        for x in cache:
-            yield from _cache_tensors(x)
-    elif isinstance(cache, torch.Tensor):
-        yield cache
-
-
-def _cache_bytes(cache: Any) -> int:
-    seen: dict[int, int] = {}
-    for t in _cache_tensors(cache):
-        seen[storage_key(t)] = tensor_bytes(t)
-    return sum(seen.values())
-
-
-# The op a serving engine's in-place cache write runs (transformers' StaticCache: index_copy_).
-IN_PLACE_APPEND = "index_copy_"
-
-
-def append_in_place(phase: PhaseProfile, cache: Any) -> None:
-    """Re-cost a decode step's KV-cache growth as serving engines do it, for the roofline only.
-
-    transformers' DynamicCache concatenates: every step each layer's `cat` reads the c cached positions and
-    writes c + 1, twice what attention itself reads from the cache. gpt-fast's static cache, vLLM's paged
-    cache and TensorRT-LLM write the new position in place. Each `cat` whose output is a cache tensor's storage
-    (inputs and output together 2 x that storage) becomes an in-place write of one position (read it, write it).
-    FLOPs are 0 either way; `by_op` keeps the ops as traced."""
-    done: set[int] = set()
-    for t in _cache_tensors(cache):
-        storage = storage_of(t)
-        if storage is None or t.dim() < 3 or t.shape[-2] == 0:
-            continue
-        key = int(storage._cdata)
-        event = ("cat", 0, 2 * int(storage.nbytes()))
-        if key in done or not phase.events.get(event):
-            continue
-        done.add(key)
-        position = tensor_bytes(t) // int(t.shape[-2])  # one position of every batch row and head
-        phase.events[event] -= 1
-        if not phase.events[event]:
-            del phase.events[event]
-        write = (IN_PLACE_APPEND, 0, 2 * position)
-        phase.events[write] = phase.events.get(write, 0) + 1
-        phase.bytes_moved -= event[2] - write[2]
-
-
 def _forward(run: Callable[..., Any], inputs: dict[str, Any]) -> Callable[[], Any]:
     return lambda: _call(run, inputs)
 
@@ -196,17 +131,6 @@ def _guard(what: str, spec: ModelSpec, fn: Callable[[], Any], where: Callable[[]
 
 # A request with at most this many decode steps has every step traced in sequence (cheaper than the closed form).
 EVERY_STEP_MAX = 8
-
-
-def _next_cache(out: Any, cache: Any) -> Any:
-    """The cache a decode step leaves: the one the model returns, else the one passed in (updated in place)."""
-    if out is cache:  # a decode state the adapter updates and hands back (encoder-decoders)
-        return cache
-    for attr in ("cache", "past_key_values"):
-        found = getattr(out, attr, None)
-        if found is not None:
-            return found
-    return cache
 
 
 def affine_weights(f: Callable[[int], int], lo: int, hi: int) -> dict[int, Fraction]:
@@ -273,7 +197,7 @@ def _generation(spec: ModelSpec, adapter: DecodeAdapter, run: Run, counter: Coun
     gen = GenerationProfile(prompt_tokens=prompt, generate_tokens=new, prefill=counter.start_phase("prefill"))
     cache = _guard("prefill", spec, lambda: prefill(start))
     counter.finish_phase()
-    gen.kv_cache_bytes, gen.kv_cache_tokens = _cache_bytes(cache), start
+    gen.kv_cache_bytes, gen.kv_cache_tokens = cache_bytes(cache), start
     lo, hi = start, start + new - 2  # cache length before each of the G - 1 steps
     traced: dict[int, PhaseProfile] = {}
     if hi < lo:
@@ -283,11 +207,11 @@ def _generation(spec: ModelSpec, adapter: DecodeAdapter, run: Run, counter: Coun
             traced[c] = counter.start_phase(f"decode@{c}")
             out = _guard("decode step", spec, partial(adapter.step, run, batch, cache, c))
             counter.finish_phase()
-            cache = _next_cache(out, cache)
+            cache = next_cache(out, cache)
             append_in_place(traced[c], cache)
             del out
         gen.every_step = True
-        gen.kv_cache_bytes = _cache_bytes(cache)
+        gen.kv_cache_bytes = cache_bytes(cache)
         weights = {c: Fraction(1) for c in traced}
     else:
         cache = None  # each traced step brings its own cache; the prompt's would only inflate the live peak
@@ -301,15 +225,15 @@ def _generation(spec: ModelSpec, adapter: DecodeAdapter, run: Run, counter: Coun
                 settle = c == hi and c > lo
                 state = _guard("prefill", spec, lambda: prefill(c - 1 if settle else c))
                 if settle:
-                    state = _next_cache(_guard("decode step", spec, lambda: adapter.step(run, batch, state, c - 1)),
+                    state = next_cache(_guard("decode step", spec, lambda: adapter.step(run, batch, state, c - 1)),
                                         state)
                 counter.finish_phase()
                 traced[c] = counter.start_phase(f"decode@{c}")
                 out = _guard("decode step", spec, lambda: adapter.step(run, batch, state, c))
                 counter.finish_phase()
-                append_in_place(traced[c], _next_cache(out, state))
+                append_in_place(traced[c], next_cache(out, state))
                 if c == hi:
-                    gen.kv_cache_bytes = _cache_bytes(_next_cache(out, state))
+                    gen.kv_cache_bytes = cache_bytes(next_cache(out, state))
                 del out, state  # freed by reference counting (a full gc.collect costs ~0.5 s per call)
             return traced[c].flops
 
@@ -455,9 +379,9 @@ def trace(spec: ModelSpec, module: nn.Module, *, batch_size: int, dims: Dims, dt
                     decode_phase = counter.start_phase("decode")
                     out = _guard("decode step", spec, lambda: adapter.step(run, batch_size, cache, context - 1))
                     counter.finish_phase()
-                    cache = _next_cache(out, cache)
+                    cache = next_cache(out, cache)
                     append_in_place(decode_phase, cache)
-                    kv_bytes, kv_tokens = _cache_bytes(cache), context
+                    kv_bytes, kv_tokens = cache_bytes(cache), context
                     del cache, out
                     collect()
     finally:

@@ -30,7 +30,8 @@ from afford import bounds as b
 from afford import schema
 from afford.api import assess
 from afford.assess import Assessment
-from afford.counting.trace import _next_cache, trainable_mask
+from afford.counting.kvcache import next_cache
+from afford.counting.trace import trainable_mask
 from afford.errors import InputError, UnsupportedError, WorkloadError, opt
 from afford.measure.quiet import quiet_native_stderr
 from afford.measure.target import AnnounceFn, check_device, check_mode, prediction_target
@@ -349,7 +350,7 @@ def _generation_request(spec: ModelSpec, module: torch.nn.Module, batch: int, pr
             else:
                 cache = adapter.prefill(run, batch, start)
             for position in range(start, start + new - 1):
-                cache = _next_cache(adapter.step(run, batch, cache, position), cache)
+                cache = next_cache(adapter.step(run, batch, cache, position), cache)
 
     return request
 
