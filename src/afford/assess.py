@@ -319,6 +319,8 @@ def traced_assessment(spec: ModelSpec, workload: Workload, dims: Dims, module: n
                            freeze=workload.freeze, train=False, decode=want_decode, infer=True, generate=generate,
                            autocast=workload.precision.mixed)
         notes.append(f"training step not traced ({exc}); backward and training memory are 0")
+    if traced.infer.autocast_note:
+        notes.append(f"mixed-precision inference: {traced.infer.autocast_note}")
     if traced.trainable_params == 0 and workload.wants_training:
         notes.append("every parameter is frozen: training does no backward pass")
     if traced.forward.uncounted:

@@ -112,8 +112,27 @@ class _Refuses(nn.Module):
 def test_a_refused_autocast_pass_falls_back_to_the_16_bit_trace() -> None:
     with torch.device("meta"):
         model = _Refuses()
-    phase = _assess(model, "bf16-mixed").trace.infer
+    a = _assess(model, "bf16-mixed")
+    phase = a.trace.infer
     assert not phase.autocast and phase.flops == 2 * N * D * D
+    assert "failed under autocast and is traced in 16 bits" in phase.autocast_note
+    assert any("mixed-precision inference: the batch failed under autocast" in n for n in a.notes)
+
+
+def test_an_op_refused_in_autocast_dtypes_runs_as_traced_and_is_named(monkeypatch: Any) -> None:
+    import afford.counting.autocast as ac
+
+    def refuse(dtype: torch.dtype, only: Any = None) -> Any:
+        def cast(t: torch.Tensor) -> torch.Tensor:
+            raise RuntimeError("refused")
+        return cast
+
+    monkeypatch.setattr(ac, "_caster", refuse)
+    with torch.device("meta"):
+        fc, x = nn.Linear(D, D).half(), torch.zeros(N, D, dtype=torch.float16)
+        with autocast(torch.float16) as mode:
+            y = fc(x)
+    assert y.dtype == torch.float16 and mode.refused == {"addmm"}
 
 
 class _Mixed(nn.Module):

@@ -70,10 +70,12 @@ def _floats(value: Any) -> list[torch.Tensor]:
 
 
 @contextmanager
-def autocast(low: torch.dtype) -> Iterator[None]:
-    """Emulated CUDA autocast to `low` (float16 or bfloat16) for the ops run inside, on meta."""
-    with _Functions(low), Autocast(low):
-        yield
+def autocast(low: torch.dtype) -> Iterator[Autocast]:
+    """Emulated CUDA autocast to `low` (float16 or bfloat16) for the ops run inside, on meta; yields the dispatch
+    mode, whose `refused` names the ops that ran as traced."""
+    mode = Autocast(low)
+    with _Functions(low), mode:
+        yield mode
 
 
 class _Functions(TorchFunctionMode):
@@ -114,6 +116,7 @@ class Autocast(TorchDispatchMode):
     def __init__(self, low: torch.dtype) -> None:
         super().__init__()
         self.low = low
+        self.refused: set[str] = set()  # ops the meta kernel refused in autocast's dtypes, run as traced
 
     def __torch_dispatch__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
         kwargs = kwargs or {}
@@ -138,5 +141,5 @@ class Autocast(TorchDispatchMode):
                     cast = _caster(widest)
                     return func(*_map(tuple(args), cast), **{k: _map(v, cast) for k, v in kwargs.items()})
         except (RuntimeError, TypeError, ValueError, IndexError):
-            pass  # the meta kernel refuses the emulated dtypes: run the op as traced
+            self.refused.add(name)  # the meta kernel refuses the emulated dtypes: run the op as traced
         return func(*args, **kwargs)

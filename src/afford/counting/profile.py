@@ -72,6 +72,9 @@ class PhaseProfile:
     # for phases a fusing runtime does not price (generation steps)
     fused_events: dict[tuple[str, int, int], int] = field(default_factory=dict)
     autocast: bool = False  # traced as eager autocast runs it (fp32 weights, per-op dtypes, the casts as kernels)
+    # where a mixed-precision batch was not traced quite as autocast runs it: the ops the meta device refused in
+    # autocast's dtypes (run as traced), or why the whole pass fell back to 16 bits; empty when it was
+    autocast_note: str = ""
 
     @property
     def macs(self) -> int:

@@ -256,6 +256,7 @@ def _infer(spec: ModelSpec, run: Callable[..., Any], counter: Counter, live: Liv
     """Trace the inference batch (an empty phase unless `infer`); under `autocast`, with fp32 weights and inputs
     and autocast's op dtypes, as eager AMP runs it, or as traced in 16 bits if the emulated pass fails."""
     tensors, dtype = weights["tensors"], weights["dtype"]
+    note = ""
     for emulate in ((True, False) if autocast and infer else (False,)):
         phase = counter.start_phase("infer")
         if emulate:
@@ -265,15 +266,18 @@ def _infer(spec: ModelSpec, run: Callable[..., Any], counter: Counter, live: Liv
             for t in _input_tensors(inputs):
                 live.add(t)
             if infer:
-                with emulated_autocast(dtype) if emulate else nullcontext():
+                with emulated_autocast(dtype) if emulate else nullcontext() as mode:
                     out = _guard("forward", spec, _forward(run, inputs), counter.current_module)
                 del out
-            phase.autocast = emulate
+                if mode is not None and mode.refused:
+                    note = f"ops run in their traced dtypes, not autocast's: {', '.join(sorted(mode.refused))}"
+            phase.autocast, phase.autocast_note = emulate, note
             counter.finish_phase()
             return phase
-        except TraceError:
+        except TraceError as exc:
             if not emulate:
                 raise
+            note = f"the batch failed under autocast and is traced in 16 bits ({exc})"
             counter.mod_tracker.parents = {"Global"}  # the failed pass left its modules open
         finally:
             weights.update(tensors=tensors, dtype=dtype)
