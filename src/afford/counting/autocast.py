@@ -61,6 +61,11 @@ def _map(value: Any, fn: Any) -> Any:
     return value
 
 
+def _cast_all(args: Any, kwargs: dict[str, Any], cast: Any) -> tuple[tuple[Any, ...], dict[str, Any]]:
+    """An op's arguments with `cast` applied to every tensor in them."""
+    return _map(tuple(args), cast), {k: _map(v, cast) for k, v in kwargs.items()}
+
+
 def _floats(value: Any) -> list[torch.Tensor]:
     if isinstance(value, torch.Tensor):
         return [value] if value.is_floating_point() else []
@@ -88,8 +93,7 @@ class _Functions(TorchFunctionMode):
     def __torch_function__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
         kwargs = kwargs or {}
         if func in _CHECKED:
-            cast = _caster(self.low)
-            args, kwargs = _map(tuple(args), cast), {k: _map(v, cast) for k, v in kwargs.items()}
+            args, kwargs = _cast_all(args, kwargs, _caster(self.low))
         return func(*args, **kwargs)
 
 
@@ -122,24 +126,22 @@ class Autocast(TorchDispatchMode):
         kwargs = kwargs or {}
         name = func._overloadpacket.__name__
         try:
+            cast = None
             if name in LOWER:
                 cast = _caster(self.low)
-                return func(*_map(tuple(args), cast), **{k: _map(v, cast) for k, v in kwargs.items()})
-            if name in FP32:
+            elif name in FP32:
                 cast = _caster(torch.float32, _LOW)
-                return func(*_map(tuple(args), cast), **{k: _map(v, cast) for k, v in kwargs.items()})
+            elif name in PROMOTE and (floats := _floats(args) + _floats(list(kwargs.values()))):
+                cast = _caster(max((t.dtype for t in floats), key=lambda d: torch.finfo(d).bits))
+            if cast is not None:
+                cast_args, cast_kwargs = _cast_all(args, kwargs, cast)
+                return func(*cast_args, **cast_kwargs)
             first = args[0] if args and isinstance(args[0], torch.Tensor) else None
             low_input = first is not None and first.dtype in _LOW
             if name in HALF_TO_FLOAT and low_input and len(args) >= 3:
                 return func(args[0], args[1], True, *args[3:], **kwargs)
             if name in OUT_DTYPE and low_input and kwargs.get("dtype") is None:
                 return func(*args, **{**kwargs, "dtype": torch.float32})
-            if name in PROMOTE:
-                floats = _floats(args) + _floats(list(kwargs.values()))
-                if floats:
-                    widest = max((t.dtype for t in floats), key=lambda d: torch.finfo(d).bits)
-                    cast = _caster(widest)
-                    return func(*_map(tuple(args), cast), **{k: _map(v, cast) for k, v in kwargs.items()})
         except (RuntimeError, TypeError, ValueError, IndexError):
             self.refused.add(name)  # the meta kernel refuses the emulated dtypes: run the op as traced
         return func(*args, **kwargs)

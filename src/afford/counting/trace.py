@@ -251,39 +251,36 @@ def _generation(spec: ModelSpec, adapter: DecodeAdapter, run: Run, counter: Coun
     return gen
 
 
-def _infer(spec: ModelSpec, run: Callable[..., Any], counter: Counter, live: LiveBytes,
-           weights: dict[str, Any], batch_size: int, dims: Dims, infer: bool, autocast: bool) -> PhaseProfile:
-    """Trace the inference batch (an empty phase unless `infer`); under `autocast`, with fp32 weights and inputs
-    and autocast's op dtypes, as eager AMP runs it, or as traced in 16 bits if the emulated pass fails."""
-    tensors, dtype = weights["tensors"], weights["dtype"]
+def _infer(spec: ModelSpec, counter: Counter, live: LiveBytes, batch_size: int, dims: Dims, infer: bool,
+           passes: list[tuple[Run, torch.dtype, torch.dtype | None]]) -> PhaseProfile:
+    """Trace the inference batch (an empty phase unless `infer`) with the first of `passes` that runs: each is (the
+    model's call, its inputs' dtype, the dtype autocast is emulated to or None). A mixed-precision job tries the
+    autocast pass (fp32 weights and inputs) first and falls back to the 16-bit one, saying so in the phase's note."""
     note = ""
-    for emulate in ((True, False) if autocast and infer else (False,)):
+    for run, kind, low in passes:
         phase = counter.start_phase("infer")
-        if emulate:
-            weights.update(tensors=weights["fp32"], dtype=torch.float32)
         try:
-            inputs = _cast_inputs(spec.make_inputs(batch_size, dims, False), weights["dtype"]) if infer else {}
+            inputs = _cast_inputs(spec.make_inputs(batch_size, dims, False), kind) if infer else {}
             for t in _input_tensors(inputs):
                 live.add(t)
             if infer:
-                with emulated_autocast(dtype) if emulate else nullcontext() as mode:
+                with emulated_autocast(low) if low is not None else nullcontext() as mode:
                     out = _guard("forward", spec, _forward(run, inputs), counter.current_module)
                 del out
                 if mode is not None and mode.refused:
                     note = f"ops run in their traced dtypes, not autocast's: {', '.join(sorted(mode.refused))}"
-            phase.autocast, phase.autocast_note = emulate, note
+            phase.autocast, phase.autocast_note = low is not None, note
             counter.finish_phase()
             return phase
         except TraceError as exc:
-            if not emulate:
+            if low is None:
                 raise
             note = f"the batch failed under autocast and is traced in 16 bits ({exc})"
             counter.mod_tracker.parents = {"Global"}  # the failed pass left its modules open
         finally:
-            weights.update(tensors=tensors, dtype=dtype)
             inputs = {}
             collect()
-    raise AssertionError("unreachable")
+    raise AssertionError("unreachable: the last pass runs without autocast and raises if it fails")
 
 
 def trace(spec: ModelSpec, module: nn.Module, *, batch_size: int, dims: Dims, dtype: torch.dtype,
@@ -309,19 +306,21 @@ def trace(spec: ModelSpec, module: nn.Module, *, batch_size: int, dims: Dims, dt
     embedding_params = [i for i, n in enumerate(params) if n in tables]
     linear_params, output_param = _weight_roles(module, list(params))
 
-    weights: dict[str, Any] = {"tensors": tensors, "dtype": dtype}  # the autocast inference pass swaps in fp32
-    autocast = autocast and dtype in (torch.float16, torch.bfloat16)  # autocast to a 16-bit dtype only
-    if autocast:  # AMP keeps fp32 weights: stand-ins made here, untraced
-        # requires_grad as the model's own: matmul folds a 3-d input into one mm when an operand requires grad
-        weights["fp32"] = {n: torch.empty(t.shape, dtype=torch.float32, device="meta").requires_grad_(
-            t.requires_grad) if t.is_floating_point() else t for n, t in tensors.items()}
-        known |= storage_keys(module, weights["fp32"])
+    def runner(weights: dict[str, torch.Tensor], kind: torch.dtype) -> Run:
+        def run(*args: Any, **kwargs: Any) -> Any:
+            # floating inputs in the weights' dtype: those a decode adapter makes too (Whisper's audio features)
+            return functional_call(module, weights, args=_cast(args, kind), kwargs=_cast_inputs(kwargs, kind),
+                                   strict=False)
+        return run
 
-    def run(*args: Any, **kwargs: Any) -> Any:
-        # floating inputs in the compute dtype: those a decode adapter makes too (Whisper's audio features)
-        kind: torch.dtype = weights["dtype"]
-        return functional_call(module, weights["tensors"], args=_cast(args, kind),
-                               kwargs=_cast_inputs(kwargs, kind), strict=False)
+    run = runner(tensors, dtype)
+    infer_passes: list[tuple[Run, torch.dtype, torch.dtype | None]] = [(run, dtype, None)]
+    if autocast and dtype in (torch.float16, torch.bfloat16):  # AMP keeps fp32 weights: stand-ins made untraced
+        # requires_grad as the model's own: matmul folds a 3-d input into one mm when an operand requires grad
+        fp32 = {n: torch.empty(t.shape, dtype=torch.float32, device="meta").requires_grad_(t.requires_grad)
+                if t.is_floating_point() else t for n, t in tensors.items()}
+        known |= storage_keys(module, fp32)
+        infer_passes.insert(0, (runner(fp32, torch.float32), torch.float32, dtype))
 
     live = LiveBytes(known)
     counter = Counter(live)
@@ -358,7 +357,8 @@ def trace(spec: ModelSpec, module: nn.Module, *, batch_size: int, dims: Dims, dt
                 forward = PhaseProfile(name="forward")
             module.eval()
             with torch.no_grad():
-                infer_phase = _infer(spec, run, counter, live, weights, batch_size, dims, infer, autocast)
+                infer_phase = _infer(spec, counter, live, batch_size, dims, infer,
+                                     infer_passes if infer else infer_passes[-1:])
                 counter.score_side = None  # prefill and decode keep their traced pricing
                 if not train or n_trainable == 0:
                     forward = infer_phase
