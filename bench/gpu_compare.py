@@ -24,6 +24,14 @@ START, END = "<!-- gpu -->", "<!-- /gpu -->"
 TOLERANCE = 0.35  # the inference issue's target for vision latency and throughput; shown, not asserted
 
 
+def _precision(row: dict[str, Any]) -> str:
+    """The precision a case ran in, as afford names it: the first run's fp32 cases set TF32 for matmuls too (no
+    `tf32_matmul` key), which is afford's `tf32`; the second run's kept PyTorch's default, afford's `fp32`."""
+    if row.get("precision") == "fp32" and row.get("tf32_matmul") is None:
+        return "tf32"
+    return str(row.get("precision", "bf16-mixed"))
+
+
 def price(row: dict[str, Any], hardware: str, host: str | None = None) -> dict[str, float]:
     """afford's figures for one measured case: the same job on the catalog device, driven by the `host` profile."""
     from functools import partial
@@ -46,7 +54,7 @@ def price(row: dict[str, Any], hardware: str, host: str | None = None) -> dict[s
                    hardware=hardware, runtime=rt).to_dict()["generate"]
         return {"rate": b / float(d["decode_seconds_per_token"]), "ttft_s": float(d["prefill_seconds"]),
                 "tpot_s": float(d["decode_seconds_per_token"])}
-    d = assess(row["model"], infer_samples=10 * b, batch_size=b, precision=row["precision"], hardware=hardware,
+    d = assess(row["model"], infer_samples=10 * b, batch_size=b, precision=_precision(row), hardware=hardware,
                runtime=rt).to_dict()
     t = d["time"]
     return {"rate": float(t["infer_samples_per_second"]), "latency_s": float(t["infer_batch_seconds"]),
@@ -70,8 +78,7 @@ def line(row: dict[str, Any], p: dict[str, float], p0: dict[str, float]) -> str:
     unit = "tok/s" if row["kind"] == "decode" or "seq" in row else "/s"
     m = measured_rate(row)
     err = p["rate"] / m - 1.0
-    precision = row.get("precision", "bf16-mixed") + (" (TF32 matmuls)" if row.get("tf32_matmul") is None
-                                                      and row.get("precision") == "fp32" else "")
+    precision = _precision(row) if row["kind"] == "infer" else row.get("precision", "bf16-mixed")
     detail = ""
     if row["kind"] == "decode":
         detail = (f"TTFT {row['ttft_s'] * 1e3:,.1f} ms vs {p['ttft_s'] * 1e3:,.1f} "

@@ -84,7 +84,7 @@ class JobRequest:
     batch_size: int = _opt(1, "samples per step on one device", "workload", _ALL)
     seq_len: int | None = _opt(None, "tokens per sample (default: model max, capped)", "workload", _ALL)
     image_size: int | None = _opt(None, "image side in pixels (default: the model's native size)", "workload", _ALL)
-    precision: str = _opt("fp32", "fp32 | fp16-mixed | bf16-mixed | bf16 | fp16", "workload", _ALL,
+    precision: str = _opt("fp32", "fp32 | fp16-mixed | bf16-mixed | bf16 | fp16 | tf32", "workload", _ALL,
                           defaults=((_P, "bf16-mixed"), (_C, "bf16-mixed")))
     optimizer: str = _opt("adamw", "sgd | sgd-momentum | adam | adamw | adam-8bit | adafactor | adagrad | "
                                    "rowwise-adagrad", "workload", _ALL)

@@ -27,12 +27,16 @@ class Precision(enum.StrEnum):
     BF16_MIXED = "bf16-mixed"
     BF16 = "bf16"
     FP16 = "fp16"  # pure fp16 (weights and activations), as inference runs; training keeps fp16 optimizer state
+    # fp32 storage and arithmetic, with matrix multiplications on TF32 tensor cores where the device has them
+    # (torch.backends.cuda.matmul.allow_tf32 = True, or torch.set_float32_matmul_precision("high")); plain fp32
+    # runs only convolutions in TF32, PyTorch's default (estimate/timing.py compute_format)
+    TF32 = "tf32"
 
     @property
     def compute_dtype(self) -> torch.dtype:
         return {Precision.FP32: torch.float32, Precision.FP16_MIXED: torch.float16,
                 Precision.BF16_MIXED: torch.bfloat16, Precision.BF16: torch.bfloat16,
-                Precision.FP16: torch.float16}[self]
+                Precision.FP16: torch.float16, Precision.TF32: torch.float32}[self]
 
     @property
     def dense_format(self) -> str:

@@ -22,7 +22,7 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 Hardware = Annotated[str, typer.Option(help="device ids, comma-separated (afford hardware list)")]
 Precisions = Annotated[str, typer.Option(
-    help="precisions, comma-separated: fp32 | fp16-mixed | bf16-mixed | bf16 | fp16")]
+    help="precisions, comma-separated: fp32 | fp16-mixed | bf16-mixed | bf16 | fp16 | tf32")]
 BatchSizes = Annotated[str, typer.Option(help="samples per step on one device, comma-separated (1,8,64)")]
 Csv = Annotated[str | None, typer.Option(help="also write the rows to this CSV file")]
 Parquet = Annotated[str | None, typer.Option(help="also write the rows to this Parquet file (needs pyarrow)")]

@@ -63,7 +63,7 @@ def roofline_data(a: Assessment) -> Roofline:
             for (op, flops, nbytes), calls in prof.events.items():
                 op_t = clock.seconds(op, flops, nbytes)[0] + clock.overhead
                 if flops:
-                    fmt = compute_format(precision, op)
+                    fmt = compute_format(precision, op, dev)
                     peaks[fmt] = dev.peak_flops(fmt)
                 else:
                     zero_flop_time += calls * op_t
@@ -75,7 +75,7 @@ def roofline_data(a: Assessment) -> Roofline:
                                             n_calls * per_call / total_time if total_time else 0.0, series))
         shares[series] = zero_flop_time / total_time if total_time else 0.0
     if not peaks:
-        fmt = compute_format(precision, "mm")
+        fmt = compute_format(precision, "mm", dev)
         peaks[fmt] = dev.peak_flops(fmt)
     return Roofline(device=dev.name, bandwidth=dev.memory_bandwidth_gb_s * 1e9, peaks=peaks,
                     matmul_fraction=eff.matmul, bandwidth_fraction=eff.bandwidth, points=points,

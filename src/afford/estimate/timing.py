@@ -95,10 +95,17 @@ class Efficiency:
 _FP4_OPS = frozenset({"mm", "addmm", "_grouped_mm"})
 
 
-def compute_format(precision: str, op: str) -> str:
+# the matmuls cuBLAS runs in TF32 when torch.backends.cuda.matmul.allow_tf32 is set (precision "tf32"); attention
+# kernels are not among them: their fp32 path does not follow that flag
+TF32_MATMUL_OPS = frozenset({"mm", "addmm", "bmm", "baddbmm", "addbmm", "addmv", "mv"})
+
+
+def compute_format(precision: str, op: str, device: Device | None = None) -> str:
     """Number format an op runs in: 16-bit for mixed/bf16 jobs, TF32 for fp32 convolutions, fp32 otherwise;
     'fp8' (FP8 matmuls) for the planner's FP8 strategies; 'fp4' for the linear layers' matmuls of an FP4 weight
-    format (attention and the rest in bf16, as TensorRT-LLM's FP4 checkpoints run them)."""
+    format (attention and the rest in bf16, as TensorRT-LLM's FP4 checkpoints run them). Under "tf32" the
+    matmuls run in TF32 too, except on a calibrated profile, whose 'tf32' figure is its measured convolution rate
+    and whose matmul rate was measured in fp32 (a CPU has no TF32)."""
     if precision == "fp8":
         return "fp8"
     if precision == "fp4":
@@ -110,6 +117,8 @@ def compute_format(precision: str, op: str) -> str:
     # convolutions run in TF32 under fp32 by default (torch.backends.cudnn.allow_tf32 = True); plain matmuls do
     # not (torch.backends.cuda.matmul.allow_tf32 = False since PyTorch 1.12). PyTorch docs, "TensorFloat-32 (TF32)
     # on Ampere (and later) devices"
+    if precision == "tf32" and op in TF32_MATMUL_OPS and not (device is not None and device.extra.get("calibrated")):
+        return "tf32"
     return "tf32" if op in CONV_OPS else "fp32"
 
 
@@ -122,12 +131,12 @@ def mfu_peak(phases: Sequence[PhaseProfile | None], device: Device, precision: s
     for phase in phases:
         for (op, op_flops, _), calls in (phase.events.items() if phase is not None else ()):
             if op_flops:
-                fmt = compute_format(precision, op)
+                fmt = compute_format(precision, op, device)
                 flops += calls * op_flops
                 ideal += calls * op_flops / device.peak_flops(fmt)
                 by_format[fmt] = by_format.get(fmt, 0.0) + calls * op_flops
     if not ideal:
-        fmt = compute_format(precision, "mm")
+        fmt = compute_format(precision, "mm", device)
         return device.peak_flops(fmt), fmt
     return flops / ideal, "+".join(sorted(by_format, key=lambda f: -by_format[f]))
 
@@ -163,7 +172,7 @@ class OpClock:
             return t_mem, 0.0
         if self.depthwise and convkind.is_depthwise(op):  # CUDA cores, not tensor cores (estimate/convtime.py)
             return convtime.seconds(op, flops, t_mem, self.depthwise, self.precision)
-        fmt = compute_format(self.precision, op)
+        fmt = compute_format(self.precision, op, self.device)
         fraction = self.eff.matmul_fp8 if fmt == "fp8" and self.eff.matmul_fp8 else self.eff.matmul
         if self.eff.attention and "attention" in op:  # a fused attention kernel, not a GEMM library's
             fraction = self.eff.attention

@@ -37,7 +37,7 @@ from afford.measure.quiet import quiet_native_stderr
 from afford.measure.target import AnnounceFn, check_device, check_mode, prediction_target
 from afford.sources import resolve
 from afford.sources.base import ModelSpec
-from afford.workload import Optimizer, Workload
+from afford.workload import Optimizer, Precision, Workload
 
 ProgressFn = Callable[[str, int, int], None]
 MAX_STEPS = 1000  # timed steps (and inference batches) at most
@@ -194,7 +194,12 @@ def measure(model: str | ModelSpec, *, steps: int = 5, device: str = "cpu", cali
         raise InputError(f"{spec.name} needs about {need / 2**30:,.1f} GiB to "
                          f"{'train' if trains else 'run'} at batch {batch_size}, and {device} has "
                          f"{free / 2**30:,.1f} GiB free; try a smaller {opt('batch_size')} or a smaller sibling")
-    measured, method = _run(a, steps, device, progress, trains, grad_accum)
+    tf32 = torch.backends.cuda.matmul.allow_tf32  # "tf32" runs the matmuls in TF32, "fp32" PyTorch's default
+    torch.backends.cuda.matmul.allow_tf32 = a.workload.precision is Precision.TF32
+    try:
+        measured, method = _run(a, steps, device, progress, trains, grad_accum)
+    finally:
+        torch.backends.cuda.matmul.allow_tf32 = tf32
     predicted = {"infer_batch_seconds": d["time"]["infer_batch_seconds"], "peak_bytes": need}
     if trains:
         predicted["train_step_seconds"] = d["time"]["train_step_seconds"]
