@@ -22,7 +22,7 @@ from torch.nn.modules.module import register_module_forward_hook, register_modul
 from torch.overrides import TorchFunctionMode
 from torch.utils import flop_counter as fc
 
-from afford.counting import convkind, eager, memo
+from afford.counting import convkind, eager, memo, serial
 from afford.counting.formulas import custom_mapping
 from afford.counting.fusion import BARRIERS, PHASES, FusionLog
 from afford.counting.profile import OpStat, PhaseProfile
@@ -378,6 +378,9 @@ class Counter(fc.FlopCounterMode):
         if not is_view:
             key = (name, flops, nbytes)
             phase.events[key] = phase.events.get(key, 0) + r
+            loop = serial.loop_length(name, args, outs)
+            if loop:
+                phase.serial[key] = max(phase.serial.get(key, 0), loop)
             if flops == 0 and func_packet not in self.flop_registry:
                 phase.uncounted[name] = phase.uncounted.get(name, 0) + r
             in_block = self.score_side is not None and eager.record(self, name, key, ins, outs, flops)

@@ -71,6 +71,9 @@ class PhaseProfile:
     # `events` as a fusing compiler runs them: element-wise chains as one kernel each (counting/fusion.py); empty
     # for phases a fusing runtime does not price (generation steps)
     fused_events: dict[tuple[str, int, int], int] = field(default_factory=dict)
+    # event key -> per-thread loop length (N x C) of the calls a GPU runs in a kernel that loops over the batch
+    # and the channels in every thread (counting/serial.py); eager PyTorch's kernels only
+    serial: dict[tuple[str, int, int], int] = field(default_factory=dict)
     autocast: bool = False  # traced as eager autocast runs it (fp32 weights, per-op dtypes, the casts as kernels)
     # where a mixed-precision batch was not traced quite as autocast runs it: the ops the meta device refused in
     # autocast's dtypes (run as traced), or why the whole pass fell back to 16 bits; empty when it was

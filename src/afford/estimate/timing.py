@@ -164,6 +164,8 @@ class OpClock:
         # passes a GPU normalisation kernel makes over its activations, against the one read and write the trace
         # counts (efficiency.toml [passes]); a calibrated profile measured its own per-op rates
         self.passes = _passes() if applies(device) else {}
+        # one iteration of a kernel whose threads loop over the batch and the channels (counting/serial.py)
+        self.serial_s = float(factors()["serial"]["iteration_ns"]) * 1e-9 if applies(device) else 0.0
 
     def seconds(self, op: str, flops: float, nbytes: float) -> tuple[float, float]:
         """(time of one call without the overhead, its compute-bound part): max(compute, memory) per op."""
@@ -188,8 +190,11 @@ def phase_seconds(phase: PhaseProfile | None, device: Device, eff: Efficiency, p
         return 0.0, 0.0
     clock = OpClock(device, eff, precision, byte_scale)
     total = busy = 0.0
-    for (op, flops, nbytes), calls in phase.events.items():
+    for key, calls in phase.events.items():
+        op, flops, nbytes = key
         t, t_cmp = clock.seconds(op, flops, nbytes)
+        if key in phase.serial:  # a per-pixel kernel looping over N x C planes: one memory round trip each
+            t = max(t, phase.serial[key] * clock.serial_s)
         if flops:
             busy += calls * t_cmp
         total += calls * (t + clock.overhead)
