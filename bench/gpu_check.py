@@ -7,8 +7,9 @@ process under a time limit (bench/gpu_check.sh), and every finished case is appe
 once, so a timeout keeps what was measured.
 
 Usage: python bench/gpu_check.py GROUP OUT.jsonl [--smoke]
-  GROUP: train | infer | decode | compiled-resnet18 | compiled-vit | compiled-llama | host | phases |
+  GROUP: probe | train | infer | decode | compiled-resnet18 | compiled-vit | compiled-llama | host | phases |
          infer-default
+  (probe: the kernel questions the time model has open; run first, the other groups were measured on 2026-12-04)
   (infer-default: fp32 with PyTorch's default TF32 settings, matmuls in full fp32, as afford prices fp32;
   the other groups turn TF32 on for matmuls too)
   --smoke: tiny shapes on the CPU, to check the script itself before spending GPU time.
@@ -282,6 +283,99 @@ def train_phases(name: str, batch: int) -> Callable[[], dict[str, Any]]:
     return run
 
 
+def probe_upsample(planes: int, side: int, dtype: torch.dtype, channels_last: bool) -> Callable[[], dict[str, Any]]:
+    """One bilinear 2x upsampling of (planes // 1024 or 1, ...) planes of side x side: the per-pixel NCHW kernel
+    that loops over N x C in every thread (afford's counting/serial.py prices it at 260 ns a plane), or the NHWC
+    kernel with `channels_last`."""
+    def run() -> dict[str, Any]:
+        c = min(planes, 1024)
+        n = max(1, planes // c) if not SMOKE else 1
+        x = torch.randn(n, c, side, side, device=DEVICE, dtype=dtype)
+        if channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        with torch.inference_mode():
+            t = mean_seconds(lambda: torch.nn.functional.interpolate(x, scale_factor=2, mode="bilinear"),
+                             1 if SMOKE else 3, 1 if SMOKE else 5)
+        return {"seconds": t, "planes": n * c, "ns_per_plane": 1e9 * t / (n * c)}
+    return run
+
+
+def probe_model(name: str, batch: int, dtype: torch.dtype, autocast: bool, channels_last: bool = False,
+                fast_norm: bool = False) -> Callable[[], dict[str, Any]]:
+    """Eval-mode throughput of a vision model as timm's benchmark runs it (autocast fp16 with fp32 weights, or
+    weights cast to `dtype`), optionally in channels_last or with timm's fast-norm (16-bit GroupNorm/LayerNorm)."""
+    def run() -> dict[str, Any]:
+        if fast_norm:
+            from timm.layers import set_fast_norm
+
+            set_fast_norm(True)
+        try:
+            model = vision(name).to(DEVICE, torch.float32 if autocast else dtype).eval()
+        finally:
+            if fast_norm:
+                set_fast_norm(False)
+        fmt = torch.channels_last if channels_last else torch.contiguous_format
+        model = model.to(memory_format=fmt)
+        b = 2 if SMOKE else batch
+        x = torch.randn(b, 3, 224, 224, device=DEVICE, dtype=torch.float32 if autocast else dtype)
+        x = x.contiguous(memory_format=fmt)
+
+        def fn() -> Any:
+            with torch.autocast(DEVICE, dtype=dtype, enabled=autocast):
+                return model(x)
+        with torch.inference_mode():
+            t = mean_seconds(fn, 1 if SMOKE else 3, 1 if SMOKE else 10)
+        return {"batch_s": t, "samples_per_s": b / t}
+    return run
+
+
+def probe_kernels(name: str, batch: int) -> Callable[[], dict[str, Any]]:
+    """Every kernel of one fp16 eval forward (eager; a CUDA graph replays the same kernels), from torch.profiler:
+    how many, their durations (the data a per-kernel floor or an occupancy model needs), the ten longest."""
+    def run() -> dict[str, Any]:
+        from torch.profiler import ProfilerActivity, profile
+
+        model = vision(name).to(DEVICE, torch.float16).eval()
+        x = torch.randn(batch if not SMOKE else 1, 3, 224, 224, device=DEVICE, dtype=torch.float16)
+        with torch.inference_mode():
+            for _ in range(3):
+                model(x)
+            sync()
+            acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if DEVICE == "cuda" else [])
+            with profile(activities=acts) as prof:
+                model(x)
+                sync()
+        kernels = [(e.name, e.device_time) for e in prof.events() if getattr(e, "device_type", None) is not None
+                   and str(e.device_type).endswith("CUDA") and e.device_time > 0]
+        us = sorted(t for _, t in kernels)
+        top = sorted(kernels, key=lambda k: -k[1])[:10]
+        return {"kernels": len(us), "kernel_us_total": sum(us),
+                "kernel_us_p10_p50_p90": [us[int(q * (len(us) - 1))] for q in (0.1, 0.5, 0.9)] if us else [],
+                "top": [[n[:80], round(t, 1)] for n, t in top]}
+    return run
+
+
+def probes(rec: Recorder) -> None:
+    """Kernel questions the time model has open (docs/validation.md): the serial upsampling rule's per-plane time,
+    16-bit NCHW convolutions against channels_last, GroupNorm under autocast with and without timm's fast-norm
+    (the timm table's GroupNorm rows), efficientformerv2 and lambda end to end, and ResNet-50's kernel durations."""
+    for planes, side, dtype, cl in ((2048 * 1024, 7, torch.float32, False), (256 * 1024, 7, torch.float32, False),
+                                    (2048 * 1024, 7, torch.float32, True), (64 * 1024, 16, torch.float16, False)):
+        rec.case({"kind": "probe", "probe": "upsample_bilinear2d", "planes": planes, "side": side,
+                  "dtype": str(dtype).split(".")[1], "channels_last": cl}, probe_upsample(planes, side, dtype, cl))
+    for name, batch, kw in (("torchvision:resnet50", 256, {}), ("torchvision:resnet50", 256, {"channels_last": True}),
+                            ("timm:resnet50_gn", 256, {}), ("timm:resnet50_gn", 256, {"fast_norm": True}),
+                            ("timm:convnext_tiny", 256, {}), ("timm:convnext_tiny", 256, {"fast_norm": True}),
+                            ("timm:efficientformerv2_s0", 256, {}), ("timm:lambda_resnet26t", 256, {})):
+        rec.case({"kind": "probe", "probe": "amp_fp16", "model": name, "batch": batch, **kw},
+                 probe_model(name, batch, torch.float16, True, **kw))
+    rec.case({"kind": "probe", "probe": "fp16_weights", "model": "torchvision:resnet50", "batch": 256},
+             probe_model("torchvision:resnet50", 256, torch.float16, False))
+    for batch in (1, 8):
+        rec.case({"kind": "probe", "probe": "kernels", "model": "torchvision:resnet50", "batch": batch},
+                 probe_kernels("torchvision:resnet50", batch))
+
+
 def main() -> int:
     group, out = sys.argv[1], sys.argv[2]
     rec = Recorder(out)
@@ -323,6 +417,8 @@ def main() -> int:
     elif group == "compiled-llama":
         rec.case({"kind": "train", "model": "hf:" + llama1b, "batch": 2, "seq": 2048, "runtime": "compiled"},
                  train_llm(llama1b, 2, 2048, True))
+    elif group == "probe":
+        probes(rec)
     elif group == "host":
         rec.case({"kind": "host"}, host_ops())
     elif group == "phases":

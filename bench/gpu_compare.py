@@ -122,6 +122,38 @@ def measured_only(rows: list[dict[str, Any]]) -> list[str]:
     return out
 
 
+def probes(rows: list[dict[str, Any]]) -> list[str]:
+    """The kernel probes (bench/gpu_check.py `probe`): the serial upsampling rule against its measured per-plane
+    time, and the other probes' measured figures, shown for the open questions they answer (not priced)."""
+    from afford.estimate.timing import factors
+
+    per_plane = float(factors()["serial"]["iteration_ns"])
+    out: list[str] = []
+    for r in rows:
+        if r.get("kind") != "probe" or "error" in r:
+            continue
+        if r["probe"] == "upsample_bilinear2d":
+            rule = "bytes-bound (NHWC kernel)" if r["channels_last"] else f"{per_plane:.0f} ns a plane"
+            err = "" if r["channels_last"] else f" ({per_plane / r['ns_per_plane'] - 1:+.0%})"
+            out.append(f"| bilinear 2x upsample, {r['planes']:,} planes of {r['side']}x{r['side']}, {r['dtype']}"
+                       f"{', channels_last' if r['channels_last'] else ''} | {r['seconds'] * 1e3:,.2f} ms = "
+                       f"{r['ns_per_plane']:,.0f} ns a plane | afford: {rule}{err} |")
+        elif r["probe"] in ("amp_fp16", "fp16_weights"):
+            how = ", ".join(k for k in ("channels_last", "fast_norm") if r.get(k)) or "NCHW"
+            what = "autocast fp16" if r["probe"] == "amp_fp16" else "fp16 weights"
+            out.append(f"| {r['model'].split(':', 1)[1]} batch {r['batch']}, {what}, {how} "
+                       f"| {r['samples_per_s']:,.0f} /s | measured only |")
+        elif r["probe"] == "kernels":
+            p10, p50, p90 = r["kernel_us_p10_p50_p90"] or [0, 0, 0]
+            out.append(f"| {r['model'].split(':', 1)[1]} batch {r['batch']} fp16 kernels | {r['kernels']} kernels, "
+                       f"{r['kernel_us_total']:,.0f} us; p10/p50/p90 {p10:.1f}/{p50:.1f}/{p90:.1f} us "
+                       "| measured only |")
+    if not out:
+        return []
+    return ["Kernel probes (bench/gpu_check.py `probe`): the open questions of the time model, measured directly.",
+            "", "| probe | measured | afford |", "|---|---|---|", *out, ""]
+
+
 def speedups(priced: list[tuple[dict[str, Any], dict[str, float]]]) -> list[str]:
     """The fusion check that afford's absolute error does not enter: for each case measured both eager and compiled
     (same model, kind, batch, precision, sequence), the measured compiled / eager speed-up against afford's."""
@@ -158,7 +190,7 @@ def main() -> int:
     paths = [Path(a) for a in args] or [ROOT / "bench" / "results" / n
                                         for n in ("gpu_check_h200.jsonl", "gpu_check_h200_run2.jsonl")]
     rows = [json.loads(s) for path in paths for s in path.read_text().splitlines() if s.strip()]
-    extra = measured_only(rows)
+    extra = measured_only(rows) + probes(rows)
     rows = [r for r in rows if r["kind"] in ("train", "infer", "decode")]
     lines, errors, vision = [], [], []
     priced: list[tuple[dict[str, Any], dict[str, float]]] = []

@@ -330,11 +330,11 @@ GROUPNORM = ("GroupNorm models (resnet50_gn, resnetv2 BiT and _gn, efficientnet_
              "cast to the autocast dtype and normalise in 16 bits) would explain it; whether the table was run with "
              "it is not recorded, and afford prices PyTorch's default autocast")
 FAR: dict[str, str] = {
-    "efficientformerv2": "Measured 0.4 GMACs x 1,180/s = 0.9 TFLOPS for s0: an eager-only pathology. timm's "
-                         "torch.compile table runs the same models 17-23x faster, and afford's compiled price is "
-                         "within 30 % there; the meta trace does not show which eager op stalls (cause not found).",
+    "efficientformerv2": "Eager NCHW bilinear upsampling: PyTorch's per-pixel kernel loops over the 2M planes of "
+                         "(2048, 1024, 7, 7) in every thread (counting/serial.py, efficiency.toml [serial]).",
     "volo": "Outlook attention: unfold/fold (im2col) copies, memory-bound ops afford times at 0.83 of 1792 GB/s.",
-    "lambda": "Lambda layers: einsum-heavy position lambdas on small matrices, far from the GEMM rate.",
+    "lambda": "Lambda layers' position lambdas: a Conv3d with one input channel and B x heads x H x W batched "
+              "(1 x K) @ (K x V) matmuls, priced at the dense rate; no published rate for either shape was found.",
     "test_efficientnet": "test_efficientnet_gn: see resnetv2.",
     "resnetv2": f"{GROUPNORM}.",
     "efficientnet": "The _gn variants: see resnetv2.",
@@ -363,7 +363,9 @@ CAUSES: dict[str, str] = {
     "hierarchical / windowed ViTs (Swin, MaxViT, CoAtNet, ...)":
         "traced as autocast runs them (fp32 LayerNorm, softmax and residual stream, a cast before each matmul), "
         "which took this class from 172 misses to the ones left: volo (outlook attention's unfold/fold copies), "
-        "efficientformerv2 (below), nest, focalnet and resmlp, over-predicted, not analysed further.",
+        "nest, focalnet and resmlp, over-predicted, not analysed further; efficientformerv2, 8.5-11.5x too fast "
+        "before, is within 30 % since eager NCHW bilinear upsampling is priced as PyTorch's serial per-pixel kernel "
+        "(counting/serial.py).",
     "mobile / small-kernel depthwise CNNs":
         "mostly within 30 %; the misses are the GroupNorm EfficientNets (under-predicted, below) and shvit, "
         "tf_efficientnet and efficientnet at large sizes (over-predicted).",
