@@ -109,7 +109,8 @@ class JobRequest:
     gpu_memory_utilization: float = _opt(0.9, "share of device memory the serving engine takes (vLLM's "
                                               "--gpu-memory-utilization)", "workload", (_A, _P))
     model_options: dict[str, Any] | None = _opt(  # noqa: RUF009 (_opt is dataclasses.field; the default is None)
-        None, "KEY=VALUE size of a built-in spec (recsys:, diffusers:), or timm's `reparam`; repeatable", "workload",
+        None, "KEY=VALUE size of a built-in spec (recsys:, diffusers:), or timm's `reparam`, `fast_norm`; "
+              "repeatable", "workload",
         (_A, _P, _M), flag="model_option", short="-O")
     # [hardware]
     hardware: str | None = _opt(

@@ -74,13 +74,44 @@ def _floats(value: Any) -> list[torch.Tensor]:
     return []
 
 
+_ACTIVE: list[tuple[Autocast, _Functions]] = []  # the emulations entered, innermost last
+
+
 @contextmanager
 def autocast(low: torch.dtype) -> Iterator[Autocast]:
     """Emulated CUDA autocast to `low` (float16 or bfloat16) for the ops run inside, on meta; yields the dispatch
     mode, whose `refused` names the ops that ran as traced."""
-    mode = Autocast(low)
-    with _Functions(low), mode:
-        yield mode
+    mode, functions = Autocast(low), _Functions(low)
+    _ACTIVE.append((mode, functions))
+    try:
+        with functions, mode:
+            yield mode
+    finally:
+        _ACTIVE.pop()
+
+
+def current_low() -> torch.dtype | None:
+    """The 16-bit dtype of the emulated autocast running now (None outside one, or while it is paused): what
+    `torch.get_autocast_dtype("cuda")` answers inside `torch.autocast`, for code that asks (timm's fast-norm)."""
+    if not _ACTIVE or _ACTIVE[-1][0].paused:
+        return None
+    return _ACTIVE[-1][0].low
+
+
+@contextmanager
+def paused() -> Iterator[None]:
+    """The emulation's op lists off for the ops run inside, as `torch.autocast(..., enabled=False)` turns the real
+    one off (a no-op outside an emulation)."""
+    if not _ACTIVE:
+        yield
+        return
+    mode, functions = _ACTIVE[-1]
+    before = mode.paused
+    mode.paused = functions.paused = True
+    try:
+        yield
+    finally:
+        mode.paused = functions.paused = before
 
 
 class _Functions(TorchFunctionMode):
@@ -89,10 +120,11 @@ class _Functions(TorchFunctionMode):
     def __init__(self, low: torch.dtype) -> None:
         super().__init__()
         self.low = low
+        self.paused = False
 
     def __torch_function__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
         kwargs = kwargs or {}
-        if func in _CHECKED:
+        if func in _CHECKED and not self.paused:
             args, kwargs = _cast_all(args, kwargs, _caster(self.low))
         return func(*args, **kwargs)
 
@@ -121,9 +153,12 @@ class Autocast(TorchDispatchMode):
         super().__init__()
         self.low = low
         self.refused: set[str] = set()  # ops the meta kernel refused in autocast's dtypes, run as traced
+        self.paused = False  # `paused()`: ops run as called, as under torch.autocast(enabled=False)
 
     def __torch_dispatch__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
         kwargs = kwargs or {}
+        if self.paused:
+            return func(*args, **kwargs)
         name = func._overloadpacket.__name__
         try:
             cast = None
