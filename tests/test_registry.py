@@ -145,7 +145,7 @@ def test_sources_without_options_refuse_them() -> None:
         "torchvision", "timm", "recsys", "diffusers"]
     with pytest.raises(InputError, match=r"hf:openai-community/gpt2 takes no --model-option \(got dim\)"):
         resolve("hf:openai-community/gpt2", options={"dim": "3"})
-    with pytest.raises(InputError, match=r"timm:resnet18 has no option 'dim'; valid options: reparam"):
+    with pytest.raises(InputError, match=r"timm:resnet18 has no option 'dim'; valid options: fast_norm, reparam"):
         resolve("timm:resnet18", options={"dim": "3"})
 
 

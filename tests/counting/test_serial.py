@@ -60,3 +60,10 @@ def test_a_gpu_prices_the_loop_per_plane_and_a_cpu_or_a_compiled_runtime_does_no
     cpu = _assess(_Up("bilinear"), hardware="cpu-generic").to_dict()["time"]["infer_batch_seconds"]
     cpu_plain = _assess(_Up("nearest"), hardware="cpu-generic").to_dict()["time"]["infer_batch_seconds"]
     assert cpu == pytest.approx(cpu_plain, rel=0.5)  # bytes-bound on a CPU, no per-plane latency
+
+
+def test_an_assessment_bound_by_the_serial_kernel_says_so_and_how_to_avoid_it() -> None:
+    notes = _assess(_Up("bilinear")).to_dict()["notes"]
+    assert any("upsampling takes" in n and "channels_last" in n for n in notes), notes
+    assert not any("upsampling takes" in n for n in _assess(_Up("bilinear"), runtime="compiled").to_dict()["notes"])
+    assert not any("upsampling takes" in n for n in _assess(_Up("nearest")).to_dict()["notes"])

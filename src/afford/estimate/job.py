@@ -288,6 +288,12 @@ def estimate(a: Assessment, req: HardwareRequest) -> Estimate:
                        "host_bound": infer_ov.host_s > gpu_s}
     if infer_breakdown["host_bound"] and req.mfu is None and (a.workload.infer_samples or gen is not None):
         notes.append(_host_note("inference batches", rt, infer_ov.host_s, infer_ov.ops))
+    serial_s = timing.serial_seconds(as_run(t.infer, rt), dev) / base.system if gen is None else 0.0
+    if serial_s > 0.2 * gpu_s and req.mfu is None:
+        notes.append(f"eager NCHW bilinear/bicubic upsampling takes {serial_s * 1e3:,.1f} ms of the inference batch's "
+                     f"{gpu_s * 1e3:,.1f} ms on the GPU: PyTorch's kernel loops over batch x channels in each thread "
+                     f"(docs/methodology.md); channels_last inputs (bilinear, 16+ channels) or {flag('runtime')} "
+                     "compiled avoid it")
     if req.mfu is not None:
         t_batch = (a.flops_per_request if gen is not None else a.forward_flops) * b / (infer_peak * req.mfu)
     infer_samples = a.workload.infer_samples or 0

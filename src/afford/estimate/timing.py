@@ -201,6 +201,15 @@ def phase_seconds(phase: PhaseProfile | None, device: Device, eff: Efficiency, p
     return total, busy
 
 
+def serial_seconds(phase: PhaseProfile | None, device: Device) -> float:
+    """Seconds a phase spends in kernels whose threads loop over the batch and the channels (counting/serial.py),
+    at one memory round trip per iteration (efficiency.toml [serial]); 0 where the rule does not apply."""
+    if phase is None or not phase.serial or not applies(device):
+        return 0.0
+    per = float(factors()["serial"]["iteration_ns"]) * 1e-9
+    return sum(phase.events.get(key, 0) * loop * per for key, loop in phase.serial.items())
+
+
 @dataclass(frozen=True)
 class StepTime:
     """One optimizer step of a training job (all micro-batches of all devices), broken down."""
