@@ -39,3 +39,4 @@ def test_tf32_speeds_up_a_transformer_where_the_device_has_tf32_and_changes_no_m
     # a V100 has no TF32: the flag changes nothing there
     v_fp32, v_tf32 = job("fp32", "v100-16gb"), job("tf32", "v100-16gb")
     assert v_tf32["time"]["infer_batch_seconds"] == pytest.approx(v_fp32["time"]["infer_batch_seconds"])
+    assert any("no TF32" in n for n in v_tf32["notes"]) and not any("no TF32" in n for n in tf32["notes"])

@@ -203,6 +203,9 @@ def estimate(a: Assessment, req: HardwareRequest) -> Estimate:
         notes.append(f"hardware defaults to {dev.id}; choose with --hardware")
     if req.price_per_hour is None:
         notes.append(f"{dev.id} has no on-demand price in the catalog; give --price-per-hour for dollars")
+    if precision == "tf32" and (not dev.has_format("tf32") or dev.extra.get("calibrated")):
+        notes.append(f"{dev.id} has no TF32 tensor-core rate to price: {flag('precision')} tf32 runs its matmuls "
+                     "in fp32 here, as PyTorch does where the hardware lacks TF32")
     if lay.tp > 1 and not a.spec.metadata.get("num_layers"):
         raise InputError(f"{opt('tp')} needs a transformer whose layer count is known (a Hugging Face config)")
     b, seq = t.batch_size, a.dims.seq_len or 1
