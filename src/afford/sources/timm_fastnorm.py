@@ -4,13 +4,14 @@ With `timm.layers.set_fast_norm()`, timm's own normalisation layers (GroupNorm, 
 the *NormAct variants, RmsNorm, SimpleNorm) call `timm.layers.fast_norm`: under autocast they cast the input and
 weights to the autocast dtype and normalise with autocast off, so the norm runs and writes in 16 bits where
 PyTorch's autocast would run it in fp32 (timm/layers/fast_norm.py: "bypass typical AMP upcast to float32").
-PyTorch's own nn.LayerNorm and nn.GroupNorm (most ViTs, Swin) are not affected.
+PyTorch's own nn.LayerNorm and nn.GroupNorm (Swin, among others) are not affected; timm's ViTs and ConvNeXt use
+timm's LayerNorm and are.
 
 Those functions ask `torch.is_autocast_enabled(x.device.type)` and enter `torch.amp.autocast(device_type=...)`,
 which refuse the meta device. While afford traces such a model, the names timm's layers call are swapped for
 functions that do the same on meta against afford's emulated autocast (counting/autocast.py): the casts to its
 16-bit dtype (real `_to_copy` kernels), then the norm with the emulation paused. On any other device timm's own
-functions run.
+functions run. The swap is process-wide while it lasts (afford traces one model at a time in a process).
 """
 
 from __future__ import annotations
