@@ -90,6 +90,12 @@ def test_cli_weights_flag_and_one_line_error() -> None:
     assert m["format"] == "gguf-q8_0" and m["kv_cache_dtype"] == "fp8"
     bad = runner.invoke(app, ["assess", "hf:openai-community/gpt2", "--infer-samples", "2", "--weights", "int3"])
     assert bad.exit_code == 2 and "unknown weight format" in bad.output and "Traceback" not in bad.output
+    # the terminal summary too (its weight-format row once overwrote the verdict and crashed the render), with and
+    # without a budget
+    for extra in ([], ["--budget-usd", "1"]):
+        shown = runner.invoke(app, ["assess", "hf:openai-community/gpt2", "--infer-samples", "2", "--seq-len", "16",
+                                    "--weights", "int8", "--hardware", "a100-80gb", *extra])
+        assert shown.exit_code == 0 and "as int8" in shown.output, shown.output
 
 
 def test_fp4_formats_compute_their_linear_layers_at_the_fp4_peak() -> None:

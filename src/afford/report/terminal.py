@@ -133,9 +133,9 @@ def render_summary(data: dict[str, Any], console: Console, python: bool = False)
         quant = mem.get("inference")
         if quant:  # --weights / --kv-cache-dtype: the inference peak in that format
             peak = max(quant["infer_peak_bytes"], quant["generate_peak_bytes"])
-            verdict = "fits" if quant["fits"] else "[red]DOES NOT FIT[/red]"
+            quant_fit = "fits" if quant["fits"] else "[red]DOES NOT FIT[/red]"  # not `verdict`: that is the job's
             t.add_row(f"  as {quant['format']}", units.gib(peak),
-                      f"{verdict} in {units.gib(quant['device_usable_bytes'])}: weights "
+                      f"{quant_fit} in {units.gib(quant['device_usable_bytes'])}: weights "
                       f"{units.gib(quant['weights_bytes'])}, KV {quant['kv_cache_dtype']} "
                       f"{units.gib(quant['kv_cache_bytes'])}")
         if training and tm.get("train_steps"):
