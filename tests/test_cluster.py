@@ -69,8 +69,13 @@ def test_local_scheduler_starts_and_closes_its_own_cluster() -> None:
 
 def test_cli_sweep_on_the_cluster(address: str) -> None:
     """`afford sweep ... --scheduler ADDRESS --json` through typer: the rows of a local run, and the note."""
+    from afford import tracecache
+
     args = ["sweep", TINY[0], "--hardware", "a100-80gb,t4", "--train-samples", "1000", "--json"]
     runner = CliRunner()
+    # this process's in-memory traces may come from tests before this one on the same xdist worker (once, a local
+    # price 1 us a step above the workers'); start both sides from the same state: a fresh trace or the disk cache
+    tracecache.clear()
     local = runner.invoke(app, [*args, "--jobs", "1"])
     remote = runner.invoke(app, [*args, "--scheduler", address])
     assert local.exit_code == 0 and remote.exit_code == 0, remote.output
