@@ -61,10 +61,7 @@ def roofline_data(a: Assessment) -> Roofline:
             if prof is None:
                 continue
             for (op, flops, nbytes), calls in prof.events.items():
-                op_t = clock.seconds(op, flops, nbytes)[0]
-                if (op, flops, nbytes) in prof.serial:  # as phase_seconds: a per-pixel loop over N x C planes
-                    op_t = max(op_t, prof.serial[(op, flops, nbytes)] * clock.serial_s)
-                op_t += clock.overhead
+                op_t = clock.seconds(op, flops, nbytes, prof.serial.get((op, flops, nbytes), 0))[0] + clock.overhead
                 if flops:
                     fmt = compute_format(precision, op, dev)
                     peaks[fmt] = dev.peak_flops(fmt)

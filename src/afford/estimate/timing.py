@@ -164,11 +164,17 @@ class OpClock:
         # passes a GPU normalisation kernel makes over its activations, against the one read and write the trace
         # counts (efficiency.toml [passes]); a calibrated profile measured its own per-op rates
         self.passes = _passes() if applies(device) else {}
-        # one iteration of a kernel whose threads loop over the batch and the channels (counting/serial.py)
-        self.serial_s = float(factors()["serial"]["iteration_ns"]) * 1e-9 if applies(device) else 0.0
+        self.serial_s = serial_iteration_seconds(device)
 
-    def seconds(self, op: str, flops: float, nbytes: float) -> tuple[float, float]:
-        """(time of one call without the overhead, its compute-bound part): max(compute, memory) per op."""
+    def seconds(self, op: str, flops: float, nbytes: float, loop: int = 0) -> tuple[float, float]:
+        """(time of one call without the overhead, its compute-bound part): max(compute, memory) per op; a kernel
+        whose threads loop `loop` times over the batch and the channels (PhaseProfile.serial) takes at least one
+        memory round trip per iteration."""
+        t, t_cmp = self._roofline(op, flops, nbytes)
+        return (max(t, loop * self.serial_s), t_cmp) if loop else (t, t_cmp)
+
+    def _roofline(self, op: str, flops: float, nbytes: float) -> tuple[float, float]:
+        """The op on the roofline: its compute and memory time, the longer of the two."""
         t_mem = nbytes * self.passes.get(op, 1.0) / self.rates.get(op, self.bandwidth)
         if not flops:
             return t_mem, 0.0
@@ -192,21 +198,24 @@ def phase_seconds(phase: PhaseProfile | None, device: Device, eff: Efficiency, p
     total = busy = 0.0
     for key, calls in phase.events.items():
         op, flops, nbytes = key
-        t, t_cmp = clock.seconds(op, flops, nbytes)
-        if key in phase.serial:  # a per-pixel kernel looping over N x C planes: one memory round trip each
-            t = max(t, phase.serial[key] * clock.serial_s)
+        t, t_cmp = clock.seconds(op, flops, nbytes, phase.serial.get(key, 0))
         if flops:
             busy += calls * t_cmp
         total += calls * (t + clock.overhead)
     return total, busy
 
 
+def serial_iteration_seconds(device: Device) -> float:
+    """One iteration of a kernel whose threads loop over the batch and the channels (counting/serial.py): one
+    global-memory round trip (efficiency.toml [serial]); 0 where the rule does not apply."""
+    return float(factors()["serial"]["iteration_ns"]) * 1e-9 if applies(device) else 0.0
+
+
 def serial_seconds(phase: PhaseProfile | None, device: Device) -> float:
-    """Seconds a phase spends in kernels whose threads loop over the batch and the channels (counting/serial.py),
-    at one memory round trip per iteration (efficiency.toml [serial]); 0 where the rule does not apply."""
-    if phase is None or not phase.serial or not applies(device):
+    """Seconds a phase spends in those kernels' loops, all calls together."""
+    if phase is None or not phase.serial:
         return 0.0
-    per = float(factors()["serial"]["iteration_ns"]) * 1e-9
+    per = serial_iteration_seconds(device)
     return sum(phase.events.get(key, 0) * loop * per for key, loop in phase.serial.items())
 
 
