@@ -142,9 +142,10 @@ def mfu_peak(phases: Sequence[PhaseProfile | None], device: Device, precision: s
 
 
 @cache
-def _passes() -> dict[str, float]:
-    """efficiency.toml [passes]: op -> times its traced bytes a GPU kernel streams."""
-    return {op: float(v) for op, v in factors()["passes"]["ops"].items()}
+def _passes(table: str = "ops") -> dict[str, float]:
+    """efficiency.toml [passes]: op -> times its traced bytes a GPU kernel streams (`table` "cpu_ops": what a
+    CPU's composite streams for an op traced as a GPU's fused kernel)."""
+    return {op: float(v) for op, v in factors()["passes"][table].items()}
 
 
 class OpClock:
@@ -162,8 +163,9 @@ class OpClock:
                       for op, r in device.extra.get("op_gb_s", {}).items()}
         self.depthwise = convtime.cuda_core_flops(device, factors())  # CUDA-core FLOP/s of depthwise convs
         # passes a GPU normalisation kernel makes over its activations, against the one read and write the trace
-        # counts (efficiency.toml [passes]); a calibrated profile measured its own per-op rates
-        self.passes = _passes() if applies(device) else {}
+        # counts (efficiency.toml [passes]); a calibrated GPU profile measured its own per-op rates; a CPU runs
+        # RMSNorm as the composite, not as the fused kernel the trace records
+        self.passes = _passes() if applies(device) else _passes("cpu_ops") if device.kind != "gpu" else {}
         self.serial_s = serial_iteration_seconds(device)
 
     def seconds(self, op: str, flops: float, nbytes: float, loop: int = 0) -> tuple[float, float]:
