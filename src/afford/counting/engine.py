@@ -279,6 +279,8 @@ class Counter(fc.FlopCounterMode):
         self.max_ops = max_trace_ops()
         self.score_side: tuple[int, int] | None = None  # (batch, S): recognise S x S eager attention scores
         self.fusion: FusionLog | None = None  # the open phase's op log, for a fusing runtime (counting/fusion.py)
+        self.library_depth = 0  # inside `library_call`: the ops recorded are a library's own launches
+        self.library_nodes: set[int] = set()  # sequence numbers of the autograd nodes library calls made
 
     def __enter__(self) -> Counter:
         self.flop_counts.clear()
@@ -321,6 +323,36 @@ class Counter(fc.FlopCounterMode):
             self.phase.fused_events = self.fusion.events()
             self.fusion = None
         return self.phase
+
+    def library_call(self, run: Callable[[], Any]) -> Any:
+        """Run `run`, the aten ops that emulate one library call (cuDNN's RNN), and mark them, and the backward ops of
+        the autograd nodes they made, as the library's own kernels: launched from C++, no Python dispatch each
+        (estimate/runtime.py prices them so); the call itself is one dispatch."""
+        mark = self.nodes.high
+        self.library_depth += 1
+        try:
+            out = run()
+        finally:
+            self.library_depth -= 1
+        self.phase.library_calls += self.repeat
+        stack = [t.grad_fn for t in _tensors(out) if t.grad_fn is not None]
+        while stack:
+            node = stack.pop()
+            seq = node._sequence_nr()
+            if seq <= mark or seq >= _NO_SEQUENCE or seq in self.library_nodes:
+                continue
+            self.library_nodes.add(seq)
+            stack.extend(f for f, _ in node.next_functions if f is not None)
+        return out
+
+    def _in_library(self) -> bool:
+        """Whether the op being recorded is a library's own launch (`library_call`), forward or backward."""
+        if self.library_depth:
+            return True
+        if not self.library_nodes or not self.mod_tracker.is_bw:
+            return False
+        node = torch._C._current_autograd_node()
+        return node is not None and node._sequence_nr() in self.library_nodes
 
     def is_score(self, t: torch.Tensor) -> bool:
         """Whether `t` is an S x S attention score tensor of the traced batch (counting/eager.py)."""
@@ -375,6 +407,9 @@ class Counter(fc.FlopCounterMode):
         stat.bytes += nbytes * r
         phase.flops += flops * r
         phase.bytes_moved += nbytes * r
+        if self._in_library():
+            phase.library_ops += r
+            phase.library_kernels += 0 if is_view else r
         if not is_view:
             key = (name, flops, nbytes)
             phase.events[key] = phase.events.get(key, 0) + r

@@ -5,7 +5,7 @@ once and writes the output once (pytorch/pytorch PR 153666, "Fused RMSNorm imple
 the weight's dtype differs from the input's, or the input is channels_last or complex: then it runs the composite
 (an fp32 upcast, pow, mean, rsqrt, two multiplies and a cast back; layer_norm.cpp `rms_norm_symint` and
 `rms_norm_composite`). Meta has no kernel for either op, so a meta trace always decomposes into the composite's
-element-wise kernels: what a CPU runs (it has no fused kernel), not what a GPU runs. `NormRouter` takes the GPU's
+element-wise kernels: what a CPU runs (it has no fused kernel), not what a GPU runs. `route_rms_norm` takes the GPU's
 branch on meta: under CUDA autocast, where `rms_norm` is on the fp32 list (ATen/autocast_mode.h), 16-bit input and
 weight are cast to fp32 first (the dtypes then match and the fused kernel runs in fp32); if the fused kernel would
 run, the call is recorded as one `_fused_rms_norm` op and its backward as one `_fused_rms_norm_backward` op,
@@ -14,8 +14,8 @@ otherwise the composite runs as traced. CPUs price the recorded op at the compos
 
 LayerNorm: PyTorch's CUDA and CPU kernels (layer_norm_kernel.cu `layer_norm_cuda`, layer_norm.cpp
 `layer_norm_cpu`) start with `input.expect_contiguous()`, a copy of a non-contiguous input (timm's LayerNorm2d and
-ConvNeXt's blocks normalise a permuted NCHW tensor) that the meta kernel does not make. The router makes it, after
-autocast's fp32 cast as autocast orders them, so it is recorded as the copy kernel it is.
+ConvNeXt's blocks normalise a permuted NCHW tensor) that the meta kernel does not make. `route_layer_norm` makes
+it, after autocast's fp32 cast as autocast orders them, so it is recorded as the copy kernel it is.
 
 The FLOPs are unchanged (norms count none); time and saved activations follow the kernels.
 """
@@ -27,12 +27,9 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from torch.overrides import TorchFunctionMode
 
 from afford.counting import autocast
 
-_RMS = (F.rms_norm, torch.rms_norm)
-_LAYER = (F.layer_norm, torch.layer_norm)
 _LOW = (torch.float16, torch.bfloat16)
 
 
@@ -117,35 +114,38 @@ def fused_applies(x: torch.Tensor, weight: torch.Tensor | None) -> bool:
     return weight is None or weight.dtype == x.dtype
 
 
-class NormRouter(TorchFunctionMode):
-    """Runs `F.rms_norm` and `F.layer_norm` (and their `torch.` forms) on meta as a GPU does (module docstring)."""
+def route_layer_norm(func: Any, args: Any, kwargs: dict[str, Any], _counter: Any = None) -> Any:
+    """`F.layer_norm` / `torch.layer_norm` on meta with the kernel's copy of a non-contiguous input (module
+    docstring); as called otherwise."""
+    x = args[0] if args else None
+    if not isinstance(x, torch.Tensor) or x.device.type != "meta" or x.is_contiguous():
+        return func(*args, **kwargs)
+    x = _up(x) if autocast.current_low() is not None else x  # autocast's cast keeps the strides; the copy follows
+    return func(x.contiguous(), *args[1:], **kwargs)
 
-    def __torch_function__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
-        kwargs = dict(kwargs or {})
-        if (func not in _RMS and func not in _LAYER) or not args or not isinstance(args[0], torch.Tensor) \
-                or args[0].device.type != "meta":
-            return func(*args, **kwargs)
-        low = autocast.current_low() is not None  # rms_norm and layer_norm are on autocast's fp32 list
-        if func in _LAYER:
-            x = args[0]
-            if x.is_contiguous():
-                return func(*args, **kwargs)
-            x = _up(x) if low else x  # autocast's cast keeps the strides; the kernel's copy follows it
-            return func(x.contiguous(), *args[1:], **kwargs)
-        names = ["input", "normalized_shape", "weight", "eps"]
-        bound = dict(zip(names, args, strict=False))
-        bound.update(kwargs)
-        x, weight, eps = bound["input"], bound.get("weight"), bound.get("eps")
-        shape = bound["normalized_shape"]
-        shape = [int(shape)] if isinstance(shape, int) else [int(s) for s in shape]
-        if low:
-            x = _up(x)
-            weight = _up(weight) if isinstance(weight, torch.Tensor) else weight
-        if not fused_applies(x, weight):
-            return func(x, shape, weight, eps)
-        if not x.is_contiguous():
-            x = x.contiguous()  # the kernel's expect_contiguous: a copy, recorded as one
-        return fused_rms_norm(x, shape, weight, None if eps is None else float(eps))[0]
+
+def route_rms_norm(func: Any, args: Any, kwargs: dict[str, Any], _counter: Any = None) -> Any:
+    """`F.rms_norm` / `torch.rms_norm` on meta as CUDA runs it (module docstring); as called otherwise."""
+    if not args or not isinstance(args[0], torch.Tensor) or args[0].device.type != "meta":
+        return func(*args, **kwargs)
+    names = ["input", "normalized_shape", "weight", "eps"]
+    bound = dict(zip(names, args, strict=False))
+    bound.update(kwargs)
+    x, weight, eps = bound["input"], bound.get("weight"), bound.get("eps")
+    shape = bound["normalized_shape"]
+    shape = [int(shape)] if isinstance(shape, int) else [int(s) for s in shape]
+    if autocast.current_low() is not None:  # rms_norm is on autocast's fp32 list: its 16-bit inputs go up
+        x = _up(x)
+        weight = _up(weight) if isinstance(weight, torch.Tensor) else weight
+    if not fused_applies(x, weight):
+        return func(x, shape, weight, eps)
+    if not x.is_contiguous():
+        x = x.contiguous()  # the kernel's expect_contiguous: a copy, recorded as one
+    return fused_rms_norm(x, shape, weight, None if eps is None else float(eps))[0]
+
+
+ROUTES = {F.rms_norm: route_rms_norm, torch.rms_norm: route_rms_norm, F.layer_norm: route_layer_norm,
+          torch.layer_norm: route_layer_norm}
 
 
 def _up(t: torch.Tensor) -> torch.Tensor:

@@ -68,6 +68,11 @@ class PhaseProfile:
     eager: dict[str, EagerBlock] = field(default_factory=dict)
     lean_peak_bytes: int = 0
     module_calls: int = 0  # nn.Module forward calls (each pays Python's module call in eager PyTorch)
+    # ops (and, of them, kernels) a library issues from C++ inside one dispatched call, which the trace emulates op
+    # by op (cuDNN's RNN, counting/rnn.py): a launch each, no Python dispatch; `library_calls` such calls
+    library_ops: int = 0
+    library_kernels: int = 0
+    library_calls: int = 0
     # `events` as a fusing compiler runs them: element-wise chains as one kernel each (counting/fusion.py); empty
     # for phases a fusing runtime does not price (generation steps)
     fused_events: dict[tuple[str, int, int], int] = field(default_factory=dict)

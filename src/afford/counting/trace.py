@@ -30,8 +30,8 @@ from afford.counting.engine import (
     tensor_bytes,
 )
 from afford.counting.kvcache import append_in_place, cache_bytes, next_cache
-from afford.counting.norms import NormRouter
 from afford.counting.profile import GenerationProfile, PhaseProfile, Trace
+from afford.counting.routes import KernelRouter
 from afford.errors import InputError, TraceError, opt
 from afford.sources.base import DecodeAdapter, Dims, ModelSpec, Run
 
@@ -332,7 +332,7 @@ def trace(spec: ModelSpec, module: nn.Module, *, batch_size: int, dims: Dims, dt
     saved_bytes = grad_bytes = train_peak = saved_scores = train_lean = 0
     was_training = module.training
     try:
-        with spec.context(), counter, router, NormRouter():
+        with spec.context(), counter, router, KernelRouter(counter):
             if train and n_trainable > 0:
                 module.train()
                 counter.start_phase("forward")

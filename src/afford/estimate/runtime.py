@@ -254,7 +254,11 @@ def overhead(phase: PhaseProfile | None, runtime: Runtime, device: Device, *, ba
     if backward:  # the engine replays from C++: the dispatch part of each op scaled, its launch whole
         op_s = (op_s - c.launch_s) * c.engine_fraction + c.launch_s
         conv_s = (conv_s - c.launch_s) * c.engine_fraction + c.launch_s
-    host = (kernels - convs) * op_s + convs * conv_s + phase.module_calls * h.module_s + (ops - kernels) * c.view_s
+    # a library's own launches (cuDNN's RNN steps, counting/rnn.py): a launch each, no dispatch; the call one
+    lib_kernels, lib_views = phase.library_kernels, phase.library_ops - phase.library_kernels
+    library = lib_kernels * c.launch_s + phase.library_calls * (op_s - c.launch_s)
+    host = ((kernels - convs - lib_kernels) * op_s + library + convs * conv_s + phase.module_calls * h.module_s
+            + (ops - kernels - lib_views) * c.view_s)
     return Overhead(host, kernels * c.stream_gap_s, ops, kernels)
 
 
