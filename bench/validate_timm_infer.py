@@ -403,8 +403,9 @@ CAUSES: dict[str, str] = {
         "traced as autocast runs them (fp32 LayerNorm, softmax and residual stream, a cast before each matmul), "
         "which took this class from 172 misses to the ones left: DaViT under-predicted (-30 % to -33 %: LayerNorm on "
         "permuted tensors in fp32, with the kernel's copy; within 30 % with fast-norm), volo (outlook attention's "
-        "unfold/fold copies), nest, resmlp and sequencer, over-predicted, not analysed further; efficientformerv2, "
-        "8.5-11.5x too fast "
+        "unfold/fold copies), nest and resmlp, over-predicted, not analysed further; sequencer2d (LSTMs), -41 % "
+        "when its LSTMs were traced as PyTorch's per-step CPU path, is -16 % priced as cuDNN's kernels "
+        "(counting/rnn.py); efficientformerv2, 8.5-11.5x too fast "
         "before, is within 30 % since eager NCHW bilinear upsampling is priced as PyTorch's serial per-pixel kernel "
         "(counting/serial.py).",
     "mobile / small-kernel depthwise CNNs":
