@@ -63,8 +63,8 @@ def test_the_output_is_the_lstms() -> None:
     x = torch.zeros(B, T, IN)
     want = cpu(x)
     h0 = torch.zeros(4, B, H, device="meta")
-    got = rnn._cudnn_lstm(x.to("meta").requires_grad_(), (h0, h0), meta._flat_weights, True, 2, 0.0, True, True,
-                          True)
+    got = rnn._cudnn_rnn(True, x.to("meta").requires_grad_(), (h0, h0), meta._flat_weights, True, 2, 0.0, True,
+                         True, True)
     assert [tuple(t.shape) for t in got] == [tuple(want[0].shape), *(tuple(t.shape) for t in want[1])]
     assert got[0].requires_grad
 
@@ -92,3 +92,42 @@ def test_projections_keep_the_traced_path() -> None:
     CPU-style cells."""
     ops = _ops(_assess(_Lstm(proj=8)).trace.forward)
     assert "_thnn_fused_lstm_cell" not in ops and ops["sigmoid"] + ops["sigmoid_"] > 0
+
+
+class _Gru(nn.Module):
+    """A 2-layer bidirectional batch-first GRU."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.rnn = nn.GRU(IN, H, num_layers=2, batch_first=True, bidirectional=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.rnn(x)[0]
+
+
+def test_gru_runs_cudnns_kernels_with_the_maths_flops() -> None:
+    """Per layer and direction one input GEMM, T recurrent GEMMs and T fused gate kernels (afford's op of PyTorch's
+    `_thnn_fused_gru_cell`, which has no meta kernel); FLOPs 2 x 3H x (input + H) per step; one library call."""
+    a = _assess(_Gru())
+    ops = _ops(a.trace.forward)
+    assert ops["mm"] == 4 * (1 + T) and ops["_thnn_fused_gru_cell"] == 4 * T
+    assert a.trace.forward.flops == sum(2 * B * T * 3 * H * (n_in + H) for n_in in (IN, IN, 2 * H, 2 * H))
+    assert _ops(a.trace.backward)["_thnn_fused_gru_cell_backward"] == 4 * T
+    assert a.trace.forward.library_calls == 1
+
+
+def test_the_gru_cell_computes_pytorchs_gru_and_its_gradients() -> None:
+    """Off meta the cell and its backward are the GRU's math: one step of nn.GRUCell, values and gradients."""
+    from afford.counting import rnn
+
+    torch.manual_seed(0)
+    cell = nn.GRUCell(IN, H).double()
+    x = torch.randn(B, IN, dtype=torch.float64, requires_grad=True)
+    h = torch.randn(B, H, dtype=torch.float64, requires_grad=True)
+    want = cell(x, h)
+    got, _ = rnn.fused_gru_cell(x @ cell.weight_ih.t(), h @ cell.weight_hh.t(), h, cell.bias_ih, cell.bias_hh)
+    assert torch.allclose(got, want)
+    g = torch.randn_like(want)
+    params = (x, h, cell.weight_ih, cell.bias_hh)
+    for a_grad, b_grad in zip(torch.autograd.grad(want, params, g), torch.autograd.grad(got, params, g), strict=True):
+        assert torch.allclose(a_grad, b_grad)

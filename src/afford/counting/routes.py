@@ -1,6 +1,6 @@
 """The functions a meta trace would run differently from a GPU, routed to the kernels the GPU runs (one torch
 function mode for all, so the trace pays one Python hook per call): RMSNorm and LayerNorm (counting/norms.py) and
-LSTMs (counting/rnn.py). Scaled-dot-product attention has its own router (counting/attention.py), which records
+LSTMs and GRUs (counting/rnn.py). Scaled-dot-product attention has its own router (counting/attention.py), which records
 each call as well."""
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ if TYPE_CHECKING:
     from afford.counting.engine import Counter
 
 Route = Callable[[Any, Any, dict[str, Any], "Counter"], Any]
-ROUTES: dict[Any, Route] = {**norms.ROUTES, rnn.LSTM: rnn.route_lstm}
+ROUTES: dict[Any, Route] = {**norms.ROUTES, rnn.LSTM: rnn.route_rnn, rnn.GRU: rnn.route_rnn}
 
 
 class KernelRouter(TorchFunctionMode):
