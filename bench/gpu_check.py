@@ -381,7 +381,8 @@ def probes(rec: Recorder) -> None:
     16-bit NCHW convolutions against channels_last, GroupNorm under autocast with and without timm's fast-norm
     (the timm table's GroupNorm rows), efficientformerv2 and lambda end to end, LayerNorm2d over few channels and an
     RmsNorm ViT with and without fast-norm, ResNet-50's kernel durations and names (which cuDNN kernels 16-bit NCHW
-    takes on this GPU) and test_efficientnet_ln's."""
+    takes on this GPU), test_efficientnet_ln's and lambda_resnet26t's (its Conv3d over one input channel and its
+    batched 1 x K matmuls)."""
     for planes, side, dtype, cl in ((2048 * 1024, 7, torch.float32, False), (256 * 1024, 7, torch.float32, False),
                                     (2048 * 1024, 7, torch.float32, True), (64 * 1024, 16, torch.float16, False)):
         rec.case({"kind": "probe", "probe": "upsample_bilinear2d", "planes": planes, "side": side,
@@ -400,7 +401,7 @@ def probes(rec: Recorder) -> None:
     rec.case({"kind": "probe", "probe": "fp16_weights", "model": "torchvision:resnet50", "batch": 256},
              probe_model("torchvision:resnet50", 256, torch.float16, False))
     for name, batch in (("torchvision:resnet50", 1), ("torchvision:resnet50", 8), ("torchvision:resnet50", 64),
-                        ("timm:test_efficientnet_ln", 256)):
+                        ("timm:test_efficientnet_ln", 256), ("timm:lambda_resnet26t", 64)):
         rec.case({"kind": "probe", "probe": "kernels", "model": name, "batch": batch}, probe_kernels(name, batch))
 
 
