@@ -321,6 +321,22 @@ def probe_upsample(planes: int, side: int, dtype: torch.dtype, channels_last: bo
     return run
 
 
+def probe_depthwise(batch: int, channels: int, side: int, kernel: int, dtype: torch.dtype,
+                    channels_last: bool) -> Callable[[], dict[str, Any]]:
+    """One depthwise convolution (groups = channels, stride 1, same padding, no bias), forward: the GPU-side rate
+    afford's efficiency.toml [depthwise] derives from a 2080 Ti table, on this GPU, in NCHW or channels_last."""
+    def run() -> dict[str, Any]:
+        b = 2 if SMOKE else batch
+        conv = torch.nn.Conv2d(channels, channels, kernel, padding=kernel // 2, groups=channels, bias=False)
+        fmt = torch.channels_last if channels_last else torch.contiguous_format
+        conv = conv.to(DEVICE, dtype).to(memory_format=fmt)
+        x = torch.randn(b, channels, side, side, device=DEVICE, dtype=dtype).contiguous(memory_format=fmt)
+        with torch.inference_mode():
+            t, _ = block_seconds(lambda: conv(x), 1 if SMOKE else 3, 2 if SMOKE else 20)
+        return {"seconds": t, "batch_run": b}
+    return run
+
+
 def probe_model(name: str, batch: int, dtype: torch.dtype, autocast: bool, channels_last: bool = False,
                 fast_norm: bool = False) -> Callable[[], dict[str, Any]]:
     """Eval-mode throughput of a vision model as timm's benchmark runs it (autocast fp16 with fp32 weights, or
@@ -378,6 +394,7 @@ def probe_kernels(name: str, batch: int) -> Callable[[], dict[str, Any]]:
 
 def probes(rec: Recorder) -> None:
     """Kernel questions the time model has open (docs/validation.md): the serial upsampling rule's per-plane time,
+    depthwise convolutions at RepLKNet's shapes (efficiency.toml [depthwise]) in fp16 and fp32, NCHW and NHWC,
     16-bit NCHW convolutions against channels_last, GroupNorm under autocast with and without timm's fast-norm
     (the timm table's GroupNorm rows), efficientformerv2 and lambda end to end, LayerNorm2d over few channels and an
     RmsNorm ViT with and without fast-norm, ResNet-50's kernel durations and names (which cuDNN kernels 16-bit NCHW
@@ -387,6 +404,12 @@ def probes(rec: Recorder) -> None:
                                     (2048 * 1024, 7, torch.float32, True), (64 * 1024, 16, torch.float16, False)):
         rec.case({"kind": "probe", "probe": "upsample_bilinear2d", "planes": planes, "side": side,
                   "dtype": str(dtype).split(".")[1], "channels_last": cl}, probe_upsample(planes, side, dtype, cl))
+    for channels, side, kernel, dtype, cl in ((384, 32, 3, torch.float16, False), (384, 32, 7, torch.float16, False),
+                                              (384, 32, 7, torch.float16, True), (384, 32, 7, torch.float32, False),
+                                              (384, 32, 31, torch.float32, False)):
+        rec.case({"kind": "probe", "probe": "depthwise", "batch": 64, "channels": channels, "side": side,
+                  "kernel": kernel, "dtype": str(dtype).split(".")[1], "channels_last": cl},
+                 probe_depthwise(64, channels, side, kernel, dtype, cl))
     for name, batch, kw in (("torchvision:resnet50", 256, {}), ("torchvision:resnet50", 256, {"channels_last": True}),
                             ("timm:resnet50_gn", 256, {}), ("timm:resnet50_gn", 256, {"fast_norm": True}),
                             ("timm:convnext_tiny", 256, {}), ("timm:convnext_tiny", 256, {"fast_norm": True}),

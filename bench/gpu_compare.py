@@ -122,9 +122,27 @@ def measured_only(rows: list[dict[str, Any]]) -> list[str]:
     return out
 
 
-def probes(rows: list[dict[str, Any]]) -> list[str]:
+def depthwise_seconds(row: dict[str, Any], hardware: str) -> float:
+    """afford's GPU time of the probe's depthwise convolution (the traced conv on the catalog device's roofline,
+    no host time)."""
+    import torch
+
+    import afford
+
+    c, k, side, b = int(row["channels"]), int(row["kernel"]), int(row["side"]), int(row["batch_run"])
+    conv = torch.nn.Conv2d(c, c, k, padding=k // 2, groups=c, bias=False)
+    x = torch.zeros(b, c, side, side, device="meta")
+    if row["channels_last"]:
+        conv, x = conv.to(memory_format=torch.channels_last), x.contiguous(memory_format=torch.channels_last)
+    d = afford.assess(conv, example_inputs=(x,), batch_size=b, infer_samples=b, forward_only=True,
+                      precision="fp16" if row["dtype"] == "float16" else "fp32", hardware=hardware).to_dict()
+    return float(d["time"]["infer_batch_breakdown"]["gpu_seconds"])
+
+
+def probes(rows: list[dict[str, Any]], hardware: str = "h200") -> list[str]:
     """The kernel probes (bench/gpu_check.py `probe`): the serial upsampling rule against its measured per-plane
-    time, and the other probes' measured figures, shown for the open questions they answer (not priced)."""
+    time, depthwise convolutions against afford's GPU time for them, and the other probes' measured figures, shown
+    for the open questions they answer (not priced)."""
     from afford.estimate.timing import factors
 
     per_plane = float(factors()["serial"]["iteration_ns"])
@@ -138,6 +156,12 @@ def probes(rows: list[dict[str, Any]]) -> list[str]:
             out.append(f"| bilinear 2x upsample, {r['planes']:,} planes of {r['side']}x{r['side']}, {r['dtype']}"
                        f"{', channels_last' if r['channels_last'] else ''} | {r['seconds'] * 1e3:,.2f} ms = "
                        f"{r['ns_per_plane']:,.0f} ns a plane | afford: {rule}{err} |")
+        elif r["probe"] == "depthwise":
+            t = depthwise_seconds(r, hardware)
+            shape = f"({r['batch_run']}, {r['channels']}, {r['side']}, {r['side']})"
+            out.append(f"| depthwise {r['kernel']}x{r['kernel']} conv, {shape}, {r['dtype']}"
+                       f"{', channels_last' if r['channels_last'] else ''} | "
+                       f"{r['seconds'] * 1e3:,.3f} ms | afford: {t * 1e3:,.3f} ms ({t / r['seconds'] - 1:+.0%}) |")
         elif r["probe"] in ("amp_fp16", "fp16_weights"):
             how = ", ".join(k for k in ("channels_last", "fast_norm") if r.get(k)) or "NCHW"
             what = "autocast fp16" if r["probe"] == "amp_fp16" else "fp16 weights"
@@ -190,7 +214,7 @@ def main() -> int:
     paths = [Path(a) for a in args] or [ROOT / "bench" / "results" / n
                                         for n in ("gpu_check_h200.jsonl", "gpu_check_h200_run2.jsonl")]
     rows = [json.loads(s) for path in paths for s in path.read_text().splitlines() if s.strip()]
-    extra = measured_only(rows) + probes(rows)
+    extra = measured_only(rows) + probes(rows, hardware)
     rows = [r for r in rows if r["kind"] in ("train", "infer", "decode")]
     lines, errors, vision = [], [], []
     priced: list[tuple[dict[str, Any], dict[str, float]]] = []
