@@ -120,12 +120,14 @@ def test_autocast_casts_a_permuted_layer_norm_input_before_the_copy() -> None:
 
 
 def test_cpus_price_the_fused_op_at_the_composites_traffic() -> None:
-    """A GPU streams the traced bytes once; a CPU, which runs the composite, 3.5 times (efficiency.toml)."""
+    """A GPU streams the traced bytes once; a CPU, which runs the composite, 3.5 times (efficiency.toml); a TPU's
+    compiler fuses the norm, once."""
     devices = {d.id: d for d in builtin()}
     gpu = next(d for d in devices.values() if d.kind == "gpu")
-    cpu = next(d for d in devices.values() if d.kind != "gpu")
+    cpu = next(d for d in devices.values() if d.kind == "cpu")
+    tpu = next(d for d in devices.values() if d.kind == "tpu")
     nbytes = 10**9
-    for device, factor in ((gpu, 1.0), (cpu, 3.5)):
+    for device, factor in ((gpu, 1.0), (cpu, 3.5), (tpu, 1.0)):
         clock = OpClock(device, Efficiency.for_device(device), "fp32")
         plain, _ = clock.seconds("add", 0, nbytes)
         fused, _ = clock.seconds("_fused_rms_norm", 0, nbytes)

@@ -164,8 +164,9 @@ class OpClock:
         self.depthwise = convtime.cuda_core_flops(device, factors())  # CUDA-core FLOP/s of depthwise convs
         # passes a GPU normalisation kernel makes over its activations, against the one read and write the trace
         # counts (efficiency.toml [passes]); a calibrated GPU profile measured its own per-op rates; a CPU runs
-        # RMSNorm as the composite, not as the fused kernel the trace records
-        self.passes = _passes() if applies(device) else _passes("cpu_ops") if device.kind != "gpu" else {}
+        # RMSNorm as the composite, not as the fused kernel the trace records (TPUs and other accelerators: their
+        # compilers fuse it)
+        self.passes = _passes() if applies(device) else _passes("cpu_ops") if device.kind == "cpu" else {}
         self.serial_s = serial_iteration_seconds(device)
 
     def seconds(self, op: str, flops: float, nbytes: float, loop: int = 0) -> tuple[float, float]:
