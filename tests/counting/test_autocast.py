@@ -202,3 +202,37 @@ def test_the_emulation_dispatches_what_cuda_autocast_dispatches() -> None:
     with torch.no_grad():
         emulated = _signature(lambda: meta_model(y), autocast(torch.float16))
     assert emulated == real
+
+
+def test_bf16_softmax_is_cast_up_then_run_in_fp32() -> None:
+    """CUDA's softmax writes fp32 from a Half input in one kernel, but casts a bfloat16 input up first
+    (SoftMax.cpp): the bf16 autocast pass no longer fails on the meta kernel's Half-only check."""
+    with torch.device("meta"):
+        x = torch.zeros(N, D, dtype=torch.bfloat16)
+        with autocast(torch.bfloat16):
+            s = torch.softmax(x, dim=-1)
+        with autocast(torch.float16):
+            h = torch.softmax(x.half(), dim=-1)
+    assert s.dtype == h.dtype == torch.float32
+    a = _assess(_Block(), "bf16-mixed")
+    assert a.trace.infer.autocast and not a.trace.infer.autocast_note
+
+
+def test_a_failed_autocast_pass_leaves_nothing_behind() -> None:
+    """A model whose autocast pass fails is traced in 16 bits; the tensors the failed pass made (here one it
+    keeps on the module) are not counted in the 16-bit pass's peak, which equals a plain fp16 job's."""
+
+    class Refuses(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.fc = nn.Linear(D, D)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            self.kept = torch.zeros(N, 4096, device=x.device)  # a cache the module holds on to
+            if x.dtype == torch.float32:
+                raise RuntimeError("refuses fp32 inputs")
+            return self.fc(x)
+
+    mixed, plain = _assess(Refuses(), "fp16-mixed"), _assess(Refuses(), "fp16")
+    assert not mixed.trace.infer.autocast and "failed under autocast" in mixed.trace.infer.autocast_note
+    assert mixed.trace.infer.peak_live_bytes == plain.trace.infer.peak_live_bytes

@@ -38,7 +38,7 @@ FP32 = frozenset({
     "_upsample_nearest_exact1d", "upsample_nearest2d", "_upsample_nearest_exact2d", "upsample_nearest3d",
     "_upsample_nearest_exact3d", "upsample_linear1d", "upsample_bilinear2d", "_upsample_bilinear2d_aa",
     "upsample_trilinear3d", "upsample_bicubic2d", "_upsample_bicubic2d_aa"})
-# ops whose output dtype autocast sets to fp32 when their input is 16-bit (one kernel: 16-bit in, fp32 out)
+# ops whose output dtype autocast sets to fp32 when their input is 16-bit (one kernel from fp16; bf16 cast up first)
 HALF_TO_FLOAT = frozenset({"_softmax", "_log_softmax"})  # their third argument: half_to_float
 OUT_DTYPE = frozenset({"sum", "prod", "cumsum", "cumprod", "linalg_vector_norm"})  # a `dtype` keyword
 # ops run in the widest floating dtype of their inputs
@@ -174,7 +174,10 @@ class Autocast(TorchDispatchMode):
             first = args[0] if args and isinstance(args[0], torch.Tensor) else None
             low_input = first is not None and first.dtype in _LOW
             if name in HALF_TO_FLOAT and low_input and len(args) >= 3:
-                return func(args[0], args[1], True, *args[3:], **kwargs)
+                if first is not None and first.dtype == torch.float16:  # CUDA: fp32 from a Half input, one kernel
+                    return func(args[0], args[1], True, *args[3:], **kwargs)
+                # a bfloat16 input is cast up first (SoftMax.cpp `softmax`: half_to_float is for Half alone)
+                return func(_TO_COPY(args[0], dtype=torch.float32), args[1], False, *args[3:], **kwargs)
             if name in OUT_DTYPE and low_input and kwargs.get("dtype") is None:
                 return func(*args, **{**kwargs, "dtype": torch.float32})
         except (RuntimeError, TypeError, ValueError, IndexError):

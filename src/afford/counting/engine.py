@@ -104,6 +104,13 @@ class LiveBytes:
         self.peak = self.current
         self.lean_peak = self.current - self.score_current
 
+    def abandon(self, before: set[int]) -> None:
+        """Stop counting the storages made since `before` (the keys of `live` then): a traced pass that failed and
+        is done again another way, whose tensors a failed backward's graph may keep alive here but a real run never
+        makes."""
+        for key in [k for k in self.live if k not in before]:
+            self._free(key)
+
 
 class _RecordingDispatch(fc._FlopCounterMode):
     """PyTorch's flop-counting dispatch mode, plus grouped_mm in any dtype on meta and remembered norm outputs."""

@@ -252,13 +252,31 @@ def _generation(spec: ModelSpec, adapter: DecodeAdapter, run: Run, counter: Coun
     return gen
 
 
+def _tensor_state(module: nn.Module) -> list[tuple[nn.Module, dict[str, Any], dict[str, Any]]]:
+    """Every submodule's buffers and plain tensor attributes (caches a forward fills, such as ConViT's relative
+    indices), to put back after a pass that failed, so the next pass starts as the first did."""
+    return [(sub, dict(sub._buffers), {n: v for n, v in vars(sub).items() if isinstance(v, torch.Tensor)})
+            for sub in module.modules()]
+
+
+def _restore(state: list[tuple[nn.Module, dict[str, Any], dict[str, Any]]]) -> None:
+    for sub, buffers, attrs in state:
+        sub._buffers.clear()
+        sub._buffers.update(buffers)
+        for name, value in attrs.items():
+            object.__setattr__(sub, name, value)
+
+
 def _infer(spec: ModelSpec, counter: Counter, live: LiveBytes, batch_size: int, dims: Dims, infer: bool,
-           passes: list[tuple[Run, torch.dtype, torch.dtype | None]]) -> PhaseProfile:
+           passes: list[tuple[Run, torch.dtype, torch.dtype | None]], module: nn.Module) -> PhaseProfile:
     """Trace the inference batch (an empty phase unless `infer`) with the first of `passes` that runs: each is (the
     model's call, its inputs' dtype, the dtype autocast is emulated to or None). A mixed-precision job tries the
-    autocast pass (fp32 weights and inputs) first and falls back to the 16-bit one, saying so in the phase's note."""
+    autocast pass (fp32 weights and inputs) first and falls back to the 16-bit one, saying so in the phase's note;
+    the failed pass's tensors and the model's buffers it replaced are not carried over."""
     note = ""
+    state = _tensor_state(module)
     for run, kind, low in passes:
+        before = set(live.live)
         phase = counter.start_phase("infer")
         try:
             inputs = _cast_inputs(spec.make_inputs(batch_size, dims, False), kind) if infer else {}
@@ -278,6 +296,8 @@ def _infer(spec: ModelSpec, counter: Counter, live: LiveBytes, batch_size: int, 
                 raise
             note = f"the batch failed under autocast and is traced in 16 bits ({exc})"
             counter.mod_tracker.parents = {"Global"}  # the failed pass left its modules open
+            _restore(state)  # what the failed pass cached in the model (a buffer in its dtype) is not kept
+            live.abandon(before)  # nor are its tensors, which whatever failed may still hold
         finally:
             inputs = {}
             collect()
@@ -359,7 +379,7 @@ def trace(spec: ModelSpec, module: nn.Module, *, batch_size: int, dims: Dims, dt
             module.eval()
             with torch.no_grad():
                 infer_phase = _infer(spec, counter, live, batch_size, dims, infer,
-                                     infer_passes if infer else infer_passes[-1:])
+                                     infer_passes if infer else infer_passes[-1:], module)
                 counter.score_side = None  # prefill and decode keep their traced pricing
                 if not train or n_trainable == 0:
                     forward = infer_phase
