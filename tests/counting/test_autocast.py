@@ -127,7 +127,7 @@ def test_an_op_refused_in_autocast_dtypes_runs_as_traced_and_is_named(monkeypatc
             raise RuntimeError("refused")
         return cast
 
-    monkeypatch.setattr(ac, "_caster", refuse)
+    monkeypatch.setattr(ac, "caster", refuse)
     with torch.device("meta"):
         fc, x = nn.Linear(D, D).half(), torch.zeros(N, D, dtype=torch.float16)
         with autocast(torch.float16) as mode:

@@ -44,7 +44,7 @@ OUT_DTYPE = frozenset({"sum", "prod", "cumsum", "cumprod", "linalg_vector_norm"}
 # ops run in the widest floating dtype of their inputs
 PROMOTE = frozenset({"addcdiv", "addcmul", "atan2", "cross", "linalg_cross", "dot", "vdot", "grid_sampler_2d",
                      "grid_sampler_3d", "index_put", "scatter_add"})
-_LOW = (torch.float16, torch.bfloat16)
+LOW = (torch.float16, torch.bfloat16)  # the 16-bit dtypes autocast runs in
 _TO_COPY = torch.ops.aten._to_copy.default  # a cast as the kernel autocast's cached_cast runs (`to` decomposes to it)
 # composite functions on the lower-precision list that check their inputs' dtypes before any aten op dispatches
 # (a convolution's input, weight and bias must agree): cast where autocast does, at the function
@@ -125,11 +125,11 @@ class _Functions(TorchFunctionMode):
     def __torch_function__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
         kwargs = kwargs or {}
         if func in _CHECKED and not self.paused:
-            args, kwargs = _cast_all(args, kwargs, _caster(self.low))
+            args, kwargs = _cast_all(args, kwargs, caster(self.low))
         return func(*args, **kwargs)
 
 
-def _caster(dtype: torch.dtype, only: tuple[torch.dtype, ...] | None = None) -> Any:
+def caster(dtype: torch.dtype, only: tuple[torch.dtype, ...] | None = None) -> Any:
     """A cast of one tensor as autocast's cached_cast does it: floating, not fp64, not already `dtype` (and, with
     `only`, of one of those dtypes)."""
     def cast(t: torch.Tensor) -> torch.Tensor:
@@ -163,16 +163,16 @@ class Autocast(TorchDispatchMode):
         try:
             cast = None
             if name in LOWER:
-                cast = _caster(self.low)
+                cast = caster(self.low)
             elif name in FP32:
-                cast = _caster(torch.float32, _LOW)
+                cast = caster(torch.float32, LOW)
             elif name in PROMOTE and (floats := _floats(args) + _floats(list(kwargs.values()))):
-                cast = _caster(max((t.dtype for t in floats), key=lambda d: torch.finfo(d).bits))
+                cast = caster(max((t.dtype for t in floats), key=lambda d: torch.finfo(d).bits))
             if cast is not None:
                 cast_args, cast_kwargs = _cast_all(args, kwargs, cast)
                 return func(*cast_args, **cast_kwargs)
             first = args[0] if args and isinstance(args[0], torch.Tensor) else None
-            low_input = first is not None and first.dtype in _LOW
+            low_input = first is not None and first.dtype in LOW
             if name in HALF_TO_FLOAT and low_input and len(args) >= 3:
                 if first is not None and first.dtype == torch.float16:  # CUDA: fp32 from a Half input, one kernel
                     return func(args[0], args[1], True, *args[3:], **kwargs)

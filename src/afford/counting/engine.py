@@ -12,7 +12,7 @@ from __future__ import annotations
 import gc
 import os
 import weakref
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Container, Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -199,6 +199,19 @@ class ModuleStack:
         self.parents = {"Global"}
 
 
+def new_nodes(roots: Iterable[Any], mark: int, seen: Container[int]) -> Iterator[int]:
+    """Sequence numbers of the autograd nodes at and behind `roots` made after sequence number `mark`, skipping
+    those in `seen` (read as the caller fills it) and the graph's leaves (AccumulateGrad)."""
+    stack = list(roots)
+    while stack:
+        node = stack.pop()
+        seq = node._sequence_nr()
+        if seq <= mark or seq >= _NO_SEQUENCE or seq in seen:
+            continue
+        yield seq
+        stack.extend(f for f, _ in node.next_functions if f is not None)
+
+
 class _NodeLabels(TorchFunctionMode):
     """Labels each autograd node a forward call creates with the modules running at that moment, so that a
     backward op is credited to the module whose forward op it differentiates.
@@ -228,15 +241,10 @@ class _NodeLabels(TorchFunctionMode):
 
     def _label(self, node: Any, label: frozenset[str]) -> None:
         """Label `node` and the nodes behind it that this call created (sequence numbers above the mark)."""
-        stack, top = [node], self.high
-        while stack:
-            n = stack.pop()
-            seq = n._sequence_nr()
-            if seq <= self.high or seq >= _NO_SEQUENCE or seq in self.labels:
-                continue
+        top = self.high
+        for seq in new_nodes([node], self.high, self.labels):
             self.labels[seq] = label
             top = max(top, seq)
-            stack.extend(f for f, _ in n.next_functions if f is not None)
         self.high = top
 
     def backward_parents(self) -> set[str]:
@@ -342,14 +350,9 @@ class Counter(fc.FlopCounterMode):
         finally:
             self.library_depth -= 1
         self.phase.library_calls += self.repeat
-        stack = [t.grad_fn for t in _tensors(out) if t.grad_fn is not None]
-        while stack:
-            node = stack.pop()
-            seq = node._sequence_nr()
-            if seq <= mark or seq >= _NO_SEQUENCE or seq in self.library_nodes:
-                continue
+        roots = [t.grad_fn for t in _tensors(out) if t.grad_fn is not None]
+        for seq in new_nodes(roots, mark, self.library_nodes):
             self.library_nodes.add(seq)
-            stack.extend(f for f, _ in node.next_functions if f is not None)
         return out
 
     def _in_library(self) -> bool:

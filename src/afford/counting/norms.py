@@ -29,8 +29,7 @@ import torch
 import torch.nn.functional as F
 
 from afford.counting import autocast
-
-_LOW = (torch.float16, torch.bfloat16)
+from afford.counting.tensors import channels_last
 
 
 def _stat_dtype(dtype: torch.dtype) -> torch.dtype:
@@ -106,11 +105,8 @@ fused_rms_norm.register_autograd(_backward, setup_context=_setup)
 
 def fused_applies(x: torch.Tensor, weight: torch.Tensor | None) -> bool:
     """Whether PyTorch's CUDA `rms_norm` takes the fused kernel for these arguments (rms_norm_symint's checks)."""
-    if x.is_complex():
+    if x.is_complex() or channels_last(x):
         return False
-    layout = {4: torch.channels_last, 5: torch.channels_last_3d}.get(x.dim())
-    if layout is not None and x.is_contiguous(memory_format=layout) and not x.is_contiguous():
-        return False  # suggest_memory_format() is channels_last
     return weight is None or weight.dtype == x.dtype
 
 
@@ -150,4 +146,4 @@ ROUTES = {F.rms_norm: route_rms_norm, torch.rms_norm: route_rms_norm, F.layer_no
 
 def _up(t: torch.Tensor) -> torch.Tensor:
     """Autocast's cast of a 16-bit floating tensor to fp32 (a recorded kernel); other tensors as they are."""
-    return t.to(torch.float32) if t.dtype in _LOW else t
+    return autocast.caster(torch.float32, autocast.LOW)(t)

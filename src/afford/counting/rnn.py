@@ -127,9 +127,10 @@ def _cudnn_rnn(lstm: bool, x: torch.Tensor, hx: Any, params: Any, has_biases: bo
     low = autocast.current_low()
     with autocast.paused() if low is not None else nullcontext():
         if low is not None:  # `_cudnn_rnn` on autocast's list: input, states and weights cast once per call
-            x, h0 = _low(x, low), _low(h0, low)
-            c0 = _low(c0, low) if lstm else h0
-            params = [_low(p, low) for p in params]
+            cast = autocast.caster(low)
+            x, h0 = cast(x), cast(h0)
+            c0 = cast(c0) if lstm else h0
+            params = [cast(p) for p in params]
         if batch_first:
             x = x.transpose(0, 1)
         layer_in = x.contiguous()  # cuDNN takes a contiguous time-major input (a copy when batch_first)
@@ -166,7 +167,3 @@ def _cudnn_rnn(lstm: bool, x: torch.Tensor, hx: Any, params: Any, has_biases: bo
         out = layer_in.transpose(0, 1) if batch_first else layer_in
         return (out, torch.stack(h_n), torch.stack(c_n)) if lstm else (out, torch.stack(h_n))
 
-
-def _low(t: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
-    """Autocast's cast of a floating tensor to `dtype` (a recorded kernel)."""
-    return t.to(dtype) if t.is_floating_point() and t.dtype != dtype else t

@@ -21,13 +21,10 @@ from typing import Any
 
 import torch
 
+from afford.counting.tensors import channels_last
+
 SERIAL_OPS = frozenset({"upsample_bilinear2d", "upsample_bicubic2d"})
 _NHWC_MIN_CHANNELS = 16  # UpSampleBilinear2d.cu: the channels_last kernel only from 16 channels
-
-
-def _channels_last(x: torch.Tensor) -> bool:
-    """Whether PyTorch would suggest channels_last for `x` (contiguous that way and not in the default layout)."""
-    return x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
 
 
 def loop_length(name: str, args: Sequence[Any], outs: Sequence[torch.Tensor]) -> int:
@@ -39,6 +36,6 @@ def loop_length(name: str, args: Sequence[Any], outs: Sequence[torch.Tensor]) ->
     if not isinstance(x, torch.Tensor) or x.dim() != 4 or y.dim() != 4 or tuple(x.shape) == tuple(y.shape):
         return 0
     n, c = int(x.shape[0]), int(x.shape[1])
-    if name == "upsample_bilinear2d" and c >= _NHWC_MIN_CHANNELS and _channels_last(x):
+    if name == "upsample_bilinear2d" and c >= _NHWC_MIN_CHANNELS and channels_last(x):
         return 0
     return n * c

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import torch
 
-__all__ = ["storage_key", "storage_of", "tensor_bytes"]
+__all__ = ["channels_last", "storage_key", "storage_of", "tensor_bytes"]
 
 
 def storage_key(t: torch.Tensor) -> int:
@@ -27,3 +27,10 @@ def tensor_bytes(t: torch.Tensor) -> int:
     if t.layout == torch.sparse_coo:
         return tensor_bytes(t._values()) + tensor_bytes(t._indices())
     return int(t.numel()) * t.element_size()
+
+
+def channels_last(x: torch.Tensor) -> bool:
+    """Whether PyTorch's `suggest_memory_format()` would say channels_last for a 4-d (or channels_last_3d for a
+    5-d) tensor: contiguous that way and not in the default layout."""
+    layout = {4: torch.channels_last, 5: torch.channels_last_3d}.get(x.dim())
+    return layout is not None and x.is_contiguous(memory_format=layout) and not x.is_contiguous()
