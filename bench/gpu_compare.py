@@ -43,8 +43,9 @@ def price(row: dict[str, Any], hardware: str, host: str | None = None) -> dict[s
     b = int(row["batch"])
     if row["kind"] == "train":
         extra = {"seq_len": int(row["seq"])} if "seq" in row else {}
+        # gpu_check trains under torch.autocast with fp32 weights: afford's --amp step
         d = assess(row["model"], train_samples=10 * b, batch_size=b, precision="bf16-mixed", optimizer="adamw",
-                   hardware=hardware, runtime=rt, **extra).to_dict()
+                   hardware=hardware, runtime=rt, amp=True, **extra).to_dict()
         per_s = float(d["time"]["train_samples_per_second"]) * int(row.get("seq", 1))
         return {"rate": per_s, "peak_gib": d["memory"]["train_peak_bytes"] / 2**30,
                 "host": float(bool(d["time"]["train_step_breakdown"]["host"]["bound"]))}

@@ -2,7 +2,7 @@
 
 For every row of tests/golden/timm_train_rtx3090.csv (timm's benchmark.py: PyTorch 1.12, CUDA 11.3, AMP, NCHW, SGD
 with momentum, eager), price one training step, `afford.assess(f"timm:{model}", image_size=img, batch_size=B,
-train_samples=B, precision="fp16-mixed", optimizer="sgd-momentum", hardware="rtx3090", runtime="eager")`, and compare
+train_samples=B, precision="fp16-mixed", optimizer="sgd-momentum", hardware="rtx3090", runtime="eager", amp=True)`, and compare
 `time.train_samples_per_second` with the csv's `train_samples_per_sec`. Rows run in worker subprocesses (bench/
 workerproc.py) with a per-row timeout; records are appended to bench/results/timm_train_rtx3090.jsonl (the last line
 of a key wins), so a run resumes where it stopped. Models the installed timm no longer lists are recorded as skipped.
@@ -39,8 +39,9 @@ OVERHEADS = ROOT / "tests" / "golden" / "runtime_overheads.toml"
 RESULTS = ROOT / "bench" / "results" / "timm_train_rtx3090.jsonl"
 DOC = ROOT / "docs" / "timm_training.md"
 BEGIN, END = "<!-- timm-train -->", "<!-- /timm-train -->"
+# amp: timm's benchmark trains under torch.autocast with fp32 weights (--amp), which afford traces as such
 JOB: dict[str, Any] = {"precision": "fp16-mixed", "optimizer": "sgd-momentum", "hardware": "rtx3090",
-                       "runtime": "eager"}
+                       "runtime": "eager", "amp": True}
 MARK = "@@timm_train "  # prefix of the worker's result lines
 RESTART_EVERY = 60  # rows per worker before a fresh one (bounds memory that leaks across traces)
 BAR, WIDE = 0.35, 0.75  # issue 13: at least 75 % of the rows within 35 %
@@ -174,7 +175,8 @@ def summary_lines(rows: list[dict[str, str]], results: dict[str, dict[str, Any]]
              "@ bd6d377c `results/benchmark-train-amp-nchw-pt112-cu113-rtx3090.csv`: PyTorch 1.12, CUDA 11.3, AMP, "
              "NCHW, SGD with momentum, eager, each model at its own batch) against one training step priced with "
              "`afford.assess(f\"timm:{model}\", image_size=..., batch_size=B, train_samples=B, "
-             "precision=\"fp16-mixed\", optimizer=\"sgd-momentum\", hardware=\"rtx3090\", runtime=\"eager\")`. "
+             "precision=\"fp16-mixed\", optimizer=\"sgd-momentum\", hardware=\"rtx3090\", runtime=\"eager\", "
+             "amp=True)` (torch.amp's step: fp32 weights, autocast). "
              "No constant or efficiency was fitted to this table. Error = predicted / measured samples/s - 1. "
              "Every row: docs/timm_training.md; run `bench/validate_timm_train.py`.", "",
              f"- csv rows: {len(rows)}; skipped (not listed by timm {versions.get('timm', '?')}: renamed or "

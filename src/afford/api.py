@@ -84,7 +84,7 @@ def assess(model: Any, *, example_inputs: Any = None, **options: Any) -> Assessm
                               infer_samples=r.infer_samples, batch_size=r.batch_size, seq_len=r.seq_len,
                               image_size=r.image_size, precision=r.precision, optimizer=r.optimizer, freeze=r.freeze,
                               allow_longer=r.allow_longer, task=r.task, prompt_tokens=r.prompt_tokens,
-                              generate_tokens=r.generate_tokens, eval_samples=r.eval_samples)
+                              generate_tokens=r.generate_tokens, eval_samples=r.eval_samples, amp=r.amp)
     if r.forward_only and workload.wants_training:
         raise WorkloadError(f"{opt('forward_only')} traces no training step: drop {opt('train_samples')}/"
                             f"{opt('train_tokens')}")

@@ -310,15 +310,17 @@ def traced_assessment(spec: ModelSpec, workload: Workload, dims: Dims, module: n
     try:
         traced = run_trace(spec, module, batch_size=workload.batch_size, dims=dims, dtype=dtype,
                            freeze=workload.freeze, train=train, decode=want_decode, infer=infer or not train,
-                           generate=generate, autocast=workload.precision.mixed)
+                           generate=generate, autocast=workload.precision.mixed, amp=workload.amp_training)
     except TraceError as exc:
         if workload.wants_training:
             raise
         # an inference-only job must not fail because a training step would (e.g. BatchNorm at batch 1)
         traced = run_trace(spec, module, batch_size=workload.batch_size, dims=dims, dtype=dtype,
                            freeze=workload.freeze, train=False, decode=want_decode, infer=True, generate=generate,
-                           autocast=workload.precision.mixed)
+                           autocast=workload.precision.mixed, amp=workload.amp_training)
         notes.append(f"training step not traced ({exc}); backward and training memory are 0")
+    if traced.forward.autocast_note:
+        notes.append(f"torch.amp training step: {traced.forward.autocast_note}")
     if traced.infer.autocast_note:
         notes.append(f"mixed-precision inference: {traced.infer.autocast_note}")
     if traced.trainable_params == 0 and workload.wants_training:

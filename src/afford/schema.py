@@ -86,6 +86,10 @@ class JobRequest:
     image_size: int | None = _opt(None, "image side in pixels (default: the model's native size)", "workload", _ALL)
     precision: str = _opt("fp32", "fp32 | fp16-mixed | bf16-mixed | bf16 | fp16 | tf32", "workload", _ALL,
                           defaults=((_P, "bf16-mixed"), (_C, "bf16-mixed")))
+    amp: bool = _opt(False, "train as torch.amp does (with fp16-mixed or bf16-mixed): fp32 weights and gradients, "
+                            "each weight cast to 16 bits once per step, norms, softmax and losses in fp32, as timm's "
+                            "and torchvision's training scripts run; default: 16-bit weights and gradients with fp32 "
+                            "master weights (Megatron, DeepSpeed)", "workload", (_A, _P, _C))
     optimizer: str = _opt("adamw", "sgd | sgd-momentum | adam | adamw | adam-8bit | adafactor | adagrad | "
                                    "rowwise-adagrad", "workload", _ALL)
     freeze: tuple[str, ...] = _opt((), "freeze parameters matching a glob; '!GLOB' unfreezes; repeatable, applied in "

@@ -80,7 +80,7 @@ def key(model: Any, workload: Workload, *, options: dict[str, Any] | None, flags
     w = workload
     shape = (w.batch_size, w.seq_len, w.image_size, w.precision, w.optimizer, w.freeze, w.allow_longer, w.task,
              w.prompt_tokens, w.generate_tokens, w.wants_training, w.infer_samples is not None,
-             w.train_tokens is not None)
+             w.train_tokens is not None, w.amp_training)
     limits = tuple(sorted((k, v) for k, v in os.environ.items() if k.startswith("AFFORD_MAX_")))  # op/file caps
     return Key(model.strip(), _file_facts(model.strip()), tuple(sorted((options or {}).items())), tuple(flags),
                shape, limits)

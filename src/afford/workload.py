@@ -110,6 +110,7 @@ class Workload:
     prompt_tokens: int | None = None
     generate_tokens: int | None = None
     eval_samples: int | None = None  # evaluated after every epoch of training (its forward passes, no gradients)
+    amp: bool = False  # the training step as torch.amp runs it: fp32 weights, autocast (mixed precisions only)
 
     def __post_init__(self) -> None:
         """Every count a positive integer below its stated bound (afford.bounds), epochs finite and positive."""
@@ -128,6 +129,9 @@ class Workload:
         if self.eval_samples is not None and not self.wants_training:
             raise WorkloadError(f"{opt('eval_samples')} is evaluated after each training epoch: give "
                                 f"{opt('train_samples')} or {opt('train_tokens')} too")
+        if self.amp and not self.precision.mixed:
+            raise WorkloadError(f"{opt('amp')} is torch.amp's mixed precision: use it with {opt('precision')} "
+                                f"fp16-mixed or bf16-mixed (got {self.precision.value})")
         if self.task is Task.GENERATE:
             if self.prompt_tokens is None or self.generate_tokens is None:
                 raise WorkloadError(f"{opt('task')} generate needs {opt('prompt_tokens')} P and "
@@ -147,6 +151,11 @@ class Workload:
         return cls(precision=parse_enum(Precision, precision, "precision"),
                    optimizer=parse_enum(Optimizer, optimizer, "optimizer"), task=parse_enum(Task, task, "task"),
                    freeze=tuple(freeze), **fields)
+
+    @property
+    def amp_training(self) -> bool:
+        """Whether the training step is traced as torch.amp runs it (--amp with a mixed precision)."""
+        return self.amp and self.precision.mixed
 
     @property
     def wants_training(self) -> bool:

@@ -132,7 +132,7 @@ def test_an_op_refused_in_autocast_dtypes_runs_as_traced_and_is_named(monkeypatc
         fc, x = nn.Linear(D, D).half(), torch.zeros(N, D, dtype=torch.float16)
         with autocast(torch.float16) as mode:
             y = fc(x)
-    assert y.dtype == torch.float16 and mode.refused == {"addmm"}
+    assert y.dtype == torch.float16 and mode.refused == {"linear"}  # F.linear, where autocast casts
 
 
 class _Mixed(nn.Module):
@@ -236,3 +236,84 @@ def test_a_failed_autocast_pass_leaves_nothing_behind() -> None:
     mixed, plain = _assess(Refuses(), "fp16-mixed"), _assess(Refuses(), "fp16")
     assert not mixed.trace.infer.autocast and "failed under autocast" in mixed.trace.infer.autocast_note
     assert mixed.trace.infer.peak_live_bytes == plain.trace.infer.peak_live_bytes
+
+
+def test_an_amp_training_step_dispatches_what_cuda_autocast_dispatches() -> None:
+    """A training step's forward (with the loss) under PyTorch's CUDA autocast (fake CUDA tensors, weights that
+    require grad, so their casts are cached) and under the emulation on meta dispatch the same ops in the same
+    dtypes. Backward runs after the region, as torch.amp's recipe runs it: the casts sit above autograd, so it
+    sees the 16-bit copies autograd saved and casts the weights' 16-bit gradients back to fp32 (autograd's
+    engine needs a real device for fake CUDA tensors, so backward is checked on meta alone)."""
+    from torch._subclasses.fake_tensor import FakeTensorMode
+
+    def forward(model: nn.Module, x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return torch.nn.functional.cross_entropy(model(x), target)
+
+    cpu_model = _Mixed().train()
+    with FakeTensorMode(allow_non_fake_inputs=True):
+        cuda_model = cpu_model.to("cuda")
+        x, target = torch.zeros(2, 3, 4, 4, device="cuda"), torch.zeros(2, dtype=torch.long, device="cuda")
+        torch.set_autocast_enabled("cuda", True)
+        torch.set_autocast_dtype("cuda", torch.float16)
+        torch.autocast_increment_nesting()
+        try:
+            real = _signature(lambda: forward(cuda_model, x, target))
+        finally:
+            torch.autocast_decrement_nesting()
+            torch.clear_autocast_cache()
+            torch.set_autocast_enabled("cuda", False)
+    with torch.device("meta"):
+        meta_model, y, t = _Mixed().train(), torch.zeros(2, 3, 4, 4), torch.zeros(2, dtype=torch.long)
+    region = autocast(torch.float16, backstop=False)
+    losses: list[torch.Tensor] = []
+    emulated = _signature(lambda: losses.append(forward(meta_model, y, t)), region)
+    assert emulated == real
+    backward = _signature(lambda: losses[0].backward())
+    assert {n: p.grad.dtype for n, p in meta_model.named_parameters()} == {
+        n: torch.float32 for n, _ in meta_model.named_parameters()}
+    # the weight gradients come out of the matmul and the conv in fp16 and are cast up, one cast per weight
+    assert backward[("_to_copy", "float16", "float32")] >= 3
+    assert all("float16,float32" not in ins and "float32,float16" not in ins
+               for (op, ins, _), _n in backward.items() if op in ("mm", "convolution_backward"))
+
+
+class _Functions(nn.Module):
+    """Listed functions reached through Python wrappers and Tensor operators: F.normalize, Tensor.norm, **,
+    Tensor.exp, F.interpolate, einsum, a bf16-safe sum, and a bilinear upsample of a 16-bit conv output."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3, padding=1)
+        self.fc = nn.Linear(4 * 8 * 8, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.conv(x)  # fp16
+        h = torch.nn.functional.interpolate(h, scale_factor=2.0, mode="bilinear")  # fp32
+        h = torch.nn.functional.normalize(self.conv(h[:, :3]), dim=1)  # fp32 from an fp16 input
+        n = h.norm(dim=1, keepdim=True) + (h ** 2).exp().sum()
+        e = torch.einsum("bchw,bchw->bc", h, h)
+        pooled = torch.nn.functional.adaptive_avg_pool2d(h * n, 8).flatten(1)
+        return self.fc(pooled) + e.sum(-1, keepdim=True)
+
+
+def test_functions_behind_python_wrappers_and_operators_match_cuda_autocast() -> None:
+    from torch._subclasses.fake_tensor import FakeTensorMode
+
+    cpu_model = _Functions().train()
+    with FakeTensorMode(allow_non_fake_inputs=True):
+        cuda_model = cpu_model.to("cuda")
+        x = torch.zeros(2, 3, 4, 4, device="cuda")
+        torch.set_autocast_enabled("cuda", True)
+        torch.set_autocast_dtype("cuda", torch.float16)
+        torch.autocast_increment_nesting()
+        try:
+            real = _signature(lambda: cuda_model(x))
+        finally:
+            torch.autocast_decrement_nesting()
+            torch.clear_autocast_cache()
+            torch.set_autocast_enabled("cuda", False)
+    with torch.device("meta"):
+        meta_model, y = _Functions().train(), torch.zeros(2, 3, 4, 4)
+    region = autocast(torch.float16, backstop=False)
+    emulated = _signature(lambda: meta_model(y), region)
+    assert emulated == real

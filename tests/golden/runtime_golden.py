@@ -22,6 +22,7 @@ TOLERANCE = 0.35  # on samples/s (tokens/s for decode), per asserted row; issue 
 TRAIN_PRECISION = "fp16-mixed"
 TRAIN_OPTIMIZER = "sgd-momentum"
 TRAIN_HARDWARE = "rtx3090"
+TRAIN_AMP = True  # timm's benchmark trains under torch.autocast with fp32 weights (afford's --amp step)
 
 
 def rows() -> dict[str, list[dict[str, Any]]]:
@@ -75,7 +76,7 @@ def _price(row: dict[str, Any], kind: str) -> tuple[float, bool | None]:
     if kind == "train":
         b = int(row["batch_size"])
         d = assess(row["model"], train_samples=10 * b, batch_size=b, precision=TRAIN_PRECISION,
-                   optimizer=TRAIN_OPTIMIZER, hardware=TRAIN_HARDWARE, runtime=rt).to_dict()["time"]
+                   optimizer=TRAIN_OPTIMIZER, hardware=TRAIN_HARDWARE, runtime=rt, amp=TRAIN_AMP).to_dict()["time"]
         return float(d["train_samples_per_second"]), bool(d["train_step_breakdown"]["host"]["bound"])
     if kind == "decode":
         d = assess(row["model"], seq_len=int(row["context"]), batch_size=int(row["batch_size"]),

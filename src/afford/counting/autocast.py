@@ -9,6 +9,14 @@ promote to their widest input; every other op follows PyTorch's type promotion, 
 position embedding, a layer scale, a norm's output) makes the residual stream fp32. Meta tensors carry no
 autocast dispatch key, so this mode applies the same lists to the aten ops the trace sees (below any composite
 op's decomposition). The casts it adds are real `_to_copy` kernels in the trace, with their bytes.
+
+Autocast works at the level of the functions a model calls (its kernels sit on the dispatcher's Autocast key, above
+autograd), so its casts are part of the autograd graph: a training step saves the 16-bit copies and backward casts
+gradients back to fp32. The emulation does the same (`_Functions`, a function mode, the lists below by function
+name), and caches the cast of a leaf tensor that requires grad (a weight) for the whole region, as autocast's
+`cached_cast` does. Composites that call a listed op inside C++ (rare: `nn.MultiheadAttention`'s fast path) are
+not seen there; the dispatch-level mode (`Autocast`) casts those for an inference pass and, in a training step
+where a cast below autograd would leave backward with mismatched dtypes, names them instead (`missed`).
 """
 
 from __future__ import annotations
@@ -21,6 +29,8 @@ import torch
 import torch.nn.functional as F
 from torch.overrides import TorchFunctionMode
 from torch.utils._python_dispatch import TorchDispatchMode
+
+from afford.counting.tensors import storage_key
 
 # ops run in the 16-bit autocast dtype (the lower-precision list; the fused attention kernels afford's router
 # calls in place of scaled_dot_product_attention, which is on the list)
@@ -46,11 +56,33 @@ PROMOTE = frozenset({"addcdiv", "addcmul", "atan2", "cross", "linalg_cross", "do
                      "grid_sampler_3d", "index_put", "scatter_add"})
 LOW = (torch.float16, torch.bfloat16)  # the 16-bit dtypes autocast runs in
 _TO_COPY = torch.ops.aten._to_copy.default  # a cast as the kernel autocast's cached_cast runs (`to` decomposes to it)
-# composite functions on the lower-precision list that check their inputs' dtypes before any aten op dispatches
-# (a convolution's input, weight and bias must agree): cast where autocast does, at the function
-_CHECKED = frozenset({F.conv1d, F.conv2d, F.conv3d, F.conv_transpose1d, F.conv_transpose2d, F.conv_transpose3d,
-                      torch.conv1d, torch.conv2d, torch.conv3d, torch.conv_transpose1d, torch.conv_transpose2d,
-                      torch.conv_transpose3d, torch.convolution})
+# The same lists at the level autocast applies them (autocast_mode.h's op names are the functions' names: F.linear is
+# aten::linear, Tensor.exp is aten::exp); a model's call is seen once, at the outermost listed function.
+FN_LOWER = frozenset({
+    "_convolution", "conv1d", "conv2d", "conv3d", "conv_tbc", "conv_transpose1d", "conv_transpose2d",
+    "conv_transpose3d", "convolution", "prelu", "addmm", "addmv", "addr", "matmul", "einsum", "mm", "mv",
+    "linalg_vecdot", "vecdot", "linear", "addbmm", "baddbmm", "bmm", "chain_matmul", "linalg_multi_dot", "multi_dot",
+    "lstm_cell", "gru_cell", "rnn_tanh_cell", "rnn_relu_cell", "scaled_dot_product_attention"})
+FN_FP32 = frozenset({
+    "acos", "asin", "cosh", "erfinv", "exp", "expm1", "log", "log10", "log2", "log1p", "reciprocal", "rsqrt", "sinh",
+    "tan", "pow", "softplus", "layer_norm", "rms_norm", "group_norm", "frobenius_norm", "nuclear_norm",
+    "cosine_similarity", "poisson_nll_loss", "cosine_embedding_loss", "nll_loss", "nll_loss2d",
+    "hinge_embedding_loss", "kl_div", "l1_loss", "smooth_l1_loss", "huber_loss", "mse_loss", "margin_ranking_loss",
+    "multilabel_margin_loss", "soft_margin_loss", "triplet_margin_loss", "multi_margin_loss",
+    "binary_cross_entropy_with_logits", "dist", "pdist", "cdist", "renorm", "logsumexp",
+    "upsample_nearest1d", "_upsample_nearest_exact1d", "upsample_nearest2d", "_upsample_nearest_exact2d",
+    "upsample_nearest3d", "_upsample_nearest_exact3d", "upsample_linear1d", "upsample_bilinear2d",
+    "_upsample_bilinear2d_aa", "upsample_trilinear3d", "upsample_bicubic2d", "_upsample_bicubic2d_aa",
+    # Python functions whose C++ call runs listed ops inside: cross_entropy is log_softmax (fp32 out) then nll_loss
+    # (fp32); interpolate and upsample run an upsample op (every mode but "area", an adaptive pooling)
+    "cross_entropy", "interpolate", "upsample"})
+# run with dtype=float32 (torch.norm and Tensor.norm are Python over linalg_vector_norm; F.normalize divides its
+# input by that fp32 norm, so its output is fp32)
+FN_OUT_DTYPE = frozenset({"prod", "softmax", "log_softmax", "cumprod", "cumsum", "linalg_vector_norm",
+                          "vector_norm", "linalg_matrix_norm", "matrix_norm", "sum", "norm", "normalize"})
+FN_PROMOTE = frozenset({"addcdiv", "addcmul", "atan2", "bilinear", "cross", "linalg_cross", "dot", "vdot",
+                        "grid_sampler", "grid_sample", "index_put", "tensordot", "scatter_add"})
+_FN_NAMES = {"__matmul__": "matmul", "__rmatmul__": "matmul", "__pow__": "pow", "__rpow__": "pow"}
 
 
 def _map(value: Any, fn: Any) -> Any:
@@ -78,16 +110,21 @@ _ACTIVE: list[tuple[Autocast, _Functions]] = []  # the emulations entered, inner
 
 
 @contextmanager
-def autocast(low: torch.dtype) -> Iterator[Autocast]:
+def autocast(low: torch.dtype, backstop: bool = True, weights: set[int] | None = None) -> Iterator[Autocast]:
     """Emulated CUDA autocast to `low` (float16 or bfloat16) for the ops run inside, on meta; yields the dispatch
-    mode, whose `refused` names the ops that ran as traced."""
-    mode, functions = Autocast(low), _Functions(low)
+    mode, whose `refused` names the ops that ran as traced and `missed` the listed ops that reached the dispatcher
+    in other dtypes. `backstop` casts those there (an inference pass); a training step passes False, as a cast
+    below autograd would leave backward with operands of two dtypes. Leaving the region drops its weight casts;
+    `weights`, where given, gets their storage keys (a training step does not count them as activations)."""
+    mode = Autocast(low, backstop)
+    functions = _Functions(low, mode, weights)
     _ACTIVE.append((mode, functions))
     try:
         with functions, mode:
             yield mode
     finally:
         _ACTIVE.pop()
+        functions.cache.clear()
 
 
 def current_low() -> torch.dtype | None:
@@ -115,18 +152,80 @@ def paused() -> Iterator[None]:
 
 
 class _Functions(TorchFunctionMode):
-    """Autocast's casts for the lower-precision composites that check dtypes before dispatch (`_CHECKED`)."""
+    """Autocast's lists applied to the functions a model calls (FN_*), above autograd, with autocast's cache of
+    weight casts: a leaf fp32 tensor that requires grad is cast to the 16-bit dtype once per region."""
 
-    def __init__(self, low: torch.dtype) -> None:
+    def __init__(self, low: torch.dtype, below: Autocast, weights: set[int] | None = None) -> None:
         super().__init__()
-        self.low = low
+        self.low, self.below, self.weights = low, below, weights
         self.paused = False
+        self.cache: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}  # id -> (the weight, its 16-bit cast)
+
+    def _lower(self, t: torch.Tensor) -> torch.Tensor:
+        """`t` cast to the 16-bit dtype, from the region's cache for a weight (autocast's cached_cast)."""
+        if not (t.dtype == torch.float32 and t.is_leaf and t.requires_grad and not t._is_view()):
+            return caster(self.low)(t)
+        hit = self.cache.get(id(t))
+        if hit is None or hit[0] is not t:
+            hit = self.cache[id(t)] = (t, caster(self.low)(t))
+            if self.weights is not None:
+                self.weights.add(storage_key(hit[1]))
+        return hit[1]
 
     def __torch_function__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
         kwargs = kwargs or {}
-        if func in _CHECKED and not self.paused:
-            args, kwargs = _cast_all(args, kwargs, caster(self.low))
-        return func(*args, **kwargs)
+        name = getattr(func, "__name__", "")
+        name = _FN_NAMES.get(name, name)
+        if self.paused or not (name in FN_LOWER or name in FN_FP32 or name in FN_OUT_DTYPE or name in FN_PROMOTE):
+            return func(*args, **kwargs)
+        # a listed function runs with autocast off below it (its wrapper's ExcludeDispatchKeyGuard)
+        before, self.below.inside = self.below.inside, True
+        try:
+            try:
+                call, cast_args, cast_kwargs = self._policy(name, func, args, kwargs)
+                return call(*cast_args, **cast_kwargs)
+            except (RuntimeError, TypeError, ValueError, IndexError):
+                self.below.refused.add(name)  # the meta kernel refuses autocast's dtypes: run the call as traced
+            return func(*args, **kwargs)
+        finally:
+            self.below.inside = before
+
+    def _policy(self, name: str, func: Any, args: Any, kwargs: dict[str, Any]) -> tuple[Any, Any, dict[str, Any]]:
+        """The call autocast makes of listed function `name`: the function and its cast arguments."""
+        if name in FN_LOWER:
+            return (func, *_cast_all(args, kwargs, self._lower))
+        if name in FN_FP32:
+            if name in ("interpolate", "upsample") and _arg(args, kwargs, 3, "mode", "nearest") == "area":
+                return func, args, kwargs
+            return (func, *_cast_all(args, kwargs, caster(torch.float32, LOW)))
+        if name in FN_OUT_DTYPE:
+            first = args[0] if args and isinstance(args[0], torch.Tensor) else None
+            if first is None or first.dtype not in LOW or kwargs.get("dtype") is not None:
+                return func, args, kwargs
+            if name == "normalize":
+                return _normalize, args, kwargs
+            dim = _arg(args, kwargs, 1, "dim", None)
+            if name in ("softmax", "log_softmax") and first.dtype == torch.float16 and isinstance(dim, int):
+                # CUDA reads fp16 and writes fp32 in one kernel (SoftMax.cpp: half_to_float, for Half alone)
+                return (torch._softmax if name == "softmax" else torch._log_softmax), (first, dim, True), {}
+            return func, args, {**kwargs, "dtype": torch.float32}
+        floats = _floats(list(args)) + _floats(list(kwargs.values()))  # FN_PROMOTE
+        if not floats:
+            return func, args, kwargs
+        return (func, *_cast_all(args, kwargs, caster(max((t.dtype for t in floats),
+                                                           key=lambda d: torch.finfo(d).bits))))
+
+
+def _normalize(x: torch.Tensor, p: float = 2.0, dim: int = 1, eps: float = 1e-12, out: Any = None) -> torch.Tensor:
+    """F.normalize as CUDA autocast runs it on a 16-bit input: the norm in fp32 (linalg_vector_norm is on the
+    fp32_set_opt_dtype list), then the 16-bit input divided by it, which promotes to fp32."""
+    norm = torch.linalg.vector_norm(x, p, dim, keepdim=True, dtype=torch.float32)
+    return torch.div(x, norm.clamp_min(eps).expand_as(x), out=out)
+
+
+def _arg(args: Any, kwargs: dict[str, Any], position: int, keyword: str, default: Any) -> Any:
+    """A call's argument by position or keyword."""
+    return args[position] if len(args) > position else kwargs.get(keyword, default)
 
 
 def caster(dtype: torch.dtype, only: tuple[torch.dtype, ...] | None = None) -> Any:
@@ -149,17 +248,23 @@ class Autocast(TorchDispatchMode):
     """Applies autocast's op lists to the aten ops below it (entered above the counting engine's mode, so the casts
     it issues are recorded as kernels). An op whose emulated call the meta kernel refuses runs as traced."""
 
-    def __init__(self, low: torch.dtype) -> None:
+    def __init__(self, low: torch.dtype, backstop: bool = True) -> None:
         super().__init__()
-        self.low = low
+        self.low, self.backstop = low, backstop
         self.refused: set[str] = set()  # ops the meta kernel refused in autocast's dtypes, run as traced
+        self.missed: set[str] = set()  # listed ops that reached the dispatcher in other dtypes (not cast there)
         self.paused = False  # `paused()`: ops run as called, as under torch.autocast(enabled=False)
+        self.inside = False  # within a listed function, which autocast already cast (_Functions)
 
     def __torch_dispatch__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
         kwargs = kwargs or {}
-        if self.paused:
+        if self.paused or self.inside:
             return func(*args, **kwargs)
         name = func._overloadpacket.__name__
+        if not self.backstop:
+            if self._misses(name, args, kwargs):
+                self.missed.add(name)
+            return func(*args, **kwargs)
         try:
             cast = None
             if name in LOWER:
@@ -183,3 +288,15 @@ class Autocast(TorchDispatchMode):
         except (RuntimeError, TypeError, ValueError, IndexError):
             self.refused.add(name)  # the meta kernel refuses the emulated dtypes: run the op as traced
         return func(*args, **kwargs)
+
+    def _misses(self, name: str, args: Any, kwargs: dict[str, Any]) -> bool:
+        """Whether op `name` reached the dispatcher in dtypes autocast would have changed."""
+        floats = _floats(list(args)) + _floats(list(kwargs.values()))
+        if name in LOWER:
+            return any(t.dtype not in (self.low, torch.float64) for t in floats)
+        if name in FP32:
+            return any(t.dtype in LOW for t in floats)
+        low_first = bool(floats) and floats[0].dtype in LOW
+        if name in HALF_TO_FLOAT:
+            return low_first and not (len(args) >= 3 and args[2])
+        return name in OUT_DTYPE and low_first and kwargs.get("dtype") is None

@@ -167,3 +167,8 @@ class Trace:
     def trainable_tensors(self) -> int:
         """Trainable parameter tensors: what an optimizer's per-tensor host work counts (estimate/runtime.py)."""
         return sum(1 for _, trainable in self.param_shapes if trainable)
+
+    @property
+    def amp(self) -> bool:
+        """Whether the training step was traced as torch.amp runs it (--amp): fp32 weights and gradients."""
+        return self.backward is not None and self.forward.autocast

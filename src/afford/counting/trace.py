@@ -10,6 +10,7 @@ from __future__ import annotations
 import fnmatch
 from collections.abc import Callable
 from contextlib import nullcontext
+from dataclasses import dataclass
 from fractions import Fraction
 from functools import partial
 from typing import Any
@@ -304,14 +305,77 @@ def _infer(spec: ModelSpec, counter: Counter, live: LiveBytes, batch_size: int, 
     raise AssertionError("unreachable: the last pass runs without autocast and raises if it fails")
 
 
+@dataclass
+class _Step:
+    """What one traced training step measured."""
+
+    forward: PhaseProfile
+    backward: PhaseProfile
+    saved_bytes: int
+    saved_scores: int
+    grad_bytes: int
+    note: str
+
+
+def _train(spec: ModelSpec, counter: Counter, live: LiveBytes, batch_size: int, dims: Dims, known: set[int],
+           passes: list[tuple[Run, torch.dtype, torch.dtype | None, dict[str, torch.Tensor]]],
+           module: nn.Module) -> _Step:
+    """Trace one training step with the first of `passes` that runs: each is (the model's call, its inputs' dtype,
+    the dtype autocast is emulated to or None, the weights it calls with). An --amp job tries the torch.amp step
+    first: fp32 weights, the forward and the loss under autocast, backward after the region (as torch.amp's
+    recipe runs it); it falls back to the 16-bit step, saying so in the forward phase's note."""
+    note = ""
+    state = _tensor_state(module)
+    for run, kind, low, weights in passes:
+        before = set(live.live)
+        inputs: dict[str, Any] = {}
+        loss: Any = None
+        try:
+            counter.start_phase("forward")
+            inputs = _cast_inputs(spec.make_inputs(batch_size, dims, True), kind)
+            for t in _input_tensors(inputs):
+                live.add(t)
+            scores: dict[int, int] = {}
+            excluded = set(known)  # parameters, and under autocast the weights' cached 16-bit casts
+            with saved_activations(excluded, scores, counter.is_score) as saved:
+                with emulated_autocast(low, backstop=False, weights=excluded) if low is not None else (
+                        nullcontext()) as mode:
+                    loss = _guard("forward", spec, _forward_loss(spec, run, inputs), counter.current_module)
+            forward = counter.finish_phase()
+            if mode is not None and (mode.missed or mode.refused):
+                note = f"ops autocast did not reach, run in their traced dtypes: " \
+                       f"{', '.join(sorted(mode.missed | mode.refused))}"
+            forward.autocast, forward.autocast_note = low is not None, note
+            backward = counter.start_phase("backward")
+            _guard("backward", spec, loss.backward)
+            counter.finish_phase()
+            grad_bytes = sum(tensor_bytes(p.grad) for p in weights.values() if p.grad is not None)
+            return _Step(forward, backward, sum(saved.values()), sum(scores.values()), grad_bytes, note)
+        except TraceError as exc:
+            if low is None:
+                raise
+            note = f"the training step failed under autocast and is traced in 16 bits ({exc})"
+            counter.mod_tracker.parents = {"Global"}
+            _restore(state)
+            live.abandon(before)
+        finally:
+            for p in weights.values():
+                p.grad = None
+            inputs, loss = {}, None
+            collect()
+    raise AssertionError("unreachable: the last pass runs without autocast and raises if it fails")
+
+
 def trace(spec: ModelSpec, module: nn.Module, *, batch_size: int, dims: Dims, dtype: torch.dtype,
           freeze: tuple[str, ...] = (), train: bool = True, decode: bool = False, infer: bool = True,
-          generate: tuple[int, int] | None = None, every_step: bool = False, autocast: bool = False) -> Trace:
+          generate: tuple[int, int] | None = None, every_step: bool = False, autocast: bool = False,
+          amp: bool = False) -> Trace:
     """Trace one training step, one inference batch (unless `infer` is off: the planner needs training only)
     and, if asked, a prefill plus one decode step; with `generate` = (P, G) instead a generation request: the
     prefill of P prompt tokens and its G - 1 decode steps (`every_step` traces each one, no closed form).
     `autocast` (a mixed-precision job): the inference batch runs as eager autocast runs it, fp32 weights and inputs
-    with autocast's per-op dtypes (counting/autocast.py); the training step and generation stay in `dtype`."""
+    with autocast's per-op dtypes (counting/autocast.py); `amp` (with `autocast`) traces the training step so too,
+    with fp32 weights and gradients (torch.amp); otherwise the training step and generation stay in `dtype`."""
     extra = extra_formulas()
     mask = trainable_mask(module, freeze)
     tensors = _standins(module, dtype, mask)
@@ -336,12 +400,16 @@ def trace(spec: ModelSpec, module: nn.Module, *, batch_size: int, dims: Dims, dt
 
     run = runner(tensors, dtype)
     infer_passes: list[tuple[Run, torch.dtype, torch.dtype | None]] = [(run, dtype, None)]
+    train_passes: list[tuple[Run, torch.dtype, torch.dtype | None, dict[str, torch.Tensor]]] = [
+        (run, dtype, None, tensors)]
     if autocast and dtype in (torch.float16, torch.bfloat16):  # AMP keeps fp32 weights: stand-ins made untraced
         # requires_grad as the model's own: matmul folds a 3-d input into one mm when an operand requires grad
         fp32 = {n: torch.empty(t.shape, dtype=torch.float32, device="meta").requires_grad_(t.requires_grad)
                 if t.is_floating_point() else t for n, t in tensors.items()}
         known |= storage_keys(module, fp32)
         infer_passes.insert(0, (runner(fp32, torch.float32), torch.float32, dtype))
+        if amp:
+            train_passes.insert(0, (runner(fp32, torch.float32), torch.float32, dtype, fp32))
 
     live = LiveBytes(known)
     counter = Counter(live)
@@ -355,25 +423,11 @@ def trace(spec: ModelSpec, module: nn.Module, *, batch_size: int, dims: Dims, dt
         with spec.context(), counter, router, KernelRouter(counter):
             if train and n_trainable > 0:
                 module.train()
-                counter.start_phase("forward")
-                inputs = _cast_inputs(spec.make_inputs(batch_size, dims, True), dtype)
-                for t in _input_tensors(inputs):
-                    live.add(t)
-                scores: dict[int, int] = {}
-                with saved_activations(known, scores, counter.is_score) as saved:
-                    loss = _guard("forward", spec, _forward_loss(spec, run, inputs), counter.current_module)
-                saved_bytes, saved_scores = sum(saved.values()), sum(scores.values())
-                forward = counter.finish_phase()
-                backward = counter.start_phase("backward")
-                _guard("backward", spec, loss.backward)
-                counter.finish_phase()
-                grad_bytes = sum(tensor_bytes(p.grad) for p in params.values() if p.grad is not None)
+                step = _train(spec, counter, live, batch_size, dims, known, train_passes, module)
+                forward, backward = step.forward, step.backward
+                saved_bytes, saved_scores, grad_bytes = step.saved_bytes, step.saved_scores, step.grad_bytes
                 train_peak = max(forward.peak_live_bytes, backward.peak_live_bytes)
                 train_lean = max(forward.lean_peak_bytes, backward.lean_peak_bytes)
-                for p in params.values():
-                    p.grad = None
-                del loss, inputs
-                collect()
             else:
                 forward = PhaseProfile(name="forward")
             module.eval()

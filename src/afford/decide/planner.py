@@ -180,7 +180,9 @@ def variants(model: Any, workload: Workload, *, adapters: tuple[str, ...] = ("fu
         module = spec.build(dtype, dims)
         full = traced_assessment(spec, workload, dims, module, infer=False, decode=False)
     if "full" in adapters:
-        out.append(Variant("full", full, full.memory.weights_bytes + full.memory.buffers_bytes,
+        # the trace's weights in the compute dtype: plans price mixed precision as 16-bit weights and gradients
+        # plus fp32 masters, which for --amp (fp32 weights and gradients) is the same total
+        out.append(Variant("full", full, full.trace.weights_bytes + full.memory.buffers_bytes,
                            full.trace.trainable_params, full.trace.params))
     # adapters are offered for transformers (their linear layers carry the model); a CNN's only linear layer is
     # its classifier, where "LoRA" would be a poorer linear probe
@@ -196,7 +198,7 @@ def variants(model: Any, workload: Workload, *, adapters: tuple[str, ...] = ("fu
         lora_params = la.trace.trainable_params
         base_params = la.trace.params - lora_params
         if "lora" in adapters:
-            out.append(Variant("lora", la, la.memory.weights_bytes + la.memory.buffers_bytes, lora_params,
+            out.append(Variant("lora", la, la.trace.weights_bytes + la.memory.buffers_bytes, lora_params,
                                la.trace.params, lora_rank=lora_rank))
         if "qlora" in adapters:
             weights = base_params * QLORA_BITS_PER_PARAM / 8 + lora_params * 2 + la.memory.buffers_bytes

@@ -117,7 +117,7 @@ def plan(model: Any, *, assessment: Assessment | None = None,
     workload = Workload.parse(train_samples=r.train_samples, epochs=r.epochs, train_tokens=r.train_tokens,
                               batch_size=r.batch_size, seq_len=r.seq_len, image_size=r.image_size,
                               precision=r.precision, optimizer=r.optimizer, freeze=r.freeze,
-                              allow_longer=r.allow_longer)
+                              allow_longer=r.allow_longer, amp=r.amp)
     if not workload.wants_training:
         raise InputError(f"plan needs a training job: give {opt('train_samples')} (and {opt('epochs')}) or "
                          f"{opt('train_tokens')}")

@@ -38,7 +38,7 @@ def _optimizer_traffic(a: Assessment) -> float:
     share = t.trainable_params / t.params if t.params else 0.0
     trainable_weights = m.weights_bytes * share
     touched = gradient_share(t)  # < 1 only for sparse (embedding) gradients: the rows looked up are updated
-    if a.workload.precision.mixed:
+    if a.workload.precision.mixed and not a.trace.amp:  # torch.amp's fp32 weights are the masters
         return m.gradients_bytes + touched * (2 * m.master_weights_bytes + 2 * m.optimizer_bytes + trainable_weights)
     return m.gradients_bytes + touched * (2 * trainable_weights + 2 * m.optimizer_bytes)
 
