@@ -16,6 +16,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests" / "golden"))
 
 from runtime_golden import (  # noqa: E402
+    TRAIN_AMP,
     TRAIN_HARDWARE,
     TRAIN_OPTIMIZER,
     TRAIN_PRECISION,
@@ -57,7 +58,7 @@ def main() -> int:
         f"(roofline alone: {sum(abs(o.error_before) <= o.tolerance for o in asserted)}). All inference rows within "
         f"35%: {sum(abs(o.error) <= 0.35 for o in shown)} of {len(shown)} (roofline alone: "
         f"{sum(abs(o.error_before) <= 0.35 for o in shown)}). Training rows: {TRAIN_PRECISION}, "
-        f"{TRAIN_OPTIMIZER}, {TRAIN_HARDWARE}.", "",
+        f"{TRAIN_OPTIMIZER}, {TRAIN_HARDWARE}{', amp (torch.amp step)' if TRAIN_AMP else ''}.", "",
         "| kind | model | device | precision | batch | runtime | published | before | after | error before "
         "| error after | bound by | result |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|---|",

@@ -317,3 +317,47 @@ def test_functions_behind_python_wrappers_and_operators_match_cuda_autocast() ->
     region = autocast(torch.float16, backstop=False)
     emulated = _signature(lambda: meta_model(y), region)
     assert emulated == real
+
+
+def _train(model: nn.Module, precision: str = "bf16-mixed", **kw: Any) -> Any:
+    return afford.assess(model, example_inputs=(torch.zeros(N, D, device="meta"),), train_samples=N, batch_size=N,
+                         precision=precision, optimizer="adamw", **kw)
+
+
+def test_an_amp_step_holds_fp32_weights_and_gradients_and_no_master_copy() -> None:
+    with torch.device("meta"):
+        model = _Block()
+    params = sum(p.numel() for p in model.parameters())
+    amp, plain = _train(model, amp=True), _train(model)
+    assert amp.trace.amp and not plain.trace.amp
+    m, p = amp.memory, plain.memory
+    assert (m.weights_bytes, m.gradients_bytes, m.master_weights_bytes) == (4 * params, 4 * params, 0)
+    assert (p.weights_bytes, p.gradients_bytes, p.master_weights_bytes) == (2 * params, 2 * params, 4 * params)
+    assert m.optimizer_bytes == p.optimizer_bytes == 8 * params
+    # each weight is cast once in forward and its gradient once in backward; the 16-bit step casts only its input
+    fwd, bwd = amp.trace.forward.by_op["_to_copy"].calls, amp.trace.backward.by_op["_to_copy"].calls
+    assert fwd >= 3 and bwd >= 2 and "_to_copy" not in plain.trace.backward.by_op
+    # the cached 16-bit weights are saved for backward but are not activations
+    assert amp.trace.saved_activations_bytes < plain.trace.saved_activations_bytes + 4 * N * D * 4
+    assert amp.trace.forward.flops == plain.trace.forward.flops  # the math is the same
+
+
+def test_amp_needs_a_mixed_precision() -> None:
+    from afford.errors import WorkloadError
+
+    with torch.device("meta"):
+        model = _Block()
+    try:
+        _train(model, precision="fp32", amp=True)
+    except WorkloadError as exc:
+        assert "amp is torch.amp" in str(exc) and "fp16-mixed or bf16-mixed" in str(exc)
+    else:
+        raise AssertionError("--amp with fp32 was accepted")
+
+
+def test_an_amp_step_the_meta_device_refuses_falls_back_to_the_16_bit_step() -> None:
+    with torch.device("meta"):
+        model = _Refuses()
+    a = _train(model, amp=True)
+    assert not a.trace.amp and a.memory.master_weights_bytes == 4 * sum(p.numel() for p in model.parameters())
+    assert any("torch.amp training step: the training step failed under autocast" in n for n in a.notes)
