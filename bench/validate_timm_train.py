@@ -2,11 +2,11 @@
 
 For every row of tests/golden/timm_train_rtx3090.csv (timm's benchmark.py: PyTorch 1.12, CUDA 11.3, AMP, NCHW, SGD
 with momentum, eager), price one training step, `afford.assess(f"timm:{model}", image_size=img, batch_size=B,
-train_samples=B, precision="fp16-mixed", optimizer="sgd-momentum", hardware="rtx3090", runtime="eager", amp=True)`, and compare
-`time.train_samples_per_second` with the csv's `train_samples_per_sec`. Rows run in worker subprocesses (bench/
-workerproc.py) with a per-row timeout; records are appended to bench/results/timm_train_rtx3090.jsonl (the last line
-of a key wins), so a run resumes where it stopped. Models the installed timm no longer lists are recorded as skipped.
-Nothing here fits afford to the table. Csv reading, keys and the architecture classifier come from
+train_samples=B, precision="fp16-mixed", optimizer="sgd-momentum", hardware="rtx3090", runtime="eager", amp=True)`,
+and compare `time.train_samples_per_second` with the csv's `train_samples_per_sec`. Rows run in worker subprocesses
+(bench/workerproc.py) with a per-row timeout; records are appended to bench/results/timm_train_rtx3090.jsonl (the last
+line of a key wins), so a run resumes where it stopped. Models the installed timm no longer lists are recorded as
+skipped. Nothing here fits afford to the table. Csv reading, keys and the architecture classifier come from
 bench/validate_timm_infer.py.
 
 Run: `nice -n 10 .venv/bin/python bench/validate_timm_train.py` (every row not yet done); a spread sample:
