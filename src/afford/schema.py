@@ -101,7 +101,8 @@ class JobRequest:
     generate_tokens: int | None = _opt(None, "generated tokens per request (--task generate)", "workload",
                                        (_A, _P, _M))
     weights: str | None = _opt(
-        None, "weight format for inference: fp32 | fp16 | bf16 | int8 | nf4 | nf4-dq | gptq-4bit | awq-4bit | "
+        None, "weight format for inference: fp32 | fp16 | bf16 | int8 | nf4 | nf4-dq | gptq-4bit | awq-4bit "
+              "(-g32, -g64: another group size) | "
               "int4-g32 | int4-g128 | fp8 | nvfp4 | mxfp4 | a GGUF file type (q4_k_m, q8_0, ...): its exact bytes, "
               "KV cache and fit in memory.inference, and the inference time of reading it", "workload", (_A, _P, _C))
     kv_cache_dtype: str | None = _opt(None, "KV cache dtype with --weights: fp16 | bf16 | fp8 | fp32 (default: the "

@@ -111,3 +111,21 @@ def test_fp4_formats_compute_their_linear_layers_at_the_fp4_peak() -> None:
     fp8 = afford.assess("hf:meta-llama/Llama-3.2-1B", weights="fp8", **job).to_dict()
     assert fp4["generate"]["prefill_seconds"] < 0.95 * fp8["generate"]["prefill_seconds"]
     assert fp4["per_sample"]["forward_flops"] == fp8["per_sample"]["forward_flops"]
+
+
+def test_gptq_and_awq_take_a_group_size() -> None:
+    """`gptq-4bit-g32` is GPTQ's layout with 32 input features per scale and zero; 128 is the plain name; other
+    groups are refused."""
+    import pytest
+
+    from afford.errors import InputError
+    from afford.estimate.formats import _linear_bytes, weight_format
+
+    g32, g128 = weight_format("GPTQ-4bit-g32"), weight_format("gptq-4bit")
+    assert (g32.id, g32.group, weight_format("gptq-4bit-g128")) == ("gptq-4bit-g32", 32, g128)
+    assert "group 32" in g32.source and weight_format("awq-4bit-g64").group == 64
+    fan_in, fan_out = 4096, 4096
+    extra = _linear_bytes(g32, fan_in, fan_out) - _linear_bytes(g128, fan_in, fan_out)
+    assert extra == (128 - 32) * fan_out * (0.5 + 2)  # 96 more groups of qzeros (4 bits) and scales (fp16) per row
+    with pytest.raises(InputError, match="group 32 or 64"):
+        weight_format("gptq-4bit-g16")

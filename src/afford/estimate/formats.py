@@ -12,6 +12,7 @@ The figures are checked against published file sizes in tests/golden/test_weight
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import re
 from dataclasses import dataclass
@@ -86,15 +87,27 @@ FORMATS: dict[str, WeightFormat] = {f.id: f for f in (
 )}
 
 
+# GPTQ and AWQ at another group size than 128: `gptq-4bit-g32`, `awq-4bit-g64` (the layouts above with g scales
+# and zeros per g input features; GPTQ's act-order stores g_idx either way, so it does not change the bytes)
+_GROUPED = re.compile(r"^(gptq|awq)-4bit-g(32|64|128)$")
+
+
 def weight_format(name: str) -> WeightFormat:
-    """The format named `name` (case-insensitive; `Q4_K_M` and `gguf-q4_k_m` are the same), or an InputError
-    listing them."""
+    """The format named `name` (case-insensitive; `Q4_K_M` and `gguf-q4_k_m` are the same; `gptq-4bit-g32` is GPTQ
+    at group 32), or an InputError listing them."""
     raw = str(name).strip().lower()
     gguf = "gguf-" + raw.removeprefix("gguf-").removeprefix("gguf:").replace("-", "_")
     for key in (raw, raw.replace("_", "-"), gguf):
         if key in FORMATS:
             return FORMATS[key]
-    raise InputError(f"unknown weight format {str(name)[:40]!r}; choose one of: {', '.join(FORMATS)}")
+        if grouped := _GROUPED.match(key):
+            base, group = FORMATS[f"{grouped[1]}-4bit"], int(grouped[2])
+            if group == base.group:
+                return base
+            return dataclasses.replace(base, id=key, group=group,
+                                       source=base.source.rsplit(";", 1)[0] + f"; group {group}")
+    raise InputError(f"unknown weight format {str(name)[:40]!r}; choose one of: {', '.join(FORMATS)} "
+                     "(GPTQ and AWQ also at group 32 or 64: gptq-4bit-g32, awq-4bit-g64)")
 
 
 @dataclass(frozen=True)
@@ -141,7 +154,7 @@ class WeightBytes:
     def to_dict(self) -> dict[str, Any]:
         return {"format": self.format, "weights_bytes": self.bytes, "quantized_params": self.quantized_params,
                 "kept_params": self.kept_params, "params_by_type": self.by_type,
-                "source": FORMATS[self.format].source}
+                "source": weight_format(self.format).source}
 
 
 def weight_bytes(params: list[Param], fmt: WeightFormat, meta: dict[str, Any] | None = None) -> WeightBytes:
@@ -173,9 +186,9 @@ def _linear_bytes(fmt: WeightFormat, fan_in: int, fan_out: int) -> float:
         case "nf4-dq":
             blocks = math.ceil(n / 64)
             return n / 2 + blocks + 4 * math.ceil(blocks / 256) + 4
-        case "gptq-4bit":
+        case "gptq-4bit" | "gptq-4bit-g32" | "gptq-4bit-g64":
             return n / 2 + groups_in * fan_out / 2 + 2 * groups_in * fan_out + 4 * fan_in
-        case "awq-4bit":
+        case "awq-4bit" | "awq-4bit-g32" | "awq-4bit-g64":
             return n / 2 + groups_in * fan_out / 2 + 2 * groups_in * fan_out
         case "int4-g32" | "int4-g128":
             return n / 2 + groups_in * fan_out * 4
