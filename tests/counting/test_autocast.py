@@ -3,6 +3,8 @@ dtype autocast's lists give it, with its casts as kernels, and falls back to the
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import torch
@@ -178,6 +180,21 @@ def _signature(run: Any, inside: Any = None) -> dict[tuple[str, str, str], int]:
     return dict(seen)
 
 
+@contextmanager
+def _cuda_autocast() -> Iterator[None]:
+    """PyTorch's own CUDA autocast to fp16, switched on by hand: `torch.autocast("cuda")` turns itself off on a
+    machine without CUDA, but its dispatch keys act on fake CUDA tensors all the same."""
+    torch.set_autocast_enabled("cuda", True)
+    torch.set_autocast_dtype("cuda", torch.float16)
+    torch.autocast_increment_nesting()
+    try:
+        yield
+    finally:
+        torch.autocast_decrement_nesting()
+        torch.clear_autocast_cache()
+        torch.set_autocast_enabled("cuda", False)
+
+
 def test_the_emulation_dispatches_what_cuda_autocast_dispatches() -> None:
     """The same module under PyTorch's own CUDA autocast (fake CUDA tensors, no GPU needed) and under the
     emulation on meta: every op runs with the same input and output dtypes, casts included."""
@@ -187,16 +204,8 @@ def test_the_emulation_dispatches_what_cuda_autocast_dispatches() -> None:
     with FakeTensorMode(allow_non_fake_inputs=True):
         cuda_model = cpu_model.to("cuda")
         x = torch.zeros(2, 3, 4, 4, device="cuda")
-        torch.set_autocast_enabled("cuda", True)
-        torch.set_autocast_dtype("cuda", torch.float16)
-        torch.autocast_increment_nesting()
-        try:
-            with torch.no_grad():
-                real = _signature(lambda: cuda_model(x))
-        finally:
-            torch.autocast_decrement_nesting()
-            torch.clear_autocast_cache()
-            torch.set_autocast_enabled("cuda", False)
+        with _cuda_autocast(), torch.no_grad():
+            real = _signature(lambda: cuda_model(x))
     with torch.device("meta"):
         meta_model, y = _Mixed().eval(), torch.zeros(2, 3, 4, 4)
     with torch.no_grad():
@@ -253,15 +262,8 @@ def test_an_amp_training_step_dispatches_what_cuda_autocast_dispatches() -> None
     with FakeTensorMode(allow_non_fake_inputs=True):
         cuda_model = cpu_model.to("cuda")
         x, target = torch.zeros(2, 3, 4, 4, device="cuda"), torch.zeros(2, dtype=torch.long, device="cuda")
-        torch.set_autocast_enabled("cuda", True)
-        torch.set_autocast_dtype("cuda", torch.float16)
-        torch.autocast_increment_nesting()
-        try:
+        with _cuda_autocast():
             real = _signature(lambda: forward(cuda_model, x, target))
-        finally:
-            torch.autocast_decrement_nesting()
-            torch.clear_autocast_cache()
-            torch.set_autocast_enabled("cuda", False)
     with torch.device("meta"):
         meta_model, y, t = _Mixed().train(), torch.zeros(2, 3, 4, 4), torch.zeros(2, dtype=torch.long)
     region = autocast(torch.float16, backstop=False)
@@ -303,15 +305,8 @@ def test_functions_behind_python_wrappers_and_operators_match_cuda_autocast() ->
     with FakeTensorMode(allow_non_fake_inputs=True):
         cuda_model = cpu_model.to("cuda")
         x = torch.zeros(2, 3, 4, 4, device="cuda")
-        torch.set_autocast_enabled("cuda", True)
-        torch.set_autocast_dtype("cuda", torch.float16)
-        torch.autocast_increment_nesting()
-        try:
+        with _cuda_autocast():
             real = _signature(lambda: cuda_model(x))
-        finally:
-            torch.autocast_decrement_nesting()
-            torch.clear_autocast_cache()
-            torch.set_autocast_enabled("cuda", False)
     with torch.device("meta"):
         meta_model, y = _Functions().train(), torch.zeros(2, 3, 4, 4)
     region = autocast(torch.float16, backstop=False)
