@@ -356,3 +356,22 @@ def test_an_amp_step_the_meta_device_refuses_falls_back_to_the_16_bit_step() -> 
     a = _train(model, amp=True)
     assert not a.trace.amp and a.memory.master_weights_bytes == 4 * sum(p.numel() for p in model.parameters())
     assert any("torch.amp training step: the training step failed under autocast" in n for n in a.notes)
+
+
+def test_a_broadcast_operand_is_read_once() -> None:
+    """Under autocast in eval (a cast weight does not require grad) matmul runs a 3-d input whose leading dims do
+    not merge against the weight as bmm over the weight expanded to the batch, as PyTorch's matmul does; the kernel
+    reads the weight's own elements (its repeats come from cache), so the event's bytes hold the weight once."""
+    from afford.counting.engine import Counter, LiveBytes
+
+    with torch.device("meta"):
+        x, w = torch.zeros(8, N, D).transpose(0, 1), torch.zeros(D, D).requires_grad_()  # (N, 8, D), not mergeable
+        counter = Counter(LiveBytes(set()))
+        with counter, torch.no_grad():
+            counter.start_phase("infer")
+            with autocast(torch.float16):
+                out = torch.matmul(x, w)
+            phase = counter.finish_phase()
+    assert out.dtype == torch.float16
+    (key,) = [k for k in phase.events if k[0] in ("bmm", "mm")]
+    assert key[0] == "bmm" and key[2] == 2 * (N * 8 * D + D * D + N * 8 * D)  # input, the weight once, output

@@ -29,7 +29,7 @@ import torch
 from torch.overrides import TorchFunctionMode
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from afford.counting.tensors import storage_key
+from afford.counting.tensors import held, storage_key
 
 # ops run in the 16-bit autocast dtype (the lower-precision list; the fused attention kernels afford's router
 # calls in place of scaled_dot_product_attention, which is on the list)
@@ -237,8 +237,7 @@ def caster(dtype: torch.dtype, only: tuple[torch.dtype, ...] | None = None) -> A
         if t.layout == torch.strided and any(s == 0 and n > 1 for s, n in zip(t.stride(), t.shape, strict=True)):
             # a broadcast view (matmul expands a linear layer's weight over a batch of non-contiguous inputs):
             # autocast cast the tensor before it was expanded, so cast the elements it holds, then expand again
-            held = [1 if s == 0 else n for s, n in zip(t.stride(), t.shape, strict=True)]
-            return _TO_COPY(t.as_strided(held, t.stride()), dtype=dtype).expand(t.shape)
+            return _TO_COPY(t.as_strided(held(t), t.stride()), dtype=dtype).expand(t.shape)
         return _TO_COPY(t, dtype=dtype)
     return cast
 

@@ -26,7 +26,7 @@ from afford.counting import convkind, eager, memo, serial
 from afford.counting.formulas import custom_mapping
 from afford.counting.fusion import BARRIERS, PHASES, FusionLog
 from afford.counting.profile import OpStat, PhaseProfile
-from afford.counting.tensors import storage_key, storage_of, tensor_bytes
+from afford.counting.tensors import read_bytes, storage_key, storage_of, tensor_bytes
 from afford.errors import InputError, TraceError
 
 aten = torch.ops.aten
@@ -404,7 +404,7 @@ class Counter(fc.FlopCounterMode):
         in_keys = {storage_key(t) for t in ins if t.layout == torch.strided}
         aliasing = any(t.layout == torch.strided and storage_key(t) in in_keys for t in outs)
         is_view = aliasing and not name.endswith("_") and flops == 0
-        nbytes = 0 if is_view else sum(tensor_bytes(t) for t in ins + outs)
+        nbytes = 0 if is_view else sum(map(read_bytes, ins)) + sum(map(tensor_bytes, outs))
         if name in _LOOKUP_OPS and nbytes:
             nbytes += lookup_bytes(args) - tensor_bytes(args[0])
         phase = self.phase

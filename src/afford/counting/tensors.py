@@ -3,6 +3,8 @@ counting engine (counting/engine.py) and the fusion log (counting/fusion.py)."""
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 __all__ = ["channels_last", "storage_key", "storage_of", "tensor_bytes"]
@@ -27,6 +29,19 @@ def tensor_bytes(t: torch.Tensor) -> int:
     if t.layout == torch.sparse_coo:
         return tensor_bytes(t._values()) + tensor_bytes(t._indices())
     return int(t.numel()) * t.element_size()
+
+
+def held(t: torch.Tensor) -> list[int]:
+    """The shape of the elements a strided tensor holds: a broadcast dimension (stride 0, from `expand`) counts
+    once, as a kernel reads it from memory once and its repeats from cache."""
+    return [1 if s == 0 else n for s, n in zip(t.stride(), t.shape, strict=True)]
+
+
+def read_bytes(t: torch.Tensor) -> int:
+    """Bytes a kernel reads of an input: its held elements (`held`), else `tensor_bytes`."""
+    if t.layout != torch.strided or 0 not in t.stride():
+        return tensor_bytes(t)
+    return math.prod(held(t)) * t.element_size()
 
 
 def channels_last(x: torch.Tensor) -> bool:
