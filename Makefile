@@ -51,6 +51,8 @@ bench: $(BENCH_STAMP)
 
 validate: $(STAMP)
 	$(BIN)/python bench/validate_runs.py
+	$(BIN)/python bench/validate_runtime.py
+	$(BIN)/python bench/validate_dle_vision.py
 
 cpu-check: $(STAMP)
 	$(BIN)/python bench/cpu_check.py
