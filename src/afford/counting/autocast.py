@@ -1,14 +1,14 @@
-"""CUDA autocast, emulated on the meta device for a traced inference pass of a mixed-precision job.
+"""CUDA autocast, emulated on the meta device for the inference pass of a mixed-precision job and the --amp
+training step.
 
 Under `torch.autocast("cuda")` eager PyTorch keeps the weights in fp32 and picks each op's dtype from fixed
 lists (ATen/autocast_mode.h, PyTorch 2.14; docs/methodology.md "Autocast"): matmuls, convolutions and attention
-run in 16 bits after casting every floating input (a weight cast per call: autocast caches casts only for leaf
-tensors that require grad inside one autocast region); LayerNorm, GroupNorm, exp, log, pow, upsampling and the
-losses run in fp32 after casting 16-bit inputs up; softmax and sums write fp32 from 16-bit inputs; a few ops
-promote to their widest input; every other op follows PyTorch's type promotion, so an fp32 parameter (a
-position embedding, a layer scale, a norm's output) makes the residual stream fp32. Meta tensors carry no
-autocast dispatch key, so this mode applies the same lists to the aten ops the trace sees (below any composite
-op's decomposition). The casts it adds are real `_to_copy` kernels in the trace, with their bytes.
+run in 16 bits after casting every floating input (a weight once per autocast region: autocast caches the casts
+of leaf tensors that require grad); LayerNorm, GroupNorm, exp, log, pow, upsampling and the losses run in fp32
+after casting 16-bit inputs up; softmax and sums write fp32 from 16-bit inputs; a few ops promote to their widest
+input; every other op follows PyTorch's type promotion, so an fp32 parameter (a position embedding, a layer scale,
+a norm's output) makes the residual stream fp32. Meta tensors carry no autocast dispatch key, so the emulation
+applies the same lists itself. The casts it adds are real `_to_copy` kernels in the trace, with their bytes.
 
 Autocast works at the level of the functions a model calls (its kernels sit on the dispatcher's Autocast key, above
 autograd), so its casts are part of the autograd graph: a training step saves the 16-bit copies and backward casts

@@ -7,7 +7,7 @@ import math
 
 import torch
 
-__all__ = ["channels_last", "storage_key", "storage_of", "tensor_bytes"]
+__all__ = ["channels_last", "held", "read_bytes", "storage_key", "storage_of", "tensor_bytes"]
 
 
 def storage_key(t: torch.Tensor) -> int:
