@@ -71,6 +71,14 @@ efficiency {profile.get('system_efficiency', 1):.3f} from two probe networks tha
 Peak memory is measured from PyTorch's CPU allocation events over one training step (the tensors alive at its
 start plus the highest running sum of allocations and frees); the process's resident set is shown beside it.
 
+Training steps are timed apart from the resident-set sampler (a thread polling every ms had slowed them by 10-24%
+on 2 cores). Known gap, not yet priced: on a CPU, PyTorch runs scaled_dot_product_attention with dropout on as its
+math path (the CPU flash kernel refuses dropout: aten/src/ATen/native/transformers/sdp_utils_cpp.cpp,
+`use_flash_attention_cpp`, `check_for_dropout`), materialising the scores, their softmax and a dropout mask, while
+afford prices the fused kernel: BERT-base's and GPT-2's training steps (attention dropout 0.1) are predicted too
+fast on CPUs (GPT-2 small's training forward here: bernoulli_ 175 ms measured against 63 ms priced, the scores'
+bmm, softmax and masking unpriced), their inference (no dropout: the flash kernel) is not.
+
 {header}
 |---|---|---|---|---|---|---|---|---|---|---|---|
 """ + "\n".join(rows) + "\n"
