@@ -14,8 +14,9 @@ import torch
 from typer.testing import CliRunner
 
 from afford.cli import app
+from afford.counting.generation import affine_weights
 from afford.counting.profile import GenerationProfile
-from afford.counting.trace import affine_weights, trace
+from afford.counting.trace import trace
 from afford.sources import hf, resolve
 from afford.sources.base import Dims
 

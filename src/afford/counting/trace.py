@@ -11,8 +11,6 @@ import fnmatch
 from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import dataclass
-from fractions import Fraction
-from functools import partial
 from typing import Any
 
 import torch
@@ -30,11 +28,13 @@ from afford.counting.engine import (
     storage_keys,
     tensor_bytes,
 )
+from afford.counting.generation import trace_generation
+from afford.counting.guard import guard
 from afford.counting.kvcache import append_in_place, cache_bytes, next_cache
-from afford.counting.profile import GenerationProfile, PhaseProfile, Trace
+from afford.counting.profile import PhaseProfile, Trace
 from afford.counting.routes import KernelRouter
-from afford.errors import InputError, TraceError, opt
-from afford.sources.base import DecodeAdapter, Dims, ModelSpec, Run
+from afford.errors import InputError, TraceError
+from afford.sources.base import Dims, ModelSpec, Run
 
 
 def trainable_mask(module: nn.Module, freeze: tuple[str, ...]) -> dict[str, bool]:
@@ -102,157 +102,6 @@ def _forward_loss(spec: ModelSpec, run: Callable[..., Any], inputs: dict[str, An
     return lambda: spec.loss(_call(run, inputs), inputs)
 
 
-def _guard(what: str, spec: ModelSpec, fn: Callable[[], Any], where: Callable[[], str] | None = None) -> Any:
-    """Run a traced step; turn failures that come from the meta device into a TraceError naming the op (and, where
-    `where` says, the module that was running)."""
-    try:
-        return fn()
-    except (InputError, TraceError):
-        raise
-    except Exception as exc:
-        text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        module = where() if where is not None else "Global"
-        inside = f" (in {module})" if module != "Global" else ""
-        if "meta" in text.lower() or "item()" in text or "_local_scalar_dense" in text or "nonzero" in text:
-            raise TraceError(
-                f"{spec.name}: {what} cannot run on the meta device{inside}: {type(exc).__name__}: {text[:300]} - "
-                "the model reads tensor values (.item(), nonzero, data-dependent shapes), which the meta device "
-                "cannot provide; try another attention/experts implementation or a smaller sibling") from exc
-        if "more than 1 value per channel" in text:
-            # PyTorch's own check (F.batch_norm in training mode): a real training step at this batch fails too
-            raise TraceError(
-                f"{spec.name}: the training step fails at batch size 1, as it would in PyTorch: a BatchNorm"
-                f"{inside} gets one value per channel ({text.rpartition('input size ')[2][:80] or text[:200]}); use "
-                f"{opt('batch_size')} 2 or more (inference at batch 1 works)") from exc
-        hint = ""
-        if spec.metadata.get("inputs_guessed"):
-            hint = (" - afford guessed this module's inputs; pass example_inputs to afford.assess (a tensor, a tuple "
-                    "of tensors or a dict of keyword tensors, batch dimension first)")
-        raise TraceError(f"{spec.name}: {what} failed{inside}: {type(exc).__name__}: {text[:300]}{hint}") from exc
-
-
-# A request with at most this many decode steps has every step traced in sequence (cheaper than the closed form).
-EVERY_STEP_MAX = 8
-
-
-def affine_weights(f: Callable[[int], int], lo: int, hi: int) -> dict[int, Fraction]:
-    """Weights w_c on a few contexts c such that sum_c w_c f(c) equals f summed over every c in lo..hi, exactly.
-
-    f (a decode step's FLOPs at cache length c) is concave and piecewise affine: each attention layer reads c + 1
-    keys, or min(c + 1, window) with a sliding window, and nothing else depends on c. A concave function that meets
-    a line at both ends of an interval and at one interior point is that line on the whole interval, so three
-    points prove a piece affine, and its sum is the trapezoid (b - a + 1) (f(a) + f(b)) / 2. Where the test fails
-    the knee is where the lines through the first two and the last two points cross; failing that, halve.
-    """
-    weights: dict[int, Fraction] = {}
-
-    def add(c: int, w: Fraction) -> None:
-        weights[c] = weights.get(c, Fraction(0)) + w
-
-    def on_line(a: int, b: int, c: int) -> bool:
-        return (f(b) - f(a)) * (c - a) == (f(c) - f(a)) * (b - a)
-
-    def piece(a: int, b: int) -> None:
-        add(a, Fraction(b - a + 1, 2))
-        add(b, Fraction(b - a + 1, 2))
-
-    def solve(a: int, b: int) -> None:
-        if b - a < 3:
-            for c in range(a, b + 1):
-                add(c, Fraction(1))
-            return
-        if on_line(a, a + 1, b):
-            piece(a, b)
-            return
-        s1, s2 = f(a + 1) - f(a), f(b) - f(b - 1)
-        if s1 != s2:
-            x = Fraction(f(b) - f(a) + s1 * a - s2 * b, s1 - s2)
-            k = min(max(x.numerator // x.denominator, a + 1), b - 2)
-            if on_line(a, a + 1, k) and on_line(k + 1, b - 1, b):
-                piece(a, k)
-                piece(k + 1, b)
-                return
-        mid = (a + b) // 2
-        solve(a, mid)
-        solve(mid + 1, b)
-
-    solve(lo, hi)
-    return {c: w for c, w in weights.items() if w}
-
-
-def _weighted(values: dict[int, tuple[int, Fraction]]) -> int:
-    """sum w x value, exact; integral whenever the quantity is affine on each piece (FLOPs always are)."""
-    return round(sum((w * v for v, w in values.values()), Fraction(0)))
-
-
-def _generation(spec: ModelSpec, adapter: DecodeAdapter, run: Run, counter: Counter, batch: int, prompt: int,
-                new: int, every_step: bool) -> GenerationProfile:
-    """Trace a generation request batch: the prefill of `prompt` tokens, which yields the first new token, then
-    the `new` - 1 cached decode steps, each traced or summed in closed form from a few traced contexts."""
-    start = adapter.decoder_prompt(prompt) if adapter.decoder_prompt is not None else prompt
-
-    def prefill(context: int) -> Any:
-        if adapter.encode_prefill is not None:
-            return adapter.encode_prefill(run, batch, prompt, context)
-        return adapter.prefill(run, batch, context)
-
-    gen = GenerationProfile(prompt_tokens=prompt, generate_tokens=new, prefill=counter.start_phase("prefill"))
-    cache = _guard("prefill", spec, lambda: prefill(start))
-    counter.finish_phase()
-    gen.kv_cache_bytes, gen.kv_cache_tokens = cache_bytes(cache), start
-    lo, hi = start, start + new - 2  # cache length before each of the G - 1 steps
-    traced: dict[int, PhaseProfile] = {}
-    if hi < lo:
-        weights: dict[int, Fraction] = {}
-    elif every_step or hi - lo + 1 <= EVERY_STEP_MAX:
-        for c in range(lo, hi + 1):
-            traced[c] = counter.start_phase(f"decode@{c}")
-            out = _guard("decode step", spec, partial(adapter.step, run, batch, cache, c))
-            counter.finish_phase()
-            cache = next_cache(out, cache)
-            append_in_place(traced[c], cache)
-            del out
-        gen.every_step = True
-        gen.kv_cache_bytes = cache_bytes(cache)
-        weights = {c: Fraction(1) for c in traced}
-    else:
-        cache = None  # each traced step brings its own cache; the prompt's would only inflate the live peak
-
-        def flops_at(c: int) -> int:
-            if c not in traced:
-                # a cache of c positions, its FLOPs no part of the request; for the last step (the memory peak) a
-                # prefill of c - 1 and one step, so that the cache's storage is what decoding leaves (after a
-                # prefill a sliding-window layer keeps a view of the whole prompt's keys until its first step)
-                counter.start_phase("setup")
-                settle = c == hi and c > lo
-                state = _guard("prefill", spec, lambda: prefill(c - 1 if settle else c))
-                if settle:
-                    state = next_cache(_guard("decode step", spec, lambda: adapter.step(run, batch, state, c - 1)),
-                                        state)
-                counter.finish_phase()
-                traced[c] = counter.start_phase(f"decode@{c}")
-                out = _guard("decode step", spec, lambda: adapter.step(run, batch, state, c))
-                counter.finish_phase()
-                append_in_place(traced[c], next_cache(out, state))
-                if c == hi:
-                    gen.kv_cache_bytes = cache_bytes(next_cache(out, state))
-                del out, state  # freed by reference counting (a full gc.collect costs ~0.5 s per call)
-            return traced[c].flops
-
-        weights = affine_weights(flops_at, lo, hi)
-    del cache
-    if traced:
-        gen.kv_cache_tokens = hi + 1
-    gen.steps = {c: (traced[c], w) for c, w in sorted(weights.items())}
-    gen.traced_steps = len(traced)
-    gen.decode_flops = _weighted({c: (p.flops, w) for c, (p, w) in gen.steps.items()})
-    gen.decode_bytes = _weighted({c: (p.bytes_moved, w) for c, (p, w) in gen.steps.items()})
-    gen.decode_masked_flops = _weighted({c: (p.masked_attention_flops(), w) for c, (p, w) in gen.steps.items()})
-    last = gen.last_step
-    gen.peak_live_bytes = max(gen.prefill.peak_live_bytes, last.peak_live_bytes if last is not None else 0)
-    return gen
-
-
 def _tensor_state(module: nn.Module) -> list[tuple[nn.Module, dict[str, Any], dict[str, Any]]]:
     """Every submodule's buffers and plain tensor attributes (caches a forward fills, such as ConViT's relative
     indices), to put back after a pass that failed, so the next pass starts as the first did."""
@@ -260,12 +109,17 @@ def _tensor_state(module: nn.Module) -> list[tuple[nn.Module, dict[str, Any], di
             for sub in module.modules()]
 
 
-def _restore(state: list[tuple[nn.Module, dict[str, Any], dict[str, Any]]]) -> None:
+def _discard(counter: Counter, live: LiveBytes, state: list[tuple[nn.Module, dict[str, Any], dict[str, Any]]],
+             before: set[int]) -> None:
+    """Undo what a failed pass left: its open modules, what it cached in the model (a buffer in its dtype, put
+    back from `state`) and its tensors, which whatever failed may still hold (live bytes since `before`)."""
+    counter.mod_tracker.parents = {"Global"}
     for sub, buffers, attrs in state:
         sub._buffers.clear()
         sub._buffers.update(buffers)
         for name, value in attrs.items():
             object.__setattr__(sub, name, value)
+    live.abandon(before)
 
 
 def _infer(spec: ModelSpec, counter: Counter, live: LiveBytes, batch_size: int, dims: Dims, infer: bool,
@@ -285,7 +139,7 @@ def _infer(spec: ModelSpec, counter: Counter, live: LiveBytes, batch_size: int, 
                 live.add(t)
             if infer:
                 with emulated_autocast(low) if low is not None else nullcontext() as mode:
-                    out = _guard("forward", spec, _forward(run, inputs), counter.current_module)
+                    out = guard("forward", spec, _forward(run, inputs), counter.current_module)
                 del out
                 if mode is not None and mode.refused:
                     note = f"ops run in their traced dtypes, not autocast's: {', '.join(sorted(mode.refused))}"
@@ -296,9 +150,7 @@ def _infer(spec: ModelSpec, counter: Counter, live: LiveBytes, batch_size: int, 
             if low is None:
                 raise
             note = f"the batch failed under autocast and is traced in 16 bits ({exc})"
-            counter.mod_tracker.parents = {"Global"}  # the failed pass left its modules open
-            _restore(state)  # what the failed pass cached in the model (a buffer in its dtype) is not kept
-            live.abandon(before)  # nor are its tensors, which whatever failed may still hold
+            _discard(counter, live, state, before)
         finally:
             inputs = {}
             collect()
@@ -314,7 +166,6 @@ class _Step:
     saved_bytes: int
     saved_scores: int
     grad_bytes: int
-    note: str
 
 
 def _train(spec: ModelSpec, counter: Counter, live: LiveBytes, batch_size: int, dims: Dims, known: set[int],
@@ -340,24 +191,22 @@ def _train(spec: ModelSpec, counter: Counter, live: LiveBytes, batch_size: int, 
             with saved_activations(excluded, scores, counter.is_score) as saved:
                 with emulated_autocast(low, backstop=False, weights=excluded) if low is not None else (
                         nullcontext()) as mode:
-                    loss = _guard("forward", spec, _forward_loss(spec, run, inputs), counter.current_module)
+                    loss = guard("forward", spec, _forward_loss(spec, run, inputs), counter.current_module)
             forward = counter.finish_phase()
             if mode is not None and (mode.missed or mode.refused):
                 note = f"ops autocast did not reach, run in their traced dtypes: " \
                        f"{', '.join(sorted(mode.missed | mode.refused))}"
             forward.autocast, forward.autocast_note = low is not None, note
             backward = counter.start_phase("backward")
-            _guard("backward", spec, loss.backward)
+            guard("backward", spec, loss.backward)
             counter.finish_phase()
             grad_bytes = sum(tensor_bytes(p.grad) for p in weights.values() if p.grad is not None)
-            return _Step(forward, backward, sum(saved.values()), sum(scores.values()), grad_bytes, note)
+            return _Step(forward, backward, sum(saved.values()), sum(scores.values()), grad_bytes)
         except TraceError as exc:
             if low is None:
                 raise
             note = f"the training step failed under autocast and is traced in 16 bits ({exc})"
-            counter.mod_tracker.parents = {"Global"}
-            _restore(state)
-            live.abandon(before)
+            _discard(counter, live, state, before)
         finally:
             for p in weights.values():
                 p.grad = None
@@ -443,7 +292,7 @@ def trace(spec: ModelSpec, module: nn.Module, *, batch_size: int, dims: Dims, dt
                 if generate is not None:
                     if spec.decode is None:
                         raise TraceError(f"{spec.name}: a {spec.kind.value} model has no decode step to trace")
-                    generation = _generation(spec, spec.decode, run, counter, batch_size, generate[0], generate[1],
+                    generation = trace_generation(spec, spec.decode, run, counter, batch_size, generate[0], generate[1],
                                              every_step)
                     prefill, decode_phase = generation.prefill, generation.last_step
                     kv_bytes, kv_tokens = generation.kv_cache_bytes, generation.kv_cache_tokens
@@ -453,10 +302,10 @@ def trace(spec: ModelSpec, module: nn.Module, *, batch_size: int, dims: Dims, dt
                     # seq_len tokens and leaves a KV cache of seq_len tokens (never past the model's maximum)
                     adapter, context = spec.decode, dims.seq_len
                     prefill = counter.start_phase("prefill")
-                    cache = _guard("prefill", spec, lambda: adapter.prefill(run, batch_size, context - 1))
+                    cache = guard("prefill", spec, lambda: adapter.prefill(run, batch_size, context - 1))
                     counter.finish_phase()
                     decode_phase = counter.start_phase("decode")
-                    out = _guard("decode step", spec, lambda: adapter.step(run, batch_size, cache, context - 1))
+                    out = guard("decode step", spec, lambda: adapter.step(run, batch_size, cache, context - 1))
                     counter.finish_phase()
                     cache = next_cache(out, cache)
                     append_in_place(decode_phase, cache)

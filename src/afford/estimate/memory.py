@@ -92,9 +92,9 @@ class MemoryBreakdown:
 def memory(trace: Trace, optimizer: Optimizer, precision: Precision, training: bool) -> MemoryBreakdown:
     """Memory of one training step and one inference batch at the traced batch size. A step traced as torch.amp
     runs it (--amp) holds fp32 weights, which are their own master copy, and fp32 gradients (traced)."""
-    amp = trace.amp
-    weights = trace.weights_bytes * 4 // precision.compute_dtype.itemsize if amp else trace.weights_bytes
-    master = 4 * trace.trainable_params if precision.mixed and not amp else 0
+    fp32_weights = trace.weights_bytes * 4 // precision.compute_dtype.itemsize  # the weights torch.amp holds
+    weights = fp32_weights if trace.amp else trace.weights_bytes
+    master = 4 * trace.trainable_params if precision.mixed and not trace.amp else 0
     optim = optimizer_state_bytes(trace.param_shapes, optimizer, precision, trace.embedding_params)
     static = weights + trace.buffers_bytes
     # Live bytes during forward+backward hold activations, temporaries and gradients as they appear; after
@@ -102,12 +102,11 @@ def memory(trace: Trace, optimizer: Optimizer, precision: Precision, training: b
     step_live = max(trace.train_peak_live_bytes, trace.gradients_bytes)
     train_peak = static + master + optim + step_live if training and trace.trainable_params else 0
     # eager AMP inference (an autocast-traced batch) holds the weights in fp32; its 16-bit casts are live bytes
-    weights_infer = trace.weights_bytes * 4 // precision.compute_dtype.itemsize if trace.infer.autocast else (
-        trace.weights_bytes)
-    static = trace.weights_bytes + trace.buffers_bytes  # generation runs the 16-bit weights
+    weights_infer = fp32_weights if trace.infer.autocast else trace.weights_bytes
     infer_peak = weights_infer + trace.buffers_bytes + trace.infer.peak_live_bytes
     gen_live = max((p.peak_live_bytes for p in (trace.prefill, trace.decode) if p is not None), default=0)
-    generate_peak = static + gen_live if trace.decode is not None or trace.generation is not None else 0
+    generating = trace.decode is not None or trace.generation is not None
+    generate_peak = trace.weights_bytes + trace.buffers_bytes + gen_live if generating else 0  # 16-bit weights
     return MemoryBreakdown(weights_bytes=weights, buffers_bytes=trace.buffers_bytes,
                            gradients_bytes=trace.gradients_bytes if training else 0,
                            master_weights_bytes=master if training else 0,

@@ -338,7 +338,7 @@ def _run(a: Assessment, steps: int, device: str, progress: ProgressFn | None, tr
 
 def _generation_request(spec: ModelSpec, module: torch.nn.Module, batch: int, prompt: int, new: int, device: str,
                         dtype: torch.dtype) -> Callable[[], None]:
-    """One generation request batch as the trace counts it (counting/trace.py `_generation`): the prefill of
+    """One generation request batch as the trace counts it (counting/generation.py `trace_generation`): the prefill of
     the prompt, which yields the first new token, then `new` - 1 cached decode steps."""
     adapter = spec.decode
     if adapter is None:
