@@ -61,8 +61,8 @@ this machine ({platform.machine()}, {psutil.cpu_count()} cores, {psutil.virtual_
 memory within 15%.
 
 Calibrated profile: matmul fp32 {tf['fp32']:.3f} TFLOP/s and bf16 {tf['bf16']:.3f}
-(median over 7 shapes), convolution fp32 {tf['tf32']:.3f} TFLOP/s (median of forward and
-backward over 4 shapes), streaming copy {profile['memory_bandwidth_gb_s']:.1f} GB/s,
+(median over 7 shapes, each the faster of two rounds a minute apart), convolution fp32 {tf['tf32']:.3f}
+TFLOP/s (median of forward and backward over 4 shapes), streaming copy {profile['memory_bandwidth_gb_s']:.1f} GB/s,
 {profile['op_overhead_s'] * 1e6:.1f} us per op, {len(rates)} element-wise/normalisation/random ops at their own
 measured GB/s (bernoulli_ {rates.get('bernoulli_', 0):.2f}, tanh {rates.get('tanh', 0):.1f},
 gelu {rates.get('gelu', 0):.1f}), AdamW step {profile.get('optimizer_gb_s', 0):.1f} GB/s, system
@@ -72,12 +72,17 @@ Peak memory is measured from PyTorch's CPU allocation events over one training s
 start plus the highest running sum of allocations and frees); the process's resident set is shown beside it.
 
 Training steps are timed apart from the resident-set sampler (a thread polling every ms had slowed them by 10-24%
-on 2 cores). Known gap, not yet priced: on a CPU, PyTorch runs scaled_dot_product_attention with dropout on as its
-math path (the CPU flash kernel refuses dropout: aten/src/ATen/native/transformers/sdp_utils_cpp.cpp,
-`use_flash_attention_cpp`, `check_for_dropout`), materialising the scores, their softmax and a dropout mask, while
-afford prices the fused kernel: BERT-base's and GPT-2's training steps (attention dropout 0.1) are predicted too
-fast on CPUs (GPT-2 small's training forward here: bernoulli_ 175 ms measured against 63 ms priced, the scores'
-bmm, softmax and masking unpriced), their inference (no dropout: the flash kernel) is not.
+on 2 cores). On a CPU, PyTorch runs scaled_dot_product_attention with dropout on as its math path (the CPU
+flash kernel refuses dropout: aten/src/ATen/native/transformers/sdp_utils_cpp.cpp, `use_flash_attention_cpp`,
+`check_for_dropout`); afford prices it so on CPU devices (docs/methodology.md, "Dropout on a CPU"). Before that,
+on 2026-12-05's machine: BERT-base's training step -24%, GPT-2 small's -34%, their peak memory -1% and -7%.
+What is left of GPT-2's gap, from one profiled training step against afford's per-op prices on the same
+calibration (2026-12-05): the math path itself is priced as it runs (_safe_softmax 31.5 ms priced, 31.8 ms
+measured; bernoulli_ 150 and 150), but fresh large outputs cost more in the model than on the probes: the tied
+embedding's 154 MB gradient, zero-filled (261 ms in the step, 28 ms timed alone) and summed with the LM head's
+(274 ms, 37 ms alone), and GELU's muls on 6 MB outputs (326 ms over 84 calls). That is first-touch page faulting
+of freshly mapped memory (about 7 us per 4 KB page in the step against 0.7 us alone, on this virtual machine),
+not yet modelled.
 
 {header}
 |---|---|---|---|---|---|---|---|---|---|---|---|

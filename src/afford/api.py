@@ -97,7 +97,7 @@ def assess(model: Any, *, example_inputs: Any = None, **options: Any) -> Assessm
                          allow_hub=r.allow_hub, model_options=r.model_options, trust_pickle=r.trust_pickle,
                          example_inputs=example_inputs, train=not r.forward_only)
         tracecache.put(cache_key, result)
-    result = fuse_assessment(result, req.attention)  # eager attention as the kernel the job runs
+    result = fuse_assessment(result, req.attention, req.device)  # eager attention as the kernel the job runs
     spec = result.spec
     oversized = batch_note(result)
     if oversized:

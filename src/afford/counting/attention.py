@@ -79,10 +79,14 @@ class AttentionRouter(TorchFunctionMode):
         out_shape = (b, hq, sq, int(v.shape[-1]))  # the value's head size may differ from the query's (iFormer)
         bwd = int(fc.sdpa_backward_flop_count(out_shape, tuple(q.shape), tuple(k.shape), tuple(v.shape)))
         needs_grad = torch.is_grad_enabled() and any(t.requires_grad for t in (q, k, v))
+        dropout = float(bound.get("dropout_p", 0.0) or 0.0)
+        shown = (tuple(int(n) for n in mask.shape), str(mask.dtype).removeprefix("torch.")) if isinstance(
+            mask, torch.Tensor) else None
         call = AttentionCall(module=module, batch=b, q_heads=hq, kv_heads=hk, q_len=sq, kv_len=sk, head_dim=d,
                              causal=causal, window=window, forward_flops=fwd,
                              backward_flops=bwd if needs_grad else 0,
-                             useful_fraction=useful_fraction(sq, sk, causal, window))
+                             useful_fraction=useful_fraction(sq, sk, causal, window), dropout_p=dropout,
+                             dtype=str(q.dtype).removeprefix("torch."), value_dim=int(v.shape[-1]), mask=shown)
         self.counter.phase.attention.extend([call] * self.counter.repeat)
         if q.device.type != "meta":
             return func(*args, **kwargs)
@@ -93,8 +97,7 @@ class AttentionRouter(TorchFunctionMode):
             bias = bias.expand(b, hq, sq, sk)
         try:
             out = aten._scaled_dot_product_efficient_attention(
-                q, k, v, bias, needs_grad, float(bound.get("dropout_p", 0.0) or 0.0),
-                is_causal, scale=bound.get("scale"))[0]
+                q, k, v, bias, needs_grad, dropout, is_causal, scale=bound.get("scale"))[0]
         except (RuntimeError, TypeError, ValueError):
             return func(*args, **kwargs)  # a layout the fused kernel refuses: the math path, same FLOPs
         return out

@@ -31,6 +31,13 @@ class AttentionCall:
     forward_flops: int
     backward_flops: int
     useful_fraction: float
+    # what PyTorch's math path needs to run the call again (a CPU runs it so when dropout is on,
+    # counting/mathpath.py): the dropout probability, the query's dtype, the value's head size (0: the query's)
+    # and the attention mask's shape and dtype as passed (None: no mask)
+    dropout_p: float = 0.0
+    dtype: str = "float32"
+    value_dim: int = 0
+    mask: tuple[tuple[int, ...], str] | None = None
 
 
 @dataclass

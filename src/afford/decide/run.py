@@ -126,7 +126,7 @@ def plan(model: Any, *, assessment: Assessment | None = None,
     vs = variants(model, workload, adapters=adapters, lora_rank=r.lora_rank, trust_remote_code=r.trust_remote_code,
                   traced=assessment)
     for v in vs:  # eager attention priced as the kernel the job runs (estimate/attention.py)
-        v.a = fuse_assessment(v.a, req.attention)
+        v.a = fuse_assessment(v.a, req.attention, req.device)
     full = next(v for v in vs if v.name == "full")
     device, lay = req.device, req.layout
     owned = first_owned is not None or any(o.device == device.id for o in budget.available)

@@ -135,3 +135,67 @@ def fuse(trace: Trace, kernel: Attention) -> Trace:
     return replace(trace, forward=forward, backward=fuse_phase(trace.backward, kernel, trace.forward),
                    infer=infer,
                    saved_activations_bytes=saved, train_peak_live_bytes=train_peak, saved_score_bytes=0)
+
+
+def math_on_cpu(trace: Trace) -> Trace:
+    """The trace as a CPU runs it: each attention call with dropout on priced as PyTorch's math path (its CPU
+    flash kernel refuses dropout; counting/mathpath.py), in place of the fused kernel the trace recorded, with the
+    S x S tensors the math path saves for backward; the same trace when no call has dropout."""
+    from afford.counting.mathpath import math_path
+
+    phases = [trace.forward] if trace.infer is trace.forward else [trace.forward, trace.infer]
+    if not any(c.dropout_p > 0 for p in phases for c in p.attention):
+        return trace
+    forward, backward, infer = trace.forward, trace.backward, trace.infer
+    extra = 0
+    for call, n in _grouped(forward.attention):
+        key = _fused_key(forward, call.forward_flops, backward=False)
+        if key is None:  # the trace ran this call's math path already (a layout the fused kernel refused)
+            continue
+        path = math_path(call)
+        forward = _swap(forward, key, path.forward, n)
+        if call.backward_flops and backward is not None:
+            backward = _swap(backward, _fused_key(backward, call.backward_flops, backward=True), path.backward, n)
+            extra += path.extra_saved_bytes * n
+    if trace.infer is trace.forward:
+        infer = forward
+    else:
+        for call, n in _grouped(infer.attention):
+            infer = _swap(infer, _fused_key(infer, call.forward_flops, backward=False), math_path(call).forward, n)
+    trained = backward is not None
+    return replace(trace, forward=forward, backward=backward, infer=infer,
+                   saved_activations_bytes=trace.saved_activations_bytes + extra,
+                   train_peak_live_bytes=trace.train_peak_live_bytes + (extra if trained else 0))
+
+
+def _grouped(calls: list[AttentionCall]) -> list[tuple[AttentionCall, int]]:
+    """The calls with dropout on, identical ones counted together (a model's layers repeat one shape)."""
+    groups: dict[str, tuple[AttentionCall, int]] = {}
+    for call in calls:
+        if call.dropout_p > 0:
+            key = repr(replace(call, module=""))
+            first, n = groups.get(key, (call, 0))
+            groups[key] = (first, n + 1)
+    return list(groups.values())
+
+
+def _fused_key(phase: PhaseProfile, flops: int, backward: bool) -> tuple[str, int, int] | None:
+    """The event of a fused attention call of `flops` FLOPs in `phase` (None when the trace ran none)."""
+    names = {FLASH_OPS[1], SDPA_OPS[1]} if backward else {FLASH_OPS[0], SDPA_OPS[0]}
+    return next((key for key in phase.events if key[0] in names and key[1] == flops), None)
+
+
+def _swap(phase: PhaseProfile, key: tuple[str, int, int] | None, ops: dict[tuple[str, int, int], int], n: int
+          ) -> PhaseProfile:
+    """`phase` with n calls of the event `key` replaced by n runs of the events `ops` (the phase itself when the
+    trace ran no such event)."""
+    if key is None:
+        return phase
+    n = min(n, phase.events.get(key, 0))
+    events, fused_events = dict(phase.events), dict(phase.fused_events)
+    for table in (events, fused_events) if fused_events else (events,):
+        _take(table, key, n)
+        for op, calls in ops.items():
+            table[op] = table.get(op, 0) + calls * n
+    moved = phase.bytes_moved + n * (sum(op[2] * calls for op, calls in ops.items()) - key[2])
+    return replace(phase, events=events, fused_events=fused_events, bytes_moved=moved)
