@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+import pytest
 import torch
 from torch import nn
 
@@ -335,6 +336,16 @@ def test_an_amp_step_holds_fp32_weights_and_gradients_and_no_master_copy() -> No
     # the cached 16-bit weights are saved for backward but are not activations
     assert amp.trace.saved_activations_bytes < plain.trace.saved_activations_bytes + 4 * N * D * 4
     assert amp.trace.forward.flops == plain.trace.forward.flops  # the math is the same
+
+
+def test_fp16_amp_adds_grad_scalers_unscale_pass_to_the_optimizer_step() -> None:
+    """GradScaler.unscale_ reads and writes every fp32 gradient once more before an fp16 AMP step; bf16 needs no
+    loss scaling: AdamW's traffic 4 + 2 x 4 + 2 x 8 = 28 bytes a parameter becomes 36 (same trace otherwise)."""
+    with torch.device("meta"):
+        model = _Block()
+    fp16, bf16 = _train(model, precision="fp16-mixed", amp=True), _train(model, amp=True)
+    opt16, optbf = (a.estimate.data["time"]["train_step_breakdown"]["optimizer_seconds"] for a in (fp16, bf16))
+    assert opt16 == pytest.approx(optbf * 36 / 28, rel=1e-9)
 
 
 def test_amp_needs_a_mixed_precision() -> None:

@@ -25,6 +25,7 @@ from afford.estimate.runtime import (
 from afford.estimate.sharding import NO_SPLIT, TensorSplit, split_peak, tensor_split
 from afford.estimate.timing import Efficiency, phase_seconds, steps_for, train_step
 from afford.hardware.catalog import Device
+from afford.workload import Precision
 
 if TYPE_CHECKING:
     from afford.assess import Assessment
@@ -32,7 +33,8 @@ if TYPE_CHECKING:
 
 def _optimizer_traffic(a: Assessment) -> float:
     """Bytes the optimizer step reads and writes: gradients once, master weights (or the weights) and every
-    state tensor read and written, and the 16-bit working copy written back under mixed precision."""
+    state tensor read and written, and the 16-bit working copy written back under mixed precision (under torch.amp
+    in fp16, GradScaler's unscale pass over the gradients too)."""
     m = a.memory
     t = a.trace
     share = t.trainable_params / t.params if t.params else 0.0
@@ -40,7 +42,11 @@ def _optimizer_traffic(a: Assessment) -> float:
     touched = gradient_share(t)  # < 1 only for sparse (embedding) gradients: the rows looked up are updated
     if a.workload.precision.mixed and not a.trace.amp:  # torch.amp's fp32 weights are the masters
         return m.gradients_bytes + touched * (2 * m.master_weights_bytes + 2 * m.optimizer_bytes + trainable_weights)
-    return m.gradients_bytes + touched * (2 * trainable_weights + 2 * m.optimizer_bytes)
+    # torch.amp in fp16 scales the loss, so GradScaler.unscale_ reads and writes every fp32 gradient once more
+    # before the step (torch._amp_foreach_non_finite_check_and_unscale_: the inverse scale and the inf/NaN check);
+    # bf16 needs no scaling
+    unscale = 2 * m.gradients_bytes if a.trace.amp and a.workload.precision is Precision.FP16_MIXED else 0
+    return m.gradients_bytes + unscale + touched * (2 * trainable_weights + 2 * m.optimizer_bytes)
 
 
 def live_peaks(a: Assessment, recompute: bool, notes: list[str]) -> tuple[float, float]:
