@@ -82,7 +82,8 @@ measured; bernoulli_ 150 and 150), but fresh large outputs cost more in the mode
 embedding's 154 MB gradient, zero-filled (261 ms in the step, 28 ms timed alone) and summed with the LM head's
 (274 ms, 37 ms alone), and GELU's muls on 6 MB outputs (326 ms over 84 calls). That is first-touch page faulting
 of freshly mapped memory (about 7 us per 4 KB page in the step against 0.7 us alone, on this virtual machine),
-not yet modelled.
+not yet modelled. It also varies from run to run: two runs of this check with the same code on 2026-12-05 put
+GPT-2's step at -26.5% (2.90 s measured) and -33.7% (3.30 s measured) against 2.13 and 2.19 s predicted.
 
 {header}
 |---|---|---|---|---|---|---|---|---|---|---|---|

@@ -83,6 +83,11 @@ def test_cpu_prices_dropout_attention_as_the_math_path() -> None:
     extra = 2 * math_path(cpu.trace.forward.attention[0]).extra_saved_bytes
     assert cpu.memory.activations_bytes == gpu.memory.activations_bytes + extra
     assert cpu.memory.train_peak_bytes == gpu.memory.train_peak_bytes + extra
+    # the phases' peaks, which the per-device memory of a layout is built from, carry them too
+    for phase in ("forward", "backward"):
+        assert getattr(cpu.trace, phase).peak_live_bytes == getattr(gpu.trace, phase).peak_live_bytes + extra
+    per_device = [a.estimate.data["memory"]["train_per_device_bytes"] for a in (cpu, gpu)]
+    assert per_device[0] > per_device[1]
     assert cpu.estimate.data["time"]["train_step_seconds"] > plain.estimate.data["time"]["train_step_seconds"]
     assert any("math path" in n for n in cpu.notes) and not any("math path" in n for n in plain.notes)
     # inference (eval: no dropout) runs the fused kernel on the CPU too; a trace without dropout is left as is

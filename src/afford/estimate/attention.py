@@ -162,10 +162,15 @@ def math_on_cpu(trace: Trace) -> Trace:
     else:
         for call, n in _grouped(infer.attention):
             infer = _swap(infer, _fused_key(infer, call.forward_flops, backward=False), math_path(call).forward, n)
-    trained = backward is not None
+    if backward is not None and extra:  # the saved S x S tensors are live from the end of forward into backward
+        forward, backward = (replace(p, peak_live_bytes=p.peak_live_bytes + extra,
+                                     lean_peak_bytes=p.lean_peak_bytes + extra) for p in (forward, backward))
+        if trace.infer is trace.forward:
+            infer = forward
     return replace(trace, forward=forward, backward=backward, infer=infer,
                    saved_activations_bytes=trace.saved_activations_bytes + extra,
-                   train_peak_live_bytes=trace.train_peak_live_bytes + (extra if trained else 0))
+                   train_peak_live_bytes=trace.train_peak_live_bytes + extra,
+                   train_lean_peak_bytes=trace.train_lean_peak_bytes + extra)
 
 
 def _grouped(calls: list[AttentionCall]) -> list[tuple[AttentionCall, int]]:
