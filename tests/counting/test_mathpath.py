@@ -3,6 +3,7 @@ path traced on meta, its ops the ones the CPU dispatches, its saved bytes autogr
 
 from __future__ import annotations
 
+from dataclasses import replace
 from functools import cache
 from typing import Any
 
@@ -93,3 +94,7 @@ def test_cpu_prices_dropout_attention_as_the_math_path() -> None:
     # inference (eval: no dropout) runs the fused kernel on the CPU too; a trace without dropout is left as is
     assert any(op == fused for op, _, _ in cpu.trace.infer.events)
     assert math_on_cpu(plain.trace) is plain.trace
+    # a call whose recorded dtype is not a dtype (a tampered cache row) keeps the fused kernel's pricing
+    calls = [replace(c, dtype="load") for c in cpu.trace.forward.attention]
+    tampered = replace(gpu.trace, forward=replace(gpu.trace.forward, attention=calls))
+    assert math_on_cpu(tampered).forward.events == gpu.trace.forward.events

@@ -46,11 +46,11 @@ def math_path(call: AttentionCall) -> MathPath:
 @cache
 def _traced(b: int, hq: int, hk: int, sq: int, sk: int, d: int, dv: int, dtype_name: str, dropout: float,
             is_causal: bool, mask: tuple[tuple[int, ...], str] | None, grad: bool) -> MathPath:
-    dtype = getattr(torch, dtype_name)
+    dtype = _dtype(dtype_name)
     q = torch.empty(b, hq, sq, d, dtype=dtype, device="meta", requires_grad=grad)
     k = torch.empty(b, hk, sk, d, dtype=dtype, device="meta", requires_grad=grad)
     v = torch.empty(b, hk, sk, dv, dtype=dtype, device="meta", requires_grad=grad)
-    bias = torch.empty(mask[0], dtype=getattr(torch, mask[1]), device="meta") if mask is not None else None
+    bias = torch.empty(mask[0], dtype=_dtype(mask[1]), device="meta") if mask is not None else None
     known = {storage_key(t) for t in (q, k, v)} | ({storage_key(bias)} if bias is not None else set())
     counter = Counter(LiveBytes(known))
     with counter:
@@ -70,6 +70,15 @@ def _traced(b: int, hq: int, hk: int, sq: int, sk: int, d: int, dv: int, dtype_n
                                                          dropout, is_causal)
     return MathPath(forward=dict(forward.events), backward=backward,
                     extra_saved_bytes=max(sum(saved.values()) - sum(fused.values()), 0))
+
+
+def _dtype(name: str) -> torch.dtype:
+    """The torch dtype a recorded call names (a trace read back from the disk cache is data: only a dtype's name
+    is accepted)."""
+    dtype = getattr(torch, name, None)
+    if not isinstance(dtype, torch.dtype):
+        raise ValueError(f"not a torch dtype: {name!r}")
+    return dtype
 
 
 def _expanded(bias: torch.Tensor | None, dtype: torch.dtype, b: int, hq: int, sq: int, sk: int) -> torch.Tensor | None:

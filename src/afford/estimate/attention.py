@@ -152,7 +152,10 @@ def math_on_cpu(trace: Trace) -> Trace:
         key = _fused_key(forward, call.forward_flops, backward=False)
         if key is None:  # the trace ran this call's math path already (a layout the fused kernel refused)
             continue
-        path = math_path(call)
+        try:
+            path = math_path(call)
+        except (RuntimeError, TypeError, ValueError):  # a call the math path cannot run again: the fused kernel
+            continue
         forward = _swap(forward, key, path.forward, n)
         if call.backward_flops and backward is not None:
             backward = _swap(backward, _fused_key(backward, call.backward_flops, backward=True), path.backward, n)
@@ -161,7 +164,11 @@ def math_on_cpu(trace: Trace) -> Trace:
         infer = forward
     else:
         for call, n in _grouped(infer.attention):
-            infer = _swap(infer, _fused_key(infer, call.forward_flops, backward=False), math_path(call).forward, n)
+            try:
+                ops = math_path(call).forward
+            except (RuntimeError, TypeError, ValueError):
+                continue
+            infer = _swap(infer, _fused_key(infer, call.forward_flops, backward=False), ops, n)
     if backward is not None and extra:  # the saved S x S tensors are live from the end of forward into backward
         forward, backward = (replace(p, peak_live_bytes=p.peak_live_bytes + extra,
                                      lean_peak_bytes=p.lean_peak_bytes + extra) for p in (forward, backward))
