@@ -212,6 +212,11 @@ def estimate(a: Assessment, req: HardwareRequest) -> Estimate:
     if precision == "tf32" and (not dev.has_format("tf32") or dev.extra.get("calibrated")):
         notes.append(f"{dev.id} has no TF32 tensor-core rate to price: {flag('precision')} tf32 runs its matmuls "
                      "in fp32 here, as PyTorch does where the hardware lacks TF32")
+    if dev.kind == "cpu" and t.backward is not None and a.workload.wants_training:
+        notes.append("a CPU training step is timed as with an allocator that reuses freed memory (jemalloc, tcmalloc, "
+                     "or glibc with MALLOC_MMAP_THRESHOLD_ and MALLOC_TRIM_THRESHOLD_ raised); glibc's defaults "
+                     "fault tensors over 32 MiB in afresh every step (GPT-2 small on 2 cores: 2.80-3.30 s a step "
+                     "against 2.13 s so configured; docs/validation.md)")
     if lay.tp > 1 and not a.spec.metadata.get("num_layers"):
         raise InputError(f"{opt('tp')} needs a transformer whose layer count is known (a Hugging Face config)")
     b, seq = t.batch_size, a.dims.seq_len or 1
