@@ -16,7 +16,8 @@ from functools import cache
 
 import torch
 
-from afford.counting.engine import Counter, LiveBytes, saved_activations
+from afford.counting.engine import Counter
+from afford.counting.livebytes import LiveBytes, saved_activations
 from afford.counting.profile import AttentionCall
 from afford.counting.tensors import storage_key
 

@@ -19,18 +19,11 @@ from torch.func import functional_call
 
 from afford.counting.attention import AttentionRouter
 from afford.counting.autocast import autocast as emulated_autocast
-from afford.counting.engine import (
-    Counter,
-    LiveBytes,
-    collect,
-    extra_formulas,
-    saved_activations,
-    storage_keys,
-    tensor_bytes,
-)
+from afford.counting.engine import Counter, collect, extra_formulas, tensor_bytes
 from afford.counting.generation import trace_generation
 from afford.counting.guard import guard
 from afford.counting.kvcache import append_in_place, cache_bytes, next_cache
+from afford.counting.livebytes import LiveBytes, saved_activations, storage_keys
 from afford.counting.profile import PhaseProfile, Trace
 from afford.counting.routes import KernelRouter
 from afford.errors import InputError, TraceError

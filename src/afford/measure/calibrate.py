@@ -145,7 +145,8 @@ def _op_rates(device: str, runs: int = 3) -> dict[str, float]:
     the same counter) over the op's own time in PyTorch's profiler (the mean of `runs` runs after a warm-up)."""
     from torch.profiler import ProfilerActivity, profile
 
-    from afford.counting.engine import Counter, LiveBytes
+    from afford.counting.engine import Counter
+    from afford.counting.livebytes import LiveBytes
 
     probes = _probes(device)
     nbytes: dict[str, float] = {}
