@@ -89,8 +89,8 @@ measured; bernoulli_ 150 and 150), but fresh large outputs cost more in the mode
 embedding's 154 MB gradient, zero-filled (261 ms in the step, 28 ms timed alone) and summed with the LM head's
 (274 ms, 37 ms alone), and GELU's muls on 6 MB outputs (326 ms over 84 calls). That is first-touch page faulting
 of freshly mapped memory (about 7 us per 4 KB page in the step against 0.7 us alone, on this virtual machine),
-not yet modelled. It also varies from run to run: three runs of this check with the same code on 2026-12-05 put
-GPT-2's step at -26.5%, -33.7% and -23.3% (2.90, 3.30 and 2.80 s measured; 2.13, 2.19 and 2.15 s predicted). The
+not yet modelled. It also varies from run to run: four runs of this check on 2026-12-05 put GPT-2's step at -26.5%,
+-33.7%, -23.3% and -24.5% (2.79-3.30 s measured; 2.10-2.19 s predicted). The
 cause is glibc's allocator (mallopt(3), man7.org: blocks above the mmap threshold, at most 32 MiB by its own
 adjustment, are mapped fresh and unmapped on free, and the heap's top is trimmed back to the system), so every
 step faults its largest tensors in again: the last two rows measure the same BERT and GPT-2 steps with glibc
