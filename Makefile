@@ -53,6 +53,7 @@ validate: $(STAMP)
 	$(BIN)/python bench/validate_runs.py
 	$(BIN)/python bench/validate_runtime.py
 	$(BIN)/python bench/validate_dle_vision.py
+	$(BIN)/python bench/validate_dle_train.py
 
 cpu-check: $(STAMP)
 	$(BIN)/python bench/cpu_check.py

@@ -1,0 +1,91 @@
+"""Validate afford's training throughput against NVIDIA's published ResNeXt101-32x4d and SE-ResNeXt101-32x4d tables.
+
+Every row of tests/golden/dle_vision_training.toml (DeepLearningExamples, pytorch-21.03: DGX A100 TF32 and AMP,
+DGX-1 16GB FP32 and AMP, 1 and 8 GPUs) is priced with `afford.assess(model, batch_size=B, train_samples=...,
+precision=..., hardware=..., count=GPUs, optimizer="sgd-momentum", amp=<mixed>)` under the default eager runtime
+and host, and compared on `time.train_samples_per_second` (all GPUs). Nothing here sets a constant.
+
+    .venv/bin/python bench/validate_dle_train.py            # price, print, write the docs section
+    .venv/bin/python bench/validate_dle_train.py --no-docs  # price and print only
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import tomllib
+from pathlib import Path
+from typing import Any
+
+from docsection import replace_marked  # bench/ is the script folder, first on sys.path
+
+ROOT = Path(__file__).resolve().parents[1]
+GOLDEN = ROOT / "tests" / "golden" / "dle_vision_training.toml"
+START, END = "<!-- dle-train -->", "<!-- /dle-train -->"
+HEADING = "DLE ResNeXt training (issue 13: training throughput)"
+
+
+def job(row: dict[str, Any]) -> dict[str, Any]:
+    """The afford options of one row: its batch per GPU, GPUs, precision (torch.amp for mixed), SGD momentum."""
+    mixed = row["precision"].endswith("mixed")
+    return {"batch_size": int(row["batch_size"]), "train_samples": int(row["batch_size"]) * int(row["gpus"]) * 100,
+            "precision": row["precision"], "hardware": row["hardware"], "count": int(row["gpus"]),
+            "optimizer": "sgd-momentum", "amp": mixed}
+
+
+def price(row: dict[str, Any]) -> tuple[float, dict[str, Any]]:
+    """afford's samples/s over all GPUs and its step breakdown, for one row."""
+    import afford
+
+    t = afford.assess(row["model"], **job(row)).to_dict()["time"]
+    return float(t["train_samples_per_second"]), t["train_step_breakdown"]
+
+
+def main(argv: list[str]) -> int:
+    data = tomllib.loads(GOLDEN.read_text())
+    tolerance, rows = float(data["tolerance"]), list(data["row"])
+    lines, within = [], 0
+    for row in rows:
+        rate, br = price(row)
+        err = rate / float(row["samples_per_s"]) - 1.0
+        ok = abs(err) <= tolerance
+        within += ok
+        comm = br["dp_comm_exposed_seconds"] / max(br["compute_seconds"], 1e-12)
+        lines.append(f"| {row['model'].removeprefix('timm:')} | {row['hardware']} | {row['precision']} | "
+                     f"{row['gpus']} | {row['batch_size']} | {float(row['samples_per_s']):,.0f} /s | {rate:,.0f} | "
+                     f"{err:+.0%} | {comm:.1%} | {'within' if ok else 'outside'} {tolerance:.0%} |")
+        print(lines[-1], flush=True)
+    summary = (f"{within} of {len(rows)} rows within {tolerance:.0%} ({within / len(rows):.0%}; issue 13's bar for "
+               "added training tables is 75%).")
+    print(summary)
+    if "--no-docs" in argv:
+        return 0
+    block = "\n".join([
+        START, "",
+        "NVIDIA's DeepLearningExamples training tables for ResNeXt101-32x4d and SE-ResNeXt101-32x4d (pytorch-21.03 "
+        "NGC; DGX A100 80GB in TF32 and AMP, DGX-1 16GB in FP32 and AMP; 1 and 8 GPUs, data parallel; "
+        "`tests/golden/dle_vision_training.toml` cites them, with the batch per GPU of configs.yml), every row "
+        "priced by `bench/validate_dle_train.py` as timm's `resnext101_32x4d` and `seresnext101_32x4d` under "
+        "afford's defaults (eager runtime, `dgx1-2021` host), SGD with momentum, mixed precision as torch.amp runs "
+        "it (`amp=True`: fp32 weights, autocast, GradScaler's unscale pass). Error = predicted / published "
+        "images/s - 1; 'exposed comm' is the gradient all-reduce afford does not hide behind backward, as a share "
+        "of the compute. No constant was fitted to these rows. Not priced: the data loader (PyTorch's, 8 workers "
+        "per GPU on DGX-1), NHWC (the AMP rows ran channels-last).", "",
+        summary, "",
+        "Misses, and what they point at (nothing fitted to them): the A100 TF32 rows, +32% to +48% (afford too "
+        "fast): ResNeXt's grouped 3x3 convolutions (32 groups of 4 or more channels) are priced by the dense "
+        "TF32 tensor-core rule, as the timm tables' grouped-conv class notes (no published rate by group width "
+        "was found); the V100's FP32 rows, on CUDA cores, are within -5% to -1%. The 8-GPU AMP rows on the A100, "
+        "+25% and +40% against +3% and +18% on one GPU: the published scaling from 1 to 8 GPUs is 6.54x and 6.75x, "
+        "afford's 7.99x and 7.99x (its all-reduce hides behind backward: 0.2% exposed); the likely limit is the "
+        "data loader (PyTorch's, decoding JPEGs on the CPU), which afford prices only with --data-workers.", "",
+        "| model | device | precision | GPUs | batch per GPU | published | afford | error | exposed comm | result |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+        *lines, "", END])
+    replace_marked(START, END, block, HEADING)
+    print(json.dumps({"rows": len(rows), "within": within}))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))
