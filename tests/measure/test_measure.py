@@ -299,3 +299,15 @@ def test_calibrated_op_rates_price_their_ops() -> None:
     total, busy = phase_seconds(phase, device, eff, "fp32")
     assert total == pytest.approx(2 * (1e9 / 5e9 + 1e-6) + (1e9 / 20e9 + 1e-6))
     assert busy == 0
+
+
+def test_a_cpu_measurement_says_when_glibcs_default_allocator_ran_it() -> None:
+    """glibc's defaults re-fault large tensors every step, which the prediction does not price: a measured CPU
+    training step says so unless a reusing allocator is preloaded or glibc's mmap threshold is raised."""
+    from afford.measure.run import allocator_note
+
+    assert "glibc's default allocator" in (allocator_note({}, "Linux") or "")
+    assert allocator_note({"LD_PRELOAD": "/usr/lib/x86_64-linux-gnu/libjemalloc.so.2"}, "Linux") is None
+    assert allocator_note({"LD_PRELOAD": "libtcmalloc.so.4"}, "Linux") is None
+    assert allocator_note({"MALLOC_MMAP_THRESHOLD_": "4294967296"}, "Linux") is None
+    assert allocator_note({}, "Darwin") is None

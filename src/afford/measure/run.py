@@ -17,10 +17,12 @@ from __future__ import annotations
 import gc
 import inspect
 import math
+import os
+import platform
 import statistics
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -210,12 +212,28 @@ def measure(model: str | ModelSpec, *, steps: int = 5, device: str = "cpu", cali
                              "generate_tokens": a.generation.generate_tokens}
     # a measurement prices nothing and names its hardware: the estimate's notes about those do not apply
     notes.extend(n for n in d["notes"] if "hardware defaults" not in n and "on-demand price" not in n)
+    allocator = allocator_note(os.environ, platform.system()) if trains and device == "cpu" else None
+    if allocator:
+        notes.append(allocator)
     if not trains:
         notes.append("no training step measured: " + (
             "the model is inference-only" if inference_only else "every parameter is frozen"
             if d["model"]["trainable_params"] == 0 else "the prediction has no training step (see its note)"))
     return Measurement(model=d["model"]["name"], device=device, hardware=target.hardware, measured=measured,
                        predicted=predicted, peak_method=method, steps=steps, notes=notes, job=job)
+
+
+def allocator_note(env: Mapping[str, str], system: str) -> str | None:
+    """What a CPU training step measured here includes when the process runs glibc's default allocator (Linux,
+    no jemalloc/tcmalloc/mimalloc preloaded, glibc's mmap threshold not raised): the re-faulting of its large
+    tensors every step, which the prediction does not price (docs/methodology.md, section 11); None otherwise."""
+    preload = env.get("LD_PRELOAD", "")
+    if system != "Linux" or any(lib in preload for lib in ("jemalloc", "tcmalloc", "mimalloc")) \
+            or env.get("MALLOC_MMAP_THRESHOLD_"):
+        return None
+    return ("measured with glibc's default allocator, which maps tensors over 32 MiB afresh and faults them in "
+            "again every step; the prediction assumes freed memory is reused (LD_PRELOAD jemalloc or tcmalloc, or "
+            "MALLOC_MMAP_THRESHOLD_ and MALLOC_TRIM_THRESHOLD_ raised, measure that: make cpu-check shows both)")
 
 
 measure.__signature__ = schema.signature(  # type: ignore[attr-defined]
