@@ -337,6 +337,33 @@ def probe_depthwise(batch: int, channels: int, side: int, kernel: int, dtype: to
     return run
 
 
+def probe_grouped(batch: int, channels: int, groups: int, side: int, dtype: torch.dtype, tf32: bool,
+                  channels_last: bool) -> Callable[[], dict[str, Any]]:
+    """One grouped 3x3 convolution (ResNeXt's: `groups` groups of channels // groups, stride 1, same padding),
+    forward and forward + backward, with the FLOP/s it reaches: the rate afford prices by the dense tensor-core
+    rule (DLE's A100 TF32 ResNeXt rows are +32% to +48% too fast; docs/validation.md "DLE ResNeXt training")."""
+    def run() -> dict[str, Any]:
+        b = 2 if SMOKE else batch
+        allow = torch.backends.cudnn.allow_tf32
+        torch.backends.cudnn.allow_tf32 = tf32
+        try:
+            fmt = torch.channels_last if channels_last else torch.contiguous_format
+            conv = torch.nn.Conv2d(channels, channels, 3, padding=1, groups=groups, bias=False)
+            conv = conv.to(DEVICE, dtype).to(memory_format=fmt)
+            x = torch.randn(b, channels, side, side, device=DEVICE, dtype=dtype).contiguous(memory_format=fmt)
+            x.requires_grad_()
+            g = torch.randn_like(conv(x))
+            with torch.no_grad():
+                t_fwd, _ = block_seconds(lambda: conv(x), 1 if SMOKE else 3, 2 if SMOKE else 20)
+            t_all, _ = block_seconds(lambda: conv(x).backward(g), 1 if SMOKE else 3, 2 if SMOKE else 20)
+        finally:
+            torch.backends.cudnn.allow_tf32 = allow
+        flops = 2 * b * channels * (channels // groups) * 9 * side * side
+        return {"forward_s": t_fwd, "forward_tflops": flops / t_fwd / 1e12, "train_s": t_all,
+                "train_tflops": 3 * flops / t_all / 1e12, "batch_run": b}
+    return run
+
+
 def probe_model(name: str, batch: int, dtype: torch.dtype, autocast: bool, channels_last: bool = False,
                 fast_norm: bool = False) -> Callable[[], dict[str, Any]]:
     """Eval-mode throughput of a vision model as timm's benchmark runs it (autocast fp16 with fp32 weights, or
@@ -399,7 +426,7 @@ def probes(rec: Recorder) -> None:
     (the timm table's GroupNorm rows), efficientformerv2 and lambda end to end, LayerNorm2d over few channels and an
     RmsNorm ViT with and without fast-norm, ResNet-50's kernel durations and names (which cuDNN kernels 16-bit NCHW
     takes on this GPU), test_efficientnet_ln's and lambda_resnet26t's (its Conv3d over one input channel and its
-    batched 1 x K matmuls)."""
+    batched 1 x K matmuls), and ResNeXt's grouped 3x3 convolutions in TF32, fp32 and fp16 against a dense one."""
     for planes, side, dtype, cl in ((2048 * 1024, 7, torch.float32, False), (256 * 1024, 7, torch.float32, False),
                                     (2048 * 1024, 7, torch.float32, True), (64 * 1024, 16, torch.float16, False)):
         rec.case({"kind": "probe", "probe": "upsample_bilinear2d", "planes": planes, "side": side,
@@ -410,6 +437,13 @@ def probes(rec: Recorder) -> None:
         rec.case({"kind": "probe", "probe": "depthwise", "batch": 64, "channels": channels, "side": side,
                   "kernel": kernel, "dtype": str(dtype).split(".")[1], "channels_last": cl},
                  probe_depthwise(64, channels, side, kernel, dtype, cl))
+    grouped = ((128, 32, torch.float32, True, False), (128, 32, torch.float32, False, False),
+               (256, 32, torch.float32, True, False), (256, 32, torch.float16, False, False),
+               (256, 32, torch.float16, False, True), (256, 1, torch.float32, True, False))
+    for channels, groups, dtype, tf32, cl in grouped:
+        rec.case({"kind": "probe", "probe": "grouped_conv", "batch": 64, "channels": channels, "groups": groups,
+                  "side": 56, "dtype": str(dtype).split(".")[1], "tf32": tf32, "channels_last": cl},
+                 probe_grouped(64, channels, groups, 56, dtype, tf32, cl))
     for name, batch, kw in (("torchvision:resnet50", 256, {}), ("torchvision:resnet50", 256, {"channels_last": True}),
                             ("timm:resnet50_gn", 256, {}), ("timm:resnet50_gn", 256, {"fast_norm": True}),
                             ("timm:convnext_tiny", 256, {}), ("timm:convnext_tiny", 256, {"fast_norm": True}),

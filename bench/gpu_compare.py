@@ -168,6 +168,13 @@ def probes(rows: list[dict[str, Any]], hardware: str = "h200") -> list[str]:
             what = "autocast fp16" if r["probe"] == "amp_fp16" else "fp16 weights"
             out.append(f"| {r['model'].split(':', 1)[1]} batch {r['batch']}, {what}, {how} "
                        f"| {r['samples_per_s']:,.0f} /s | measured only |")
+        elif r["probe"] == "grouped_conv":
+            how = ", ".join([r["dtype"]] + (["TF32"] if r["tf32"] else []) + (["channels_last"] if r["channels_last"]
+                                                                               else []))
+            out.append(f"| 3x3 conv, {r['channels']} channels in {r['groups']} groups, ({r['batch_run']}, "
+                       f"{r['channels']}, {r['side']}, {r['side']}), {how} | forward {r['forward_tflops']:,.1f} "
+                       f"TFLOP/s, forward + backward {r['train_tflops']:,.1f} TFLOP/s | measured only (the grouped "
+                       "rate afford lacks) |")
         elif r["probe"] == "kernels":
             p10, p50, p90 = r["kernel_us_p10_p50_p90"] or [0, 0, 0]
             out.append(f"| {r['model'].split(':', 1)[1]} batch {r['batch']} fp16 kernels | {r['kernels']} kernels, "
