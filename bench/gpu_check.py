@@ -341,7 +341,8 @@ def probe_grouped(batch: int, channels: int, groups: int, side: int, dtype: torc
                   channels_last: bool) -> Callable[[], dict[str, Any]]:
     """One grouped 3x3 convolution (ResNeXt's: `groups` groups of channels // groups, stride 1, same padding),
     forward and forward + backward, with the FLOP/s it reaches: the rate afford prices by the dense tensor-core
-    rule (DLE's A100 TF32 ResNeXt rows are +32% to +48% too fast; docs/validation.md "DLE ResNeXt training")."""
+    rule (DLE's A100 TF32 rows are +31% to +48% too fast, ResNet-50's dense ones too; docs/validation.md "DLE
+    vision training"), so the dense TF32 case is measured beside the grouped ones."""
     def run() -> dict[str, Any]:
         b = 2 if SMOKE else batch
         allow = torch.backends.cudnn.allow_tf32
