@@ -82,7 +82,7 @@ def main(argv: list[str]) -> int:
         "TF32 convolution rate was found, and gpu_check's probe group measures one when a GPU is lent. The lent "
         "H200 points the same way: ResNet-50 TF32 inference at batch 256 was +16% (docs/validation.md, H200 "
         "rows) with convolutions 33% of afford's time there, which would make TF32 convolutions about 1.5x slower "
-        "than priced; so applied, these A100 TF32 rows would come to about +12% to +27%. Not adopted: one measured "
+        "than priced; so applied, these A100 TF32 rows would come to about +12% to +26%. Not adopted: one measured "
         "row is too thin to set a rate every fp32 convolution on an Ampere-or-later GPU is priced by. The 8-GPU "
         "AMP rows on the A100 come out faster than their 1-GPU rows by the scaling: published 6.54x (ResNeXt), "
         "6.75x (SE-ResNeXt) and 6.72x (ResNet-50) from 1 to 8 GPUs against afford's 7.99x, 7.99x and 7.99x (its "
