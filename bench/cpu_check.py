@@ -87,17 +87,17 @@ What is left of GPT-2's gap, from one profiled training step against afford's pe
 calibration (2026-12-05): the math path itself is priced as it runs (_safe_softmax 31.5 ms priced, 31.8 ms
 measured; bernoulli_ 150 and 150), but fresh large outputs cost more in the model than on the probes: the tied
 embedding's 154 MB gradient, zero-filled (261 ms in the step, 28 ms timed alone) and summed with the LM head's
-(274 ms, 37 ms alone), and GELU's muls on 6 MB outputs (326 ms over 84 calls). That is first-touch page faulting
-of freshly mapped memory (about 7 us per 4 KB page in the step against 0.7 us alone, on this virtual machine),
-not yet modelled. It also varies from run to run: four runs of this check on 2026-12-05 put GPT-2's step at -26.5%,
--33.7%, -23.3% and -24.5% (2.79-3.30 s measured; 2.10-2.19 s predicted). The
-cause is glibc's allocator (mallopt(3), man7.org: blocks above the mmap threshold, at most 32 MiB by its own
-adjustment, are mapped fresh and unmapped on free, and the heap's top is trimmed back to the system), so every
-step faults its largest tensors in again: the last two rows measure the same BERT and GPT-2 steps with glibc
-told to keep freed memory (MALLOC_MMAP_THRESHOLD_ 4 GiB, MALLOC_TRIM_THRESHOLD_ 64 GiB, MALLOC_TOP_PAD_ 1 GiB;
-references, not targets). Timed apart on 2026-12-05, GPT-2's median step: 2.97 s by default, 2.10 s with all
-three, 2.48 s with the mmap threshold alone, 3.09 s with the other two alone (BERT-base: 1.95 s by default,
-1.68 s with all three, 1.50 s predicted). jemalloc or tcmalloc (LD_PRELOAD) keep freed memory too.
+(274 ms, 37 ms alone), and GELU's muls on 6 MB outputs (326 ms over 84 calls). The cause is glibc's
+allocator (mallopt(3), man7.org: blocks above the mmap threshold, at most 32 MiB by its own adjustment, are mapped
+fresh and unmapped on free, and the heap's top is trimmed back to the system), so every step faults its largest
+tensors in again, at about 7 us per 4 KB page in the step against 0.7 us alone on this virtual machine; afford
+does not price it. It varies from run to run: four runs of this check on 2026-12-05 put GPT-2's step at -26.5%,
+-33.7%, -23.3% and -24.5% (2.79-3.30 s measured; 2.10-2.19 s predicted). The last two rows measure the same BERT
+and GPT-2 steps with glibc told to keep freed memory (MALLOC_MMAP_THRESHOLD_ 4 GiB, MALLOC_TRIM_THRESHOLD_
+64 GiB, MALLOC_TOP_PAD_ 1 GiB; references, not targets). Timed apart on 2026-12-05, GPT-2's median step: 2.97 s
+by default, 2.10 s with all three, 2.48 s with the mmap threshold alone, 3.09 s with the other two alone
+(BERT-base: 1.95 s by default, 1.68 s with all three, 1.50 s predicted). jemalloc or tcmalloc (LD_PRELOAD) keep
+freed memory too.
 
 {header}
 |---|---|---|---|---|---|---|---|---|---|---|---|
