@@ -11,13 +11,18 @@ docs/methodology.md, "Attention", says why the trace, not the config, decides.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import replace
 from enum import Enum
+from typing import TYPE_CHECKING
 
 from afford import bounds as b
 from afford.counting.profile import AttentionCall, EagerBlock, PhaseProfile, Trace
 from afford.errors import InputError, opt
 from afford.hardware.catalog import Device
+
+if TYPE_CHECKING:
+    from afford.counting.mathpath import MathPath
 
 # The op names a fused block is recorded under: PyTorch's own for the kernels (forward, backward).
 FLASH_OPS = ("_scaled_dot_product_flash_attention", "_scaled_dot_product_flash_attention_backward")
@@ -141,43 +146,44 @@ def math_on_cpu(trace: Trace) -> Trace:
     """The trace as a CPU runs it: each attention call with dropout on priced as PyTorch's math path (its CPU
     flash kernel refuses dropout; counting/mathpath.py), in place of the fused kernel the trace recorded, with the
     S x S tensors the math path saves for backward; the same trace when no call has dropout."""
-    from afford.counting.mathpath import math_path
-
     phases = [trace.forward] if trace.infer is trace.forward else [trace.forward, trace.infer]
     if not any(c.dropout_p > 0 for p in phases for c in p.attention):
         return trace
     forward, backward, infer = trace.forward, trace.backward, trace.infer
     extra = 0
-    for call, n in _grouped(forward.attention):
-        key = _fused_key(forward, call.forward_flops, backward=False)
-        if key is None:  # the trace ran this call's math path already (a layout the fused kernel refused)
-            continue
-        try:
-            path = math_path(call)
-        except (RuntimeError, TypeError, ValueError):  # a call the math path cannot run again: the fused kernel
-            continue
+    for call, n, key, path in _math_paths(forward):
         forward = _swap(forward, key, path.forward, n)
         if call.backward_flops and backward is not None:
             backward = _swap(backward, _fused_key(backward, call.backward_flops, backward=True), path.backward, n)
             extra += path.extra_saved_bytes * n
-    if trace.infer is trace.forward:
-        infer = forward
-    else:
-        for call, n in _grouped(infer.attention):
-            try:
-                ops = math_path(call).forward
-            except (RuntimeError, TypeError, ValueError):
-                continue
-            infer = _swap(infer, _fused_key(infer, call.forward_flops, backward=False), ops, n)
+    if trace.infer is not trace.forward:
+        for _call, n, key, path in _math_paths(infer):
+            infer = _swap(infer, key, path.forward, n)
     if backward is not None and extra:  # the saved S x S tensors are live from the end of forward into backward
         forward, backward = (replace(p, peak_live_bytes=p.peak_live_bytes + extra,
                                      lean_peak_bytes=p.lean_peak_bytes + extra) for p in (forward, backward))
-        if trace.infer is trace.forward:
-            infer = forward
-    return replace(trace, forward=forward, backward=backward, infer=infer,
+    return replace(trace, forward=forward, backward=backward,
+                   infer=forward if trace.infer is trace.forward else infer,
                    saved_activations_bytes=trace.saved_activations_bytes + extra,
                    train_peak_live_bytes=trace.train_peak_live_bytes + extra,
                    train_lean_peak_bytes=trace.train_lean_peak_bytes + extra)
+
+
+def _math_paths(phase: PhaseProfile) -> Iterator[tuple[AttentionCall, int, tuple[str, int, int], MathPath]]:
+    """(call, identical calls, the fused event they were traced as, their math path) for the phase's calls with
+    dropout on; a call the trace already ran as the math path (a layout the fused kernel refused), or one the math
+    path cannot run again (a tampered cache row), is skipped and keeps its pricing."""
+    from afford.counting.mathpath import math_path
+
+    for call, n in _grouped(phase.attention):
+        key = _fused_key(phase, call.forward_flops, backward=False)
+        if key is None:
+            continue
+        try:
+            path = math_path(call)
+        except (RuntimeError, TypeError, ValueError):
+            continue
+        yield call, n, key, path
 
 
 def _grouped(calls: list[AttentionCall]) -> list[tuple[AttentionCall, int]]:
