@@ -23,7 +23,7 @@ from torch.nn.modules.module import register_module_forward_hook, register_modul
 from torch.overrides import TorchFunctionMode
 from torch.utils import flop_counter as fc
 
-from afford.counting import convkind, eager, memo, serial
+from afford.counting import convkind, eager, memo, rowblocks, serial
 from afford.counting.formulas import custom_mapping
 from afford.counting.fusion import BARRIERS, PHASES, FusionLog
 from afford.counting.livebytes import LiveBytes
@@ -380,6 +380,9 @@ class Counter(fc.FlopCounterMode):
             loop = serial.loop_length(name, args, outs)
             if loop:
                 phase.serial[key] = max(phase.serial.get(key, 0), loop)
+            rows = rowblocks.blocks(name, args)
+            if rows:
+                phase.row_blocks[key] = max(phase.row_blocks.get(key, 0), rows)
             if flops == 0 and func_packet not in self.flop_registry:
                 phase.uncounted[name] = phase.uncounted.get(name, 0) + r
             in_block = self.score_side is not None and eager.record(self, name, key, ins, outs, flops)

@@ -86,6 +86,9 @@ class PhaseProfile:
     # event key -> per-thread loop length (N x C) of the calls a GPU runs in a kernel that loops over the batch
     # and the channels in every thread (counting/serial.py); eager PyTorch's kernels only
     serial: dict[tuple[str, int, int], int] = field(default_factory=dict)
+    # event key -> thread blocks one call launches, in a GPU norm kernel that gives each row its own block
+    # (counting/rowblocks.py); eager PyTorch's kernels only
+    row_blocks: dict[tuple[str, int, int], int] = field(default_factory=dict)
     autocast: bool = False  # traced as eager autocast runs it (fp32 weights, per-op dtypes, the casts as kernels)
     # where a mixed-precision batch was not traced quite as autocast runs it: the ops the meta device refused in
     # autocast's dtypes (run as traced), or why the whole pass fell back to 16 bits; empty when it was

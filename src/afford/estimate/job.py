@@ -308,6 +308,12 @@ def estimate(a: Assessment, req: HardwareRequest) -> Estimate:
                      f"{gpu_s * 1e3:,.1f} ms on the GPU: PyTorch's kernel loops over batch x channels in each thread "
                      f"(docs/methodology.md); channels_last inputs (bilinear, 16+ channels) or {flag('runtime')} "
                      "compiled avoid it")
+    rows_s = timing.row_block_seconds(as_run(t.infer, rt), dev, base, infer_prec) / base.system if gen is None else 0.0
+    if rows_s > 0.2 * gpu_s and req.mfu is None:
+        notes.append(f"PyTorch's layer/RMS norm kernel gives every row its own thread block: over short rows (few "
+                     f"channels) those blocks add {rows_s * 1e3:,.1f} ms to the inference batch's "
+                     f"{gpu_s * 1e3:,.1f} ms on the GPU (docs/methodology.md); {flag('runtime')} compiled normalises "
+                     "several rows per block")
     if req.mfu is not None:
         t_batch = (a.flops_per_request if gen is not None else a.forward_flops) * b / (infer_peak * req.mfu)
     infer_samples = a.workload.infer_samples or 0

@@ -61,7 +61,7 @@ def roofline_data(a: Assessment) -> Roofline:
             if prof is None:
                 continue
             for (op, flops, nbytes), calls in prof.events.items():
-                op_t = clock.seconds(op, flops, nbytes, prof.serial.get((op, flops, nbytes), 0))[0] + clock.overhead
+                op_t = clock.key_seconds(prof, (op, flops, nbytes))[0] + clock.overhead
                 if flops:
                     fmt = compute_format(precision, op, dev)
                     peaks[fmt] = dev.peak_flops(fmt)

@@ -211,13 +211,13 @@ def as_run(phase: PhaseProfile | None, runtime: Runtime) -> PhaseProfile | None:
 def as_run(phase: PhaseProfile | None, runtime: Runtime) -> PhaseProfile | None:
     """The phase as `runtime` executes its kernels: under compiled and cudagraphs (torch.compile, TensorRT) its
     element-wise chains fused into one kernel each (counting/fusion.py) and none of eager PyTorch's serial-loop
-    kernels (counting/serial.py: the compiler generates its own), as eager PyTorch runs it otherwise;
-    phases traced without a fusion log (generation steps) as traced."""
+    or block-per-row kernels (counting/serial.py, counting/rowblocks.py: the compiler generates its own), as eager
+    PyTorch runs it otherwise; phases traced without a fusion log (generation steps) as traced."""
     if phase is None or not runtime.fuses:
         return phase
     if not phase.fused_events:
-        return replace(phase, serial={}) if phase.serial else phase
-    return replace(phase, events=phase.fused_events, fused_events={}, serial={})
+        return replace(phase, serial={}, row_blocks={}) if phase.serial or phase.row_blocks else phase
+    return replace(phase, events=phase.fused_events, fused_events={}, serial={}, row_blocks={})
 
 
 def applies(device: Device) -> bool:

@@ -102,11 +102,15 @@ def scaled(phase: PhaseProfile, trace: Any, k: float,
     batch."""
     weights = event_weights(phase, trace) if weights is None else weights
     events: dict[tuple[str, Any, Any], int] = {}
+    keys: dict[tuple[str, Any, Any], tuple[str, Any, Any]] = {}
     for (op, flops, nbytes), calls in phase.events.items():
         weight = weights.get((op, flops, nbytes), 0.0)
-        key = (op, flops * k, weight + (nbytes - weight) * k)
+        key = keys[(op, flops, nbytes)] = (op, flops * k, weight + (nbytes - weight) * k)
         events[key] = events.get(key, 0) + calls
-    return dataclasses.replace(phase, events=events)
+    # a per-thread loop over the batch (counting/serial.py) and a norm's rows (counting/rowblocks.py) grow with it
+    serial = {keys[key]: round(loop * k) for key, loop in phase.serial.items() if key in keys}
+    rows = {keys[key]: round(n * k) for key, n in phase.row_blocks.items() if key in keys}
+    return dataclasses.replace(phase, events=events, serial=serial, row_blocks=rows)
 
 
 def _conv_weight(op: str, flops: float, nbytes: float, kernels: set[tuple[int, ...]], itemsize: float) -> float:

@@ -168,13 +168,23 @@ class OpClock:
         # compilers fuse it)
         self.passes = _passes() if applies(device) else _passes("cpu_ops") if device.kind == "cpu" else {}
         self.serial_s = serial_iteration_seconds(device)
+        self.resident, self.block_s = resident_row_blocks(device)
 
-    def seconds(self, op: str, flops: float, nbytes: float, loop: int = 0) -> tuple[float, float]:
+    def seconds(self, op: str, flops: float, nbytes: float, loop: int = 0, blocks: int = 0) -> tuple[float, float]:
         """(time of one call without the overhead, its compute-bound part): max(compute, memory) per op; a kernel
         whose threads loop `loop` times over the batch and the channels (PhaseProfile.serial) takes at least one
-        memory round trip per iteration."""
+        memory round trip per iteration, and one that gives each of `blocks` rows its own thread block
+        (PhaseProfile.row_blocks) at least one per wave of resident blocks."""
         t, t_cmp = self._roofline(op, flops, nbytes)
-        return (max(t, loop * self.serial_s), t_cmp) if loop else (t, t_cmp)
+        if loop:
+            t = max(t, loop * self.serial_s)
+        if blocks and self.resident:
+            t = max(t, -(-blocks // self.resident) * self.block_s)
+        return t, t_cmp
+
+    def key_seconds(self, phase: PhaseProfile, key: tuple[str, int, int]) -> tuple[float, float]:
+        """`seconds` of one call of a phase's event `key`, with the phase's loop and block records for it."""
+        return self.seconds(*key, phase.serial.get(key, 0), phase.row_blocks.get(key, 0))
 
     def _roofline(self, op: str, flops: float, nbytes: float) -> tuple[float, float]:
         """The op on the roofline: its compute and memory time, the longer of the two."""
@@ -200,8 +210,8 @@ def phase_seconds(phase: PhaseProfile | None, device: Device, eff: Efficiency, p
     clock = OpClock(device, eff, precision, byte_scale)
     total = busy = 0.0
     for key, calls in phase.events.items():
-        op, flops, nbytes = key
-        t, t_cmp = clock.seconds(op, flops, nbytes, phase.serial.get(key, 0))
+        flops = key[1]
+        t, t_cmp = clock.key_seconds(phase, key)
         if flops:
             busy += calls * t_cmp
         total += calls * (t + clock.overhead)
@@ -212,6 +222,30 @@ def serial_iteration_seconds(device: Device) -> float:
     """One iteration of a kernel whose threads loop over the batch and the channels (counting/serial.py): one
     global-memory round trip (efficiency.toml [serial]); 0 where the rule does not apply."""
     return float(factors()["serial"]["iteration_ns"]) * 1e-9 if applies(device) else 0.0
+
+
+def resident_row_blocks(device: Device) -> tuple[int, float]:
+    """(thread blocks of a block-per-row norm kernel resident on the whole device at once, the round-trip time
+    each waits: efficiency.toml [row_blocks]); (0, 0.0) where the rule does not apply (no SM count or resident
+    threads in the catalog, not an NVIDIA GPU, or a calibrated profile)."""
+    if device.vendor != "nvidia" or not applies(device) or not device.sm_count or not device.threads_per_sm:
+        return 0, 0.0
+    table = factors()["row_blocks"]
+    per_sm = device.threads_per_sm // int(table["threads_per_block"])
+    return device.sm_count * per_sm, float(table["round_trips"]) * serial_iteration_seconds(device)
+
+
+def row_block_seconds(phase: PhaseProfile | None, device: Device, eff: Efficiency, precision: str) -> float:
+    """Seconds a phase's block-per-row norm calls take beyond their roofline time, all calls together (what the
+    floor adds; 0 where it does not bind)."""
+    if phase is None or not phase.row_blocks:
+        return 0.0
+    clock = OpClock(device, eff, precision)
+    extra = 0.0
+    for key in phase.row_blocks:
+        t = clock.key_seconds(phase, key)[0]
+        extra += phase.events.get(key, 0) * (t - clock.seconds(*key, phase.serial.get(key, 0))[0])
+    return extra
 
 
 def serial_seconds(phase: PhaseProfile | None, device: Device) -> float:

@@ -44,6 +44,10 @@ class Device:
     source: str = ""
     source_date: str | None = None
     notes: str = ""
+    # streaming multiprocessors and resident threads per SM (NVIDIA GPUs): how many thread blocks run at once
+    # (estimate/timing.py, kernels that give each row its own block); None where the catalog does not say
+    sm_count: int | None = None
+    threads_per_sm: int | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
     def peak_flops(self, fmt: str) -> float:
@@ -78,6 +82,7 @@ _RANGES = {"memory_bytes": (0.0, 2.0**50), "memory_bandwidth_gb_s": (0.0, 1e6), 
 _POSITIVE = ("memory_bytes", "memory_bandwidth_gb_s", "optimizer_gb_s", "system_efficiency")
 
 _REQUIRED = ("id", "memory_bytes", "memory_bandwidth_gb_s")
+_COUNTS = {"sm_count": (1, 100_000), "threads_per_sm": (32, 100_000)}  # integer figures, where given
 
 
 def _device(entry: dict[str, Any], where: str) -> Device:
@@ -114,6 +119,11 @@ def _device(entry: dict[str, Any], where: str) -> Device:
     if not isinstance(rates, dict) or any(within(r, 0.0, 1e6, open_low=True) is None for r in rates.values()):
         raise ConfigError(f"{where}: device {known['id']!r}: op_gb_s must be a table of op = GB/s, each a finite "
                           "number above 0")
+    for key, (low, high) in _COUNTS.items():
+        value = known.get(key)
+        if value is not None and (not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high):
+            raise ConfigError(f"{where}: device {known['id']!r}: {key} must be an integer from {low:,} to {high:,}, "
+                              f"got {show(value)}")
     gpn = known.get("gpus_per_node", 8)
     if not isinstance(gpn, int) or isinstance(gpn, bool) or not 1 <= gpn <= 1024:
         raise ConfigError(f"{where}: device {known['id']!r}: gpus_per_node must be an integer from 1 to 1024, "
