@@ -365,6 +365,37 @@ def probe_grouped(batch: int, channels: int, groups: int, side: int, dtype: torc
     return run
 
 
+def probe_layer_norm(rows: int, width: int, dtype: torch.dtype) -> Callable[[], dict[str, Any]]:
+    """One layer norm over `rows` rows of `width` elements, forward: PyTorch's block-per-row kernel, against
+    afford's floor of one memory round trip per wave of resident blocks (efficiency.toml [row_blocks])."""
+    def run() -> dict[str, Any]:
+        n = 1024 if SMOKE else rows
+        x = torch.randn(n, width, device=DEVICE, dtype=dtype)
+        w, b = torch.ones(width, device=DEVICE, dtype=dtype), torch.zeros(width, device=DEVICE, dtype=dtype)
+        with torch.inference_mode():
+            t, _ = block_seconds(lambda: torch.nn.functional.layer_norm(x, (width,), w, b),
+                                 1 if SMOKE else 3, 2 if SMOKE else 20)
+        return {"seconds": t, "rows_run": n, "ns_per_row": 1e9 * t / n}
+    return run
+
+
+def probe_conv3d(batch: int, width: int, side: int, dtype: torch.dtype,
+                 channels_last: bool) -> Callable[[], dict[str, Any]]:
+    """Lambda layers' position-lambda convolution (timm LambdaLayer, r = 9): Conv3d(1, 16, (9, 9, 1)) over
+    (batch, 1, side, side, width), forward, with the FLOP/s it reaches. timm's RTX PRO 6000 table implies 0.70-0.72
+    TFLOP/s for it in eager fp16 (docs/validation.md, the lambda rows); afford prices it at the dense rate."""
+    def run() -> dict[str, Any]:
+        b = 2 if SMOKE else batch
+        fmt = torch.channels_last_3d if channels_last else torch.contiguous_format
+        conv = torch.nn.Conv3d(1, 16, (9, 9, 1), padding=(4, 4, 0), bias=False).to(DEVICE, dtype).to(memory_format=fmt)
+        x = torch.randn(b, 1, side, side, width, device=DEVICE, dtype=dtype).contiguous(memory_format=fmt)
+        with torch.inference_mode():
+            t, _ = block_seconds(lambda: conv(x), 1 if SMOKE else 3, 2 if SMOKE else 20)
+        flops = 2 * b * 16 * 81 * side * side * width
+        return {"seconds": t, "tflops": flops / t / 1e12, "batch_run": b}
+    return run
+
+
 def probe_model(name: str, batch: int, dtype: torch.dtype, autocast: bool, channels_last: bool = False,
                 fast_norm: bool = False) -> Callable[[], dict[str, Any]]:
     """Eval-mode throughput of a vision model as timm's benchmark runs it (autocast fp16 with fp32 weights, or
@@ -427,7 +458,8 @@ def probes(rec: Recorder) -> None:
     (the timm table's GroupNorm rows), efficientformerv2 and lambda end to end, LayerNorm2d over few channels and an
     RmsNorm ViT with and without fast-norm, ResNet-50's kernel durations and names (which cuDNN kernels 16-bit NCHW
     takes on this GPU), test_efficientnet_ln's and lambda_resnet26t's (its Conv3d over one input channel and its
-    batched 1 x K matmuls), and ResNeXt's grouped 3x3 convolutions in TF32, fp32 and fp16 against a dense one."""
+    batched 1 x K matmuls), ResNeXt's grouped 3x3 convolutions in TF32, fp32 and fp16 against a dense one, layer
+    norms over 16-768 element rows (efficiency.toml [row_blocks]) and the lambda layers' Conv3d alone."""
     for planes, side, dtype, cl in ((2048 * 1024, 7, torch.float32, False), (256 * 1024, 7, torch.float32, False),
                                     (2048 * 1024, 7, torch.float32, True), (64 * 1024, 16, torch.float16, False)):
         rec.case({"kind": "probe", "probe": "upsample_bilinear2d", "planes": planes, "side": side,
@@ -445,6 +477,12 @@ def probes(rec: Recorder) -> None:
         rec.case({"kind": "probe", "probe": "grouped_conv", "batch": 64, "channels": channels, "groups": groups,
                   "side": 56, "dtype": str(dtype).split(".")[1], "tf32": tf32, "channels_last": cl},
                  probe_grouped(64, channels, groups, 56, dtype, tf32, cl))
+    for rows, width in ((13_107_200, 16), (13_107_200, 24), (3_276_800, 64), (819_200, 128), (409_600, 768)):
+        rec.case({"kind": "probe", "probe": "layer_norm", "rows": rows, "width": width, "dtype": "float16"},
+                 probe_layer_norm(rows, width, torch.float16))
+    for dtype, cl in ((torch.float16, False), (torch.float16, True), (torch.float32, False)):
+        rec.case({"kind": "probe", "probe": "conv3d_lambda", "batch": 256, "width": 64, "side": 16,
+                  "dtype": str(dtype).split(".")[1], "channels_last": cl}, probe_conv3d(256, 64, 16, dtype, cl))
     for name, batch, kw in (("torchvision:resnet50", 256, {}), ("torchvision:resnet50", 256, {"channels_last": True}),
                             ("timm:resnet50_gn", 256, {}), ("timm:resnet50_gn", 256, {"fast_norm": True}),
                             ("timm:convnext_tiny", 256, {}), ("timm:convnext_tiny", 256, {"fast_norm": True}),

@@ -140,6 +140,19 @@ def depthwise_seconds(row: dict[str, Any], hardware: str) -> float:
     return float(d["time"]["infer_batch_breakdown"]["gpu_seconds"])
 
 
+def layer_norm_seconds(row: dict[str, Any], hardware: str) -> float:
+    """afford's GPU time of the probe's layer norm (the traced op on the catalog device: its bytes, or the floor of
+    its block-per-row kernel, efficiency.toml [row_blocks]; no host time)."""
+    import torch
+
+    import afford
+
+    n, width = int(row["rows_run"]), int(row["width"])
+    d = afford.assess(torch.nn.LayerNorm(width), example_inputs=(torch.zeros(n, width, device="meta"),), batch_size=n,
+                      infer_samples=n, forward_only=True, precision="fp16", hardware=hardware).to_dict()
+    return float(d["time"]["infer_batch_breakdown"]["gpu_seconds"])
+
+
 def probes(rows: list[dict[str, Any]], hardware: str = "h200") -> list[str]:
     """The kernel probes (bench/gpu_check.py `probe`): the serial upsampling rule against its measured per-plane
     time, depthwise convolutions against afford's GPU time for them, and the other probes' measured figures, shown
@@ -175,6 +188,16 @@ def probes(rows: list[dict[str, Any]], hardware: str = "h200") -> list[str]:
                        f"{r['channels']}, {r['side']}, {r['side']}), {how} | forward {r['forward_tflops']:,.1f} "
                        f"TFLOP/s, forward + backward {r['train_tflops']:,.1f} TFLOP/s | measured only (the grouped "
                        "rate afford lacks) |")
+        elif r["probe"] == "layer_norm":
+            t = layer_norm_seconds(r, hardware)
+            out.append(f"| layer norm, {r['rows_run']:,} rows of {r['width']}, {r['dtype']} | "
+                       f"{r['seconds'] * 1e3:,.3f} ms = {r['ns_per_row']:.2f} ns a row | afford: {t * 1e3:,.3f} ms "
+                       f"({t / r['seconds'] - 1:+.0%}) |")
+        elif r["probe"] == "conv3d_lambda":
+            out.append(f"| lambda Conv3d(1, 16, (9, 9, 1)), ({r['batch_run']}, 1, {r['side']}, {r['side']}, "
+                       f"{r['width']}), {r['dtype']}{', channels_last_3d' if r['channels_last'] else ''} | "
+                       f"{r['seconds'] * 1e3:,.3f} ms = {r['tflops']:,.2f} TFLOP/s | measured only (timm's RTX PRO "
+                       "6000 table implies 0.70-0.72 TFLOP/s) |")
         elif r["probe"] == "kernels":
             p10, p50, p90 = r["kernel_us_p10_p50_p90"] or [0, 0, 0]
             out.append(f"| {r['model'].split(':', 1)[1]} batch {r['batch']} fp16 kernels | {r['kernels']} kernels, "
