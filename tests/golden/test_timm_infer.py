@@ -86,3 +86,18 @@ def test_fast_norm_reading_of_the_norm_rows(model: str) -> None:
                       precision="fp16-mixed", hardware=HARDWARE, model_options={"reparam": True, "fast_norm": True})
     ratio = a.to_dict()["time"]["infer_samples_per_second"] / float(row["infer_samples_per_sec"])
     assert abs(ratio - 1) <= 0.30, ratio
+
+
+def test_layernorm2d_over_few_channels_is_priced_at_its_block_per_row_floor() -> None:
+    """test_efficientnet_ln under timm's fast-norm: its LayerNorm2d normalises 13 M rows of 16 and 24 channels per
+    call at 80 x 80, and PyTorch's kernel gives every row its own thread block (counting/rowblocks.py,
+    efficiency.toml [row_blocks], derived from a published memory latency and the catalog's SM counts, not from this
+    table). Priced by bytes alone the row was 2.02x too fast; the floor, a lower bound, brings it to +83 %
+    (tolerance: the issue's 2x; the rest of the miss is not modelled, docs/validation.md)."""
+    row = _row("test_efficientnet_ln", 160)
+    batch = int(row["infer_batch_size"])
+    a = afford.assess("timm:test_efficientnet_ln", image_size=160, batch_size=batch, infer_samples=batch,
+                      precision="fp16-mixed", hardware=HARDWARE, model_options={"reparam": True, "fast_norm": True})
+    assert sorted(a.trace.infer.row_blocks.values())[-2:] == [batch * 80 * 80] * 2  # the two 80 x 80 calls
+    ratio = a.to_dict()["time"]["infer_samples_per_second"] / float(row["infer_samples_per_sec"])
+    assert 1.0 < ratio <= 2.0, ratio
