@@ -302,18 +302,20 @@ def estimate(a: Assessment, req: HardwareRequest) -> Estimate:
                        "host_bound": infer_ov.host_s > gpu_s}
     if infer_breakdown["host_bound"] and req.mfu is None and (a.workload.infer_samples or gen is not None):
         notes.append(_host_note("inference batches", rt, infer_ov.host_s, infer_ov.ops))
-    serial_s = timing.serial_seconds(as_run(t.infer, rt), dev) / base.system if gen is None else 0.0
-    if serial_s > 0.2 * gpu_s and req.mfu is None:
-        notes.append(f"eager NCHW bilinear/bicubic upsampling takes {serial_s * 1e3:,.1f} ms of the inference batch's "
-                     f"{gpu_s * 1e3:,.1f} ms on the GPU: PyTorch's kernel loops over batch x channels in each thread "
-                     f"(docs/methodology.md); channels_last inputs (bilinear, 16+ channels) or {flag('runtime')} "
-                     "compiled avoid it")
-    rows_s = timing.row_block_seconds(as_run(t.infer, rt), dev, base, infer_prec) / base.system if gen is None else 0.0
-    if rows_s > 0.2 * gpu_s and req.mfu is None:
-        notes.append(f"PyTorch's layer/RMS norm kernel gives every row its own thread block: over short rows (few "
-                     f"channels) those blocks add {rows_s * 1e3:,.1f} ms to the inference batch's "
-                     f"{gpu_s * 1e3:,.1f} ms on the GPU (docs/methodology.md); {flag('runtime')} compiled normalises "
-                     "several rows per block")
+    if gen is None and req.mfu is None:  # kernels whose time is a latency, not bytes, when they set the batch
+        run = as_run(t.infer, rt)
+        serial_s = timing.serial_seconds(run, dev) / base.system
+        if serial_s > 0.2 * gpu_s:
+            notes.append(f"eager NCHW bilinear/bicubic upsampling takes {serial_s * 1e3:,.1f} ms of the inference "
+                         f"batch's {gpu_s * 1e3:,.1f} ms on the GPU: PyTorch's kernel loops over batch x channels in "
+                         f"each thread (docs/methodology.md); channels_last inputs (bilinear, 16+ channels) or "
+                         f"{flag('runtime')} compiled avoid it")
+        rows_s = timing.row_block_seconds(run, dev, base, infer_prec) / base.system
+        if rows_s > 0.2 * gpu_s:
+            notes.append(f"PyTorch's layer/RMS norm kernel gives every row its own thread block: over short rows "
+                         f"(few channels) those blocks add {rows_s * 1e3:,.1f} ms to the inference batch's "
+                         f"{gpu_s * 1e3:,.1f} ms on the GPU (docs/methodology.md); {flag('runtime')} compiled "
+                         "normalises several rows per block")
     if req.mfu is not None:
         t_batch = (a.flops_per_request if gen is not None else a.forward_flops) * b / (infer_peak * req.mfu)
     infer_samples = a.workload.infer_samples or 0

@@ -176,11 +176,12 @@ class OpClock:
         memory round trip per iteration, and one that gives each of `blocks` rows its own thread block
         (PhaseProfile.row_blocks) at least one per wave of resident blocks."""
         t, t_cmp = self._roofline(op, flops, nbytes)
-        if loop:
-            t = max(t, loop * self.serial_s)
-        if blocks and self.resident:
-            t = max(t, -(-blocks // self.resident) * self.block_s)
-        return t, t_cmp
+        return max(t, loop * self.serial_s, self.row_floor(blocks)), t_cmp
+
+    def row_floor(self, blocks: int) -> float:
+        """Least time of a kernel that gives each of `blocks` rows its own thread block: one round trip per wave of
+        resident blocks (0 where the rule does not apply)."""
+        return -(-blocks // self.resident) * self.block_s if blocks and self.resident else 0.0
 
     def key_seconds(self, phase: PhaseProfile, key: tuple[str, int, int]) -> tuple[float, float]:
         """`seconds` of one call of a phase's event `key`, with the phase's loop and block records for it."""
@@ -242,9 +243,9 @@ def row_block_seconds(phase: PhaseProfile | None, device: Device, eff: Efficienc
         return 0.0
     clock = OpClock(device, eff, precision)
     extra = 0.0
-    for key in phase.row_blocks:
-        t = clock.key_seconds(phase, key)[0]
-        extra += phase.events.get(key, 0) * (t - clock.seconds(*key, phase.serial.get(key, 0))[0])
+    for key, blocks in phase.row_blocks.items():
+        bare = clock.seconds(*key, phase.serial.get(key, 0))[0]
+        extra += phase.events.get(key, 0) * max(0.0, clock.row_floor(blocks) - bare)
     return extra
 
 
